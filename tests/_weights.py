@@ -1,0 +1,57 @@
+"""Weights files written by the tests: a random VGG16 (no top) in both formats."""
+
+import h5py
+import numpy as np
+
+
+def random_vgg16_notop(seed, input_size=32):
+    """A Keras VGG16 without top, with weights drawn from ``seed``."""
+    import keras
+
+    model = keras.applications.VGG16(
+        include_top=False, weights=None, input_shape=(input_size, input_size, 3)
+    )
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if layer.weights:
+            kernel, bias = layer.get_weights()
+            scale = np.sqrt(2.0 / np.prod(kernel.shape[:-1]))
+            layer.set_weights(
+                [
+                    rng.normal(0, scale, kernel.shape).astype("float32"),
+                    rng.normal(0, 0.01, bias.shape).astype("float32"),
+                ]
+            )
+    return model
+
+
+def write_keras3_weights(model, path):
+    """``model.save_weights``: Keras 3's ``.weights.h5`` format."""
+    model.save_weights(path)
+    return path
+
+
+def write_legacy_h5_weights(model, path):
+    """The legacy Keras weights layout, as in Keras's own ImageNet files.
+
+    Root attribute ``layer_names``; one group per layer with a
+    ``weight_names`` attribute naming its datasets.
+    """
+    with h5py.File(path, "w") as file:
+        names = [layer.name for layer in model.layers]
+        file.attrs["layer_names"] = [name.encode() for name in names]
+        file.attrs["backend"] = b"tensorflow"
+        file.attrs["keras_version"] = b"2.2.4"
+        for layer in model.layers:
+            group = file.create_group(layer.name)
+            weight_names = []
+            if layer.weights:
+                kernel, bias = layer.get_weights()
+                for name, value in (
+                    (f"{layer.name}_W_1:0", kernel),
+                    (f"{layer.name}_b_1:0", bias),
+                ):
+                    group.create_dataset(name, data=value)
+                    weight_names.append(name.encode())
+            group.attrs["weight_names"] = weight_names
+    return path

@@ -1,0 +1,347 @@
+"""The truncated VGG16 that turns images into feature vectors.
+
+A backbone is described by a :class:`BackboneConfig` (weights, cut layer,
+pooling, input size, precision). :func:`get_backbone` builds the Keras model
+for a configuration once per process and keeps it, so estimators never pickle
+a Keras model: they keep the configuration and ask for the backbone again.
+
+Weights
+-------
+``"imagenet"``
+    Keras's VGG16 ImageNet weights without the fully connected top
+    (``vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5``, 58,889,256 bytes).
+    The file is looked up in Keras's cache folder (``$KERAS_HOME/models`` or
+    ``~/.keras/models``, where ``keras.applications.VGG16`` keeps it too) and
+    downloaded there when missing; its SHA-256 is verified before use.
+    Offline and not cached, :class:`WeightsUnavailableError` says at once which
+    file is missing and where to put it.
+a path
+    A weights file for VGG16 without top: Keras 3 ``.weights.h5`` written by
+    ``model.save_weights``, or a legacy Keras ``.h5`` weights file such as the
+    ImageNet one.
+``None``
+    Random initialisation, identical in every process (Glorot uniform drawn
+    from a fixed seed): for tests and as a lower bound on what the pretrained
+    weights bring.
+
+The :attr:`Backbone.fingerprint` records everything that changes the output:
+the SHA-256 of the weights file, the layer, the pooling, the input size and
+the precision. The feature cache files vectors under it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import threading
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "LAYERS",
+    "POOLINGS",
+    "PRECISIONS",
+    "IMAGENET_WEIGHTS_FILE",
+    "IMAGENET_WEIGHTS_URL",
+    "MIN_INPUT_SIZE",
+    "Backbone",
+    "BackboneConfig",
+    "WeightsUnavailableError",
+    "WeightsMismatchError",
+    "get_backbone",
+    "imagenet_weights_path",
+]
+
+# The layers a user may cut VGG16 at: every conv and pooling layer of blocks
+# 3-5. Earlier layers give low-level edges, rarely worth a classifier.
+LAYERS = tuple(
+    f"block{block}_{kind}"
+    for block in (3, 4, 5)
+    for kind in ("conv1", "conv2", "conv3", "pool")
+)
+POOLINGS = ("avg", "max", "flatten")
+PRECISIONS = ("float32",)
+MIN_INPUT_SIZE = 32  # five 2x2 poolings leave 1x1 at 32 px
+
+IMAGENET_WEIGHTS_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+IMAGENET_WEIGHTS_URL = (
+    "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
+    + IMAGENET_WEIGHTS_FILE
+)
+IMAGENET_WEIGHTS_SIZE = 58_889_256
+# Keras itself pins the MD5 6d6bbae143d832006294945121d1f1fc for this file;
+# tlsk pins its SHA-256, as published for the same 58,889,256 bytes elsewhere.
+IMAGENET_WEIGHTS_SHA256 = (
+    "bfe5187d0a272bed55ba430631598124cff8e880b98d38c9e56c8d66032abdc1"
+)
+
+# Seed of the weights=None initialisation; part of the fingerprint.
+RANDOM_INIT_SEED = 0
+_DOWNLOAD_TIMEOUT_SECONDS = 30
+
+
+class WeightsUnavailableError(FileNotFoundError):
+    """The ImageNet weights are neither cached nor downloadable."""
+
+
+class WeightsMismatchError(ValueError):
+    """A weights file whose checksum or layout is not what was expected."""
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    """Everything that decides the backbone's output.
+
+    ``weights`` is ``"imagenet"``, ``None`` or an absolute path (str).
+    """
+
+    weights: str | None = "imagenet"
+    layer: str = "block5_pool"
+    pooling: str = "avg"
+    input_size: int = 224
+    precision: str = "float32"
+
+
+class Backbone:
+    """A built, truncated VGG16 for one :class:`BackboneConfig`.
+
+    Obtain it with :func:`get_backbone`; do not pickle it.
+    """
+
+    def __init__(self, config, model, weights_sha256):
+        self.config = config
+        self.model = model
+        self.output_dim = int(model.output_shape[-1])
+        self.fingerprint = {
+            "model": "vgg16",
+            "weights_sha256": weights_sha256,
+            "layer": config.layer,
+            "pooling": config.pooling,
+            "input_size": config.input_size,
+            "precision": config.precision,
+        }
+        # Keras models are not safe to call from several threads at once.
+        self._lock = threading.Lock()
+
+    def predict(self, batch):
+        """Return float32 features ``(n, output_dim)`` of a preprocessed batch."""
+        with self._lock:
+            out = self.model.predict_on_batch(np.asarray(batch, dtype=np.float32))
+        return np.asarray(out, dtype=np.float32)
+
+    def __reduce__(self):
+        raise TypeError(
+            "a tlsk Backbone holds a Keras model and is not pickled; keep its "
+            "BackboneConfig and call tlsk.backbone.get_backbone(config) instead"
+        )
+
+
+_BACKBONES: dict[BackboneConfig, Backbone] = {}
+_BACKBONES_LOCK = threading.Lock()
+_FILE_SHA256: dict[tuple, str] = {}
+
+
+def get_backbone(config):
+    """Return the backbone for ``config``, building it on first use.
+
+    Examples
+    --------
+    >>> from tlsk.backbone import BackboneConfig, get_backbone
+    >>> backbone = get_backbone(BackboneConfig(weights=None, input_size=32))
+    >>> backbone.output_dim
+    512
+    >>> backbone is get_backbone(BackboneConfig(weights=None, input_size=32))
+    True
+    """
+    with _BACKBONES_LOCK:
+        path, weights_sha256 = _weights_file(config.weights)
+        backbone = _BACKBONES.get(config)
+        # A weights file replaced since the build must not serve stale features.
+        if backbone is None or backbone.fingerprint["weights_sha256"] != weights_sha256:
+            backbone = _build(config, path, weights_sha256)
+            _BACKBONES[config] = backbone
+        return backbone
+
+
+def clear_backbones():
+    """Forget every built backbone (frees their memory at the next collection)."""
+    with _BACKBONES_LOCK:
+        _BACKBONES.clear()
+
+
+def _weights_file(weights):
+    """``(path, sha256)`` of the weights to load; ``(None, seed tag)`` for None."""
+    if weights is None:
+        return None, f"random-glorot-uniform-seed-{RANDOM_INIT_SEED}"
+    path = imagenet_weights_path() if weights == "imagenet" else weights
+    return path, file_sha256(path)
+
+
+def _build(config, path, weights_sha256):
+    import keras
+
+    base = keras.applications.VGG16(
+        include_top=False,
+        weights=None,
+        input_shape=(config.input_size, config.input_size, 3),
+    )
+    if path is None:
+        _initialise_randomly(base)
+    else:
+        _load_weights(base, path)
+
+    features = base.get_layer(config.layer).output
+    if config.pooling == "avg":
+        features = keras.layers.GlobalAveragePooling2D(name="avg_pool")(features)
+    elif config.pooling == "max":
+        features = keras.layers.GlobalMaxPooling2D(name="max_pool")(features)
+    else:
+        features = keras.layers.Flatten(name="flatten")(features)
+    model = keras.Model(base.input, features, name=f"vgg16_{config.layer}")
+    return Backbone(config, model, weights_sha256)
+
+
+def _initialise_randomly(model):
+    """Glorot-uniform kernels and zero biases from a fixed seed.
+
+    Keras's own initialisers draw from a global seed, so two processes would
+    build different "random" VGG16s; this one is the same everywhere.
+    """
+    rng = np.random.default_rng(RANDOM_INIT_SEED)
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        kernel, bias = layer.get_weights()
+        receptive = int(np.prod(kernel.shape[:-2]))
+        fan_in, fan_out = receptive * kernel.shape[-2], receptive * kernel.shape[-1]
+        limit = np.sqrt(6.0 / (fan_in + fan_out))
+        kernel = rng.uniform(-limit, limit, size=kernel.shape).astype(np.float32)
+        layer.set_weights([kernel, np.zeros_like(bias)])
+
+
+def _load_weights(model, path):
+    try:
+        model.load_weights(path)
+    except Exception as err:  # Keras raises several types for a bad file
+        raise WeightsMismatchError(
+            f"cannot load VGG16 weights from {path!r}: {err}. Expected weights "
+            "of VGG16 without its top (include_top=False), as a Keras "
+            "'.weights.h5' file or a legacy '.h5' weights file"
+        ) from err
+
+
+def file_sha256(path):
+    """SHA-256 hex digest of a file, remembered per (path, size, mtime)."""
+    stat = os.stat(path)
+    memo_key = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
+    digest = _FILE_SHA256.get(memo_key)
+    if digest is None:
+        sha = hashlib.sha256()
+        with open(path, "rb") as file:
+            for chunk in iter(lambda: file.read(1 << 20), b""):
+                sha.update(chunk)
+        digest = _FILE_SHA256[memo_key] = sha.hexdigest()
+    return digest
+
+
+def keras_cache_dir():
+    """The folder where Keras keeps downloaded models (``<KERAS_HOME>/models``).
+
+    The same rule as ``keras.utils.get_file``: ``$KERAS_HOME`` or ``~/.keras``,
+    or ``/tmp/.keras`` when that is not writable.
+    """
+    base = os.path.expanduser(os.environ.get("KERAS_HOME", os.path.join("~", ".keras")))
+    if os.path.isdir(base) and not os.access(base, os.W_OK):
+        base = os.path.join(tempfile.gettempdir(), ".keras")
+    return os.path.join(base, "models")
+
+
+def imagenet_weights_path(download=True):
+    """Path of the verified VGG16 ImageNet weights (no top), fetching them if needed.
+
+    Raises
+    ------
+    WeightsUnavailableError
+        The file is not in Keras's cache and cannot be downloaded.
+    WeightsMismatchError
+        The cached or downloaded file does not have the pinned checksum.
+    """
+    path = os.path.join(keras_cache_dir(), IMAGENET_WEIGHTS_FILE)
+    if not os.path.exists(path):
+        if not download:
+            raise WeightsUnavailableError(_missing_weights_message(path, None))
+        _download(IMAGENET_WEIGHTS_URL, path)
+    _verify_imagenet_weights(path)
+    return path
+
+
+def _verify_imagenet_weights(path):
+    size = os.path.getsize(path)
+    if size != IMAGENET_WEIGHTS_SIZE or file_sha256(path) != IMAGENET_WEIGHTS_SHA256:
+        raise WeightsMismatchError(
+            f"the VGG16 ImageNet weights file {path!r} is damaged or not the "
+            f"expected file ({size} bytes, expected {IMAGENET_WEIGHTS_SIZE} "
+            f"bytes with SHA-256 {IMAGENET_WEIGHTS_SHA256}); delete it and let "
+            f"tlsk download it again from {IMAGENET_WEIGHTS_URL}"
+        )
+
+
+def _download(url, path):
+    """Fetch ``url`` into ``path`` through a temporary file in the same folder."""
+    folder = os.path.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            with urllib.request.urlopen(url, timeout=_DOWNLOAD_TIMEOUT_SECONDS) as src:
+                shutil.copyfileobj(src, out, 1 << 20)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except (urllib.error.URLError, OSError) as err:
+        raise WeightsUnavailableError(_missing_weights_message(path, err)) from err
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _missing_weights_message(path, err):
+    reason = f" and could not be downloaded ({err})" if err is not None else ""
+    return (
+        f"VGG16 ImageNet weights are not in Keras's cache at {path!r}{reason}. "
+        f"Download {IMAGENET_WEIGHTS_URL} on a machine with network access and "
+        f"copy it to {path!r}, or pass weights='/path/to/{IMAGENET_WEIGHTS_FILE}'"
+        ", or weights=None for a random initialisation"
+    )
+
+
+def resolve_weights(weights):
+    """Validate the ``weights`` parameter; return "imagenet", None or an abs path.
+
+    Raises ``ValueError`` naming the parameter for anything else.
+    """
+    if weights is None or (isinstance(weights, str) and weights == "imagenet"):
+        return weights
+    if isinstance(weights, (str, os.PathLike)):
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise ValueError(
+                "weights must be 'imagenet', None or the path of an existing "
+                f"weights file; received {os.fspath(weights)!r}, which is not a file"
+            )
+        if not path.name.endswith(".h5"):
+            raise ValueError(
+                "weights file must be a Keras '.weights.h5' or legacy '.h5' file; "
+                f"received {os.fspath(weights)!r}"
+            )
+        return str(path.resolve())
+    raise ValueError(
+        "weights must be 'imagenet', None or the path of a weights file; "
+        f"received {weights!r}"
+    )
