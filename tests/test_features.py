@@ -1,0 +1,385 @@
+"""VGG16FeatureExtractor: inputs, scikit-learn behaviour, caching, persistence."""
+
+import hashlib
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+from PIL import Image
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.svm import SVC
+
+from tests._datasets import coloured_images, write_image_folder
+from tlsk import FeatureCache, ImageError, VGG16FeatureExtractor
+from tlsk.backbone import Backbone
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny(**params):
+    """The extractor on a random 32 px VGG16: fast and the same everywhere."""
+    return VGG16FeatureExtractor(
+        **{"weights": None, "input_size": 32, "batch_size": 8, **params}
+    )
+
+
+@pytest.fixture(scope="module")
+def images():
+    return coloured_images(4, size=32)[0]
+
+
+@pytest.fixture
+def count_predictions(monkeypatch):
+    """Count the images that go through VGG16 in this process."""
+    calls = {"images": 0}
+    original = Backbone.predict
+
+    def counting(self, batch):
+        calls["images"] += len(batch)
+        return original(self, batch)
+
+    monkeypatch.setattr(Backbone, "predict", counting)
+    return calls
+
+
+# -- input kinds ------------------------------------------------------------
+
+
+def test_array_batch_gives_float32_rows_in_input_order(images):
+    extractor = tiny().fit()
+    features = extractor.transform(images)
+    assert features.shape == (len(images), 512) and features.dtype == np.float32
+    np.testing.assert_allclose(
+        extractor.transform(images[::-1]), features[::-1], rtol=1e-5, atol=1e-6
+    )
+
+
+def test_paths_str_and_pathlib_equal_the_decoded_arrays(tmp_path, images):
+    paths = []
+    for i, image in enumerate(images[:4]):
+        path = tmp_path / f"img {i}.png"  # lossless, and a space in the name
+        Image.fromarray(image).save(path)
+        paths.append(path if i % 2 else str(path))
+    extractor = tiny().fit()
+    np.testing.assert_allclose(
+        extractor.transform(paths), extractor.transform(images[:4]), rtol=1e-5
+    )
+
+
+def test_grayscale_batch_equals_the_same_gray_in_rgb():
+    gray = coloured_images(1)[0][..., 0]
+    extractor = tiny().fit()
+    rgb = np.repeat(gray[..., None], 3, axis=-1)
+    np.testing.assert_allclose(
+        extractor.transform(gray), extractor.transform(rgb), rtol=1e-5
+    )
+
+
+def test_list_of_arrays_of_different_sizes_is_resized(images):
+    mixed = [np.asarray(Image.fromarray(images[0]).resize((50, 40))), images[1]]
+    features = tiny().fit().transform(mixed)
+    assert features.shape == (2, 512) and np.isfinite(features).all()
+
+
+def test_callers_float_array_is_not_modified(images):
+    floats = images.astype(np.float32)
+    before = floats.copy()
+    tiny().fit().transform(floats)
+    np.testing.assert_array_equal(floats, before)
+
+
+def test_bad_input_kind_is_named():
+    with pytest.raises(ValueError, match=r"\(10, 5\)"):
+        tiny().fit().transform(np.zeros((10, 5)))
+
+
+# -- scikit-learn behaviour --------------------------------------------------
+
+
+def test_transform_before_fit_raises_not_fitted(images):
+    with pytest.raises(NotFittedError):
+        tiny().transform(images)
+
+
+def test_fit_learns_fingerprint_and_width():
+    extractor = tiny(pooling="max").fit()
+    assert extractor.n_features_out_ == 512
+    assert extractor.fingerprint_["pooling"] == "max"
+    assert extractor.fingerprint_["input_size"] == 32
+    assert extractor.fingerprint_["weights_sha256"].startswith("random")
+
+
+def test_feature_names_out():
+    names = tiny(layer="block4_pool", pooling="avg").fit().get_feature_names_out()
+    assert len(names) == 512
+    assert names[0] == "vgg16_block4_pool_avg0" and names[-1].endswith("avg511")
+
+
+def test_clone_get_and_set_params():
+    extractor = tiny(pooling="max", cache="x.h5")
+    params = clone(extractor).get_params()
+    assert params["pooling"] == "max" and params["cache"] == "x.h5"
+    extractor.set_params(pooling="flatten")
+    assert extractor.pooling == "flatten"
+
+
+@pytest.mark.parametrize(
+    "param, value, match",
+    [
+        ("pooling", "mean", r"'pooling'.*'avg'.*Got 'mean'"),
+        ("layer", "block2_pool", r"'layer'.*Got 'block2_pool'"),
+        ("input_size", 16, r"'input_size'.*>= 32.*Got 16"),
+        ("batch_size", 0, r"'batch_size'.*Got 0"),
+        ("on_error", "skip", r"'on_error'.*Got 'skip'"),
+        ("interpolation", "cubic", r"'interpolation'.*Got 'cubic'"),
+        ("cache", 3, r"'cache'.*Got 3"),
+        ("n_jobs", 0, r"'n_jobs'.*Got 0"),
+        ("weights", "imagenett", r"weights must be 'imagenet'.*'imagenett'"),
+    ],
+)
+def test_bad_parameter_values_are_named_at_fit(param, value, match):
+    extractor = tiny(**{param: value})  # __init__ accepts anything
+    with pytest.raises(ValueError, match=match):
+        extractor.fit()
+
+
+def test_pipeline_with_logistic_regression_and_svc_learns_colours():
+    X, y = coloured_images(12)
+    X_train, X_test, y_train, y_test = train_test_split(
+        X, y, test_size=0.5, stratify=y, random_state=0
+    )
+    for classifier in (LogisticRegression(max_iter=2000), SVC()):
+        model = make_pipeline(tiny(), classifier).fit(X_train, y_train)
+        assert model.score(X_test, y_test) >= 0.8, classifier
+
+
+def test_grid_search_over_extractor_parameters(tmp_path):
+    X, y = coloured_images(6)
+    search = GridSearchCV(
+        make_pipeline(tiny(cache=str(tmp_path / "f.h5")), LogisticRegression()),
+        {"vgg16featureextractor__pooling": ["avg", "max"]},
+        cv=2,
+    ).fit(X, y)
+    assert search.best_params_["vgg16featureextractor__pooling"] in ("avg", "max")
+    fingerprints = FeatureCache(tmp_path / "f.h5").info().namespaces
+    assert sorted(ns.fingerprint["pooling"] for ns in fingerprints) == ["avg", "max"]
+
+
+def test_grid_search_n_jobs_2_computes_each_image_once(tmp_path):
+    paths, labels = write_image_folder(tmp_path / "images", 8)
+    cache = tmp_path / "features.h5"
+    search = GridSearchCV(
+        make_pipeline(tiny(cache=str(cache)), LogisticRegression(max_iter=2000)),
+        {"logisticregression__C": [0.1, 1.0, 10.0]},
+        cv=3,
+        n_jobs=2,
+    ).fit(paths, labels)
+    assert search.best_score_ > 0.5
+    (namespace,) = FeatureCache(cache).info().namespaces
+    assert namespace.entries == len(paths)
+    # Nine fits on two worker processes, yet each image went through VGG16 once.
+    assert namespace.rows_written == len(paths)
+
+
+# -- the feature cache -------------------------------------------------------
+
+
+def test_warm_cache_returns_the_stored_vectors_without_vgg16(
+    tmp_path, images, count_predictions
+):
+    extractor = tiny(cache=str(tmp_path / "f.h5")).fit()
+    cold = extractor.transform(images)
+    assert count_predictions["images"] == len(images)
+    warm = extractor.transform(images)
+    assert count_predictions["images"] == len(images)
+    np.testing.assert_array_equal(warm, cold)
+
+
+def test_cache_computes_only_the_misses(tmp_path, images, count_predictions):
+    extractor = tiny(cache=str(tmp_path / "f.h5")).fit()
+    extractor.transform(images[:5])
+    extractor.transform(images)
+    assert count_predictions["images"] == len(images)
+
+
+def test_duplicate_images_are_computed_once(tmp_path, images, count_predictions):
+    doubled = np.concatenate([images[:3], images[:3]])
+    features = tiny(cache=str(tmp_path / "f.h5")).fit().transform(doubled)
+    assert count_predictions["images"] == 3
+    np.testing.assert_array_equal(features[:3], features[3:])
+
+
+def test_cached_vectors_are_never_served_to_another_configuration(tmp_path, images):
+    cache = str(tmp_path / "f.h5")
+    avg = tiny(cache=cache).fit().transform(images)
+    maxed = tiny(cache=cache, pooling="max").fit().transform(images)
+    fresh_max = tiny(pooling="max").fit().transform(images)
+    np.testing.assert_allclose(maxed, fresh_max, rtol=1e-5)
+    assert not np.allclose(avg, maxed)
+
+
+def test_cache_hits_equal_uncached_features(tmp_path, images):
+    cached = tiny(cache=str(tmp_path / "f.h5")).fit()
+    cached.transform(images)
+    np.testing.assert_allclose(
+        cached.transform(images), tiny().fit().transform(images), rtol=1e-5
+    )
+
+
+# -- bad files ---------------------------------------------------------------
+
+
+def _folder_with_bad_file(tmp_path, images):
+    paths = []
+    for i, image in enumerate(images[:6]):
+        path = tmp_path / f"ok_{i}.png"
+        Image.fromarray(image).save(path)
+        paths.append(str(path))
+    bad = tmp_path / "broken.jpg"
+    bad.write_text("not an image")
+    paths.insert(4, str(bad))
+    return paths, str(bad)
+
+
+def test_bad_file_raises_naming_it_and_keeps_finished_batches(tmp_path, images):
+    paths, bad = _folder_with_bad_file(tmp_path, images)
+    cache = tmp_path / "f.h5"
+    with pytest.raises(ImageError, match="broken.jpg"):
+        tiny(cache=str(cache), batch_size=2).fit().transform(paths)
+    (namespace,) = FeatureCache(cache).info().namespaces
+    assert namespace.entries >= 4  # the two batches before the bad file
+
+
+def test_on_error_nan_gives_a_nan_row_and_a_warning_naming_the_file(tmp_path, images):
+    paths, bad = _folder_with_bad_file(tmp_path, images)
+    with pytest.warns(UserWarning, match="broken.jpg"):
+        features = tiny(on_error="nan").fit().transform(paths)
+    assert np.isnan(features[4]).all()
+    assert np.isfinite(np.delete(features, 4, axis=0)).all()
+
+
+def test_verbose_shows_a_progress_bar_on_stderr(images, capsys):
+    tiny(verbose=1).fit().transform(images)
+    assert "VGG16 features" in capsys.readouterr().err
+
+
+def test_silent_by_default(images, capsys):
+    tiny().fit().transform(images)
+    assert capsys.readouterr().err == ""
+
+
+# -- persistence and processes -----------------------------------------------
+
+
+def _run_python(code, **kwargs):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        **kwargs,
+    )
+
+
+def test_joblib_round_trip_in_a_fresh_process(tmp_path):
+    paths, labels = write_image_folder(tmp_path / "images", 5)
+    model = make_pipeline(tiny(), LogisticRegression(max_iter=2000)).fit(paths, labels)
+    joblib.dump(model, tmp_path / "model.joblib")
+    assert len(pickle.dumps(model)) < 100_000, "no Keras model in the pickle"
+    result = _run_python(
+        f"""
+        import joblib, numpy as np
+        model = joblib.load({str(tmp_path / "model.joblib")!r})
+        paths = {paths!r}
+        np.save({str(tmp_path / "features.npy")!r}, model[0].transform(paths))
+        np.save({str(tmp_path / "proba.npy")!r}, model.predict_proba(paths))
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    np.testing.assert_array_equal(
+        np.load(tmp_path / "features.npy"), model[0].transform(paths)
+    )
+    np.testing.assert_array_equal(
+        np.load(tmp_path / "proba.npy"), model.predict_proba(paths)
+    )
+
+
+_EXTRACT_SCRIPT = """
+import sys
+from tlsk import VGG16FeatureExtractor
+paths = sys.argv[2:]
+VGG16FeatureExtractor(
+    weights=None, input_size=32, batch_size=2, cache=sys.argv[1]
+).fit().transform(paths)
+print("done", flush=True)
+"""
+
+
+def _extract_in_subprocess(cache, paths):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.Popen(
+        [sys.executable, "-c", _EXTRACT_SCRIPT, str(cache), *paths],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_sigkill_during_extraction_keeps_finished_batches(tmp_path):
+    paths, _ = write_image_folder(tmp_path / "images", 20)
+    cache = tmp_path / "f.h5"
+    child = _extract_in_subprocess(cache, paths)
+    parts = Path(str(cache) + ".parts")
+    deadline = time.monotonic() + 120
+    while not (parts.is_dir() and any(parts.glob("*.h5"))):
+        assert child.poll() is None, child.stderr.read()
+        assert time.monotonic() < deadline, "no batch was stored in time"
+        time.sleep(0.05)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert FeatureCache(cache).verify() == []
+    expected = tiny().fit().transform(paths)
+    found, vectors = FeatureCache(cache).lookup(
+        tiny().fit().fingerprint_,
+        [hashlib.sha256(Path(p).read_bytes()).digest() for p in paths],
+        512,
+    )
+    assert found.sum() >= 2
+    np.testing.assert_allclose(vectors[found], expected[found], rtol=1e-5, atol=1e-6)
+    rerun = tiny(cache=str(cache)).fit().transform(paths)
+    np.testing.assert_allclose(rerun, expected, rtol=1e-5, atol=1e-6)
+    assert not parts.exists() or not any(parts.iterdir()), "stray part files"
+
+
+def test_two_processes_sharing_one_cache_compute_each_image_once(tmp_path):
+    paths, _ = write_image_folder(tmp_path / "images", 10)
+    cache = tmp_path / "f.h5"
+    first = _extract_in_subprocess(cache, paths[:20])
+    second = _extract_in_subprocess(cache, paths[10:])
+    for child in (first, second):
+        out, err = child.communicate(timeout=300)
+        assert child.returncode == 0 and "done" in out, err
+    (namespace,) = FeatureCache(cache).info().namespaces
+    assert namespace.entries == len(paths)
+    assert namespace.rows_written == len(paths)
+    np.testing.assert_allclose(
+        tiny(cache=str(cache)).fit().transform(paths),
+        tiny().fit().transform(paths),
+        rtol=1e-5,
+        atol=1e-6,
+    )
