@@ -1,0 +1,53 @@
+"""scikit-learn's estimator checks on every tlsk estimator.
+
+``VGG16FeatureExtractor`` takes images, not the 2-D tables that scikit-learn's
+data checks generate (check_fit2d_1sample, check_transformer_general,
+check_estimators_dtypes, ...), and says so in its tags (``two_d_array=False``,
+``three_d_array=True``). ``parametrize_with_checks`` then yields no check at
+all for it, so the input-independent API checks run here one by one; the data
+checks' promises (fit returns self, output dtype and shape, order, clone in
+GridSearchCV) are tested with images in test_features.py.
+"""
+
+import warnings
+
+import pytest
+from sklearn.exceptions import SkipTestWarning
+from sklearn.utils import estimator_checks as checks
+
+from tlsk import VGG16FeatureExtractor
+
+
+def _estimators():
+    return [VGG16FeatureExtractor(weights=None, input_size=32, batch_size=4)]
+
+
+API_CHECKS = [
+    checks.check_estimator_cloneable,
+    checks.check_estimator_repr,
+    checks.check_no_attributes_set_in_init,
+    checks.check_get_params_invariance,
+    checks.check_set_params,
+    checks.check_do_not_raise_errors_in_init_or_set_params,
+    checks.check_mixin_order,
+    checks.check_valid_tag_types,
+    checks.check_estimator_tags_renamed,
+    checks.check_parameters_default_constructible,
+]
+
+
+@pytest.mark.parametrize("estimator", _estimators(), ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize("check", API_CHECKS, ids=lambda c: c.__name__)
+def test_sklearn_api_checks(estimator, check):
+    name = type(estimator).__name__
+    check(name, estimator)
+
+
+def test_data_checks_are_declared_inapplicable_by_the_tags():
+    # The tags keep scikit-learn from feeding tables to an image transformer;
+    # if they stopped doing so, the checks listed above would start to run.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        collected = list(checks._yield_all_checks(_estimators()[0], legacy=True))
+    assert collected == []
+    assert any(issubclass(w.category, SkipTestWarning) for w in caught)
