@@ -140,7 +140,7 @@ def test_clone_get_and_set_params():
     [
         ("pooling", "mean", r"'pooling'.*'avg'.*Got 'mean'"),
         ("layer", "block2_pool", r"'layer'.*Got 'block2_pool'"),
-        ("input_size", 16, r"'input_size'.*>= 32.*Got 16"),
+        ("input_size", 16, r"'input_size'.*\[32, inf\).*Got 16"),
         ("batch_size", 0, r"'batch_size'.*Got 0"),
         ("on_error", "skip", r"'on_error'.*Got 'skip'"),
         ("interpolation", "cubic", r"'interpolation'.*Got 'cubic'"),
@@ -223,11 +223,11 @@ def test_duplicate_images_are_computed_once(tmp_path, images, count_predictions)
 
 def test_cached_vectors_are_never_served_to_another_configuration(tmp_path, images):
     cache = str(tmp_path / "f.h5")
-    avg = tiny(cache=cache).fit().transform(images)
-    maxed = tiny(cache=cache, pooling="max").fit().transform(images)
-    fresh_max = tiny(pooling="max").fit().transform(images)
-    np.testing.assert_allclose(maxed, fresh_max, rtol=1e-5)
-    assert not np.allclose(avg, maxed)
+    block5 = tiny(cache=cache).fit().transform(images)
+    block4 = tiny(cache=cache, layer="block4_pool").fit().transform(images)
+    fresh_block4 = tiny(layer="block4_pool").fit().transform(images)
+    np.testing.assert_allclose(block4, fresh_block4, rtol=1e-5)
+    assert not np.allclose(block5, block4, rtol=0.01)
 
 
 def test_cache_hits_equal_uncached_features(tmp_path, images):
@@ -351,7 +351,7 @@ def test_sigkill_during_extraction_keeps_finished_batches(tmp_path):
         assert time.monotonic() < deadline, "no batch was stored in time"
         time.sleep(0.05)
     child.send_signal(signal.SIGKILL)
-    child.wait()
+    child.communicate()  # reaps it and closes its pipes
     assert FeatureCache(cache).verify() == []
     expected = tiny().fit().transform(paths)
     found, vectors = FeatureCache(cache).lookup(

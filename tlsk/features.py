@@ -217,7 +217,7 @@ class VGG16FeatureExtractor(TransformerMixin, BaseEstimator):
                     backbone, inputs, todo, features, pool
                 )
         if failures:
-            features[failures] = np.nan
+            features[list(failures)] = np.nan
             named = ", ".join(str(err) for err in failures.values())
             warnings.warn(
                 f"{len(failures)} of {len(inputs)} images could not be decoded; "
