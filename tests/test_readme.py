@@ -1,0 +1,34 @@
+"""The README's Python example runs as written (on a tiny, random VGG16)."""
+
+import re
+from pathlib import Path
+
+from tests._datasets import write_image_folder
+from tlsk import FeatureCache
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _example():
+    (code,) = [
+        block
+        for block in re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+        if "GridSearchCV" in block
+    ]
+    return code
+
+
+def test_readme_pipeline_with_grid_search_runs(tmp_path, monkeypatch):
+    code = _example()
+    original = 'VGG16FeatureExtractor(cache="features.h5", verbose=1)'
+    assert original in code
+    # The only change: random 32 px weights, since tests never download.
+    code = code.replace(
+        original,
+        'VGG16FeatureExtractor(weights=None, input_size=32, cache="features.h5")',
+    )
+    write_image_folder(tmp_path / "data", 10)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, str(README), "exec"), {"__name__": "readme"})
+    (namespace,) = FeatureCache(tmp_path / "features.h5").info().namespaces
+    assert namespace.entries == namespace.rows_written == 30
