@@ -1,5 +1,24 @@
-"""tlsk: transfer learning with a pretrained VGG16, as scikit-learn estimators."""
+"""tlsk: transfer learning with a pretrained VGG16, as scikit-learn estimators.
+
+The bottleneck path: :class:`VGG16FeatureExtractor` turns images into vectors
+(cached in HDF5 when ``cache=`` names a file) for any scikit-learn classifier.
+"""
 
 from tlsk._version import __version__
+from tlsk.backbone import WeightsMismatchError, WeightsUnavailableError
+from tlsk.cache import CacheError, FeatureCache
+from tlsk.datasets import find_bad_images, load_image_folder
+from tlsk.features import VGG16FeatureExtractor
+from tlsk.images import ImageError
 
-__all__ = ["__version__"]
+__all__ = [
+    "CacheError",
+    "FeatureCache",
+    "ImageError",
+    "VGG16FeatureExtractor",
+    "WeightsMismatchError",
+    "WeightsUnavailableError",
+    "__version__",
+    "find_bad_images",
+    "load_image_folder",
+]

@@ -269,7 +269,7 @@ class VGG16FeatureExtractor(TransformerMixin, BaseEstimator):
 
     def _compute_with_cache(self, backbone, inputs, todo, features, pool):
         cache = FeatureCache(self.cache)
-        keys = list(pool.map(lambda item: item.content_key(), inputs))
+        keys = _content_keys(inputs, pool, self._n_threads())
         found, vectors = cache.lookup(self.fingerprint_, keys, self.n_features_out_)
         features[found] = vectors[found]
         # The same content twice is computed once and copied to its twins.
@@ -352,6 +352,18 @@ def _fill_through_cache(backbone, writer, features, indices, keys, images):
         )
         features[[indices[i] for i in miss]] = computed
         writer.append([keys[i] for i in miss], computed)
+
+
+def _content_keys(inputs, pool, n_threads):
+    """SHA-256 keys of all inputs; hashlib releases the GIL, so threads help.
+
+    A few large tasks rather than one per image: with a warm cache, hashing is
+    all the work there is, and per-task overhead would dominate it.
+    """
+    step = max(1, -(-len(inputs) // (4 * n_threads)))
+    chunks = [inputs[start : start + step] for start in range(0, len(inputs), step)]
+    keyed = pool.map(lambda chunk: [item.content_key() for item in chunk], chunks)
+    return [key for chunk in keyed for key in chunk]
 
 
 def _batches(items, size):

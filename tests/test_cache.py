@@ -1,0 +1,481 @@
+"""Tests of tlsk.cache: real HDF5 files, real processes, real kill -9."""
+
+import hashlib
+import os
+import pickle
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from tests._cache_worker import DIM, FINGERPRINT, fake_key, fake_vectors
+from tlsk.cache import CacheError, FeatureCache, namespace_id
+
+WORKER = str(Path(__file__).with_name("_cache_worker.py"))
+NS = namespace_id(FINGERPRINT)
+
+
+def _keys(stop, start=0):
+    return [fake_key(i) for i in range(start, stop)]
+
+
+def _write(cache, keys, fingerprint=FINGERPRINT, batch=None):
+    with cache.writer(fingerprint, DIM) as writer:
+        for i in range(0, len(keys), batch or max(len(keys), 1)):
+            chunk = keys[i : i + (batch or len(keys))]
+            with writer.claim():
+                writer.append(chunk, fake_vectors(chunk))
+
+
+def _leftovers(folder):
+    """Temporary files and part files anywhere under ``folder``."""
+    return sorted(
+        str(p.relative_to(folder))
+        for p in Path(folder).rglob("*")
+        if p.name.startswith(".tmp-") or p.name.startswith("part-")
+    )
+
+
+@pytest.fixture
+def cache(tmp_path):
+    return FeatureCache(tmp_path / "features.h5")
+
+
+# -- basics -------------------------------------------------------------------
+
+
+def test_namespace_id_is_sha256_of_canonical_json():
+    fp = {"b": [1, 2], "a": "x"}
+    expected = hashlib.sha256(b'{"a":"x","b":[1,2]}').hexdigest()
+    assert namespace_id(fp) == expected
+
+
+def test_init_does_no_io_and_pickles(tmp_path):
+    cache = FeatureCache(tmp_path / "sub" / "features.h5")
+    clone = pickle.loads(pickle.dumps(cache))
+    assert clone.path == cache.path == str(tmp_path / "sub" / "features.h5")
+    assert not (tmp_path / "sub").exists()
+
+
+def test_missing_cache_finds_nothing(cache):
+    found, vectors = cache.lookup(FINGERPRINT, _keys(3), DIM)
+    assert not found.any()
+    assert vectors.shape == (3, DIM) and not vectors.any()
+
+
+def test_round_trip_order_and_duplicates(cache):
+    keys = _keys(10)
+    _write(cache, keys, batch=3)
+    query = [keys[7], fake_key(99), keys[0], keys[7], keys[3]]
+    found, vectors = cache.lookup(FINGERPRINT, query, DIM)
+    assert found.tolist() == [True, False, True, True, True]
+    assert vectors.dtype == np.float32
+    np.testing.assert_array_equal(vectors[found], fake_vectors(np.array(query)[found]))
+    assert not vectors[1].any()
+
+
+def test_key_with_trailing_nul_bytes_round_trips(cache):
+    key = b"\x07" + b"\x00" * 31
+    _write(cache, [key])
+    assert cache.lookup(FINGERPRINT, [key, key[:1] + b"\x01" + key[2:]], DIM)[
+        0
+    ].tolist() == [True, False]
+
+
+# -- fingerprints -------------------------------------------------------------
+
+
+def test_other_fingerprint_finds_nothing(cache):
+    keys = _keys(4)
+    _write(cache, keys)
+    found, _ = cache.lookup({**FINGERPRINT, "pooling": "max"}, keys, DIM)
+    assert not found.any()
+
+
+def test_tampered_fingerprint_attribute_is_refused(cache):
+    _write(cache, _keys(4))
+    with h5py.File(cache.path, "r+") as f:
+        group = f["namespaces"][NS]
+        group.attrs["fingerprint"] = group.attrs["fingerprint"].replace("avg", "max")
+    with pytest.raises(CacheError, match="does not hash to its name"):
+        cache.lookup(FINGERPRINT, _keys(4), DIM)
+
+
+def test_dim_mismatch_raises(cache):
+    _write(cache, _keys(4))
+    with pytest.raises(CacheError, match=f"dim {DIM}; requested dim=3"):
+        cache.lookup(FINGERPRINT, _keys(4), 3)
+
+
+# -- layout and protocol ------------------------------------------------------
+
+
+def test_layout_is_plain_h5py_readable(cache):
+    keys = _keys(5)
+    _write(cache, keys, batch=2)
+    with h5py.File(cache.path, "r") as f:
+        assert f.attrs["format"] == "tlsk-feature-cache"
+        assert f.attrs["format_version"] == 1
+        group = f["namespaces"][NS]
+        assert group.attrs["fingerprint"] == (
+            '{"layer":"block5_pool","pooling":"avg","weights":"sha256:test"}'
+        )
+        assert group.attrs["dim"] == DIM
+        assert group.attrs["rows_written"] == 5
+        stored_keys, stored_vectors = group["keys"], group["vectors"]
+        assert stored_keys.dtype == np.uint8 and stored_keys.shape == (5, 32)
+        assert stored_vectors.dtype == np.float32 and stored_vectors.shape == (5, DIM)
+        for ds in (stored_keys, stored_vectors):
+            assert ds.fletcher32 and ds.chunks and ds.maxshape[0] is None
+        rows = {
+            bytes(k): v for k, v in zip(stored_keys[:], stored_vectors[:], strict=True)
+        }
+    assert set(rows) == set(keys)
+    np.testing.assert_array_equal(np.array([rows[k] for k in keys]), fake_vectors(keys))
+
+
+def test_parts_are_visible_before_consolidation(cache):
+    keys = _keys(4)
+    with cache.writer(FINGERPRINT, DIM) as writer:
+        with writer.claim():
+            writer.append(keys, fake_vectors(keys))
+        assert not os.path.exists(cache.path)
+        assert len(os.listdir(cache.path + ".parts")) == 1
+        found, vectors = cache.lookup(FINGERPRINT, keys, DIM)
+        assert found.all()
+        np.testing.assert_array_equal(vectors, fake_vectors(keys))
+
+
+def test_consolidation_leaves_no_parts_or_temp_files(cache, tmp_path):
+    _write(cache, _keys(20), batch=3)
+    assert _leftovers(tmp_path) == []
+    assert cache.info().namespaces[0].entries == 20
+
+
+def test_consolidation_runs_when_the_writer_body_raises(cache, tmp_path):
+    keys = _keys(4)
+    with pytest.raises(KeyboardInterrupt):
+        with cache.writer(FINGERPRINT, DIM) as writer:
+            with writer.claim():
+                writer.append(keys, fake_vectors(keys))
+            raise KeyboardInterrupt
+    assert _leftovers(tmp_path) == []
+    assert cache.lookup(FINGERPRINT, keys, DIM)[0].all()
+
+
+def test_stale_temp_files_are_removed(cache, tmp_path):
+    _write(cache, _keys(2))
+    stale_main = tmp_path / ".tmp-features.h5-0123456789abcdef"
+    stale_part = tmp_path / "features.h5.parts" / ".tmp-part-x.h5-0123456789abcdef"
+    other = tmp_path / ".tmp-other.h5-0123456789abcdef"  # another cache's file
+    for path in (stale_main, stale_part, other):
+        path.write_bytes(b"half-written")
+    _write(cache, _keys(4, 2))
+    assert not stale_main.exists() and not stale_part.exists()
+    assert other.exists()
+
+
+def test_append_requires_claim_and_valid_batch(cache):
+    keys = _keys(2)
+    with cache.writer(FINGERPRINT, DIM) as writer:
+        with pytest.raises(RuntimeError, match="inside .*claim"):
+            writer.append(keys, fake_vectors(keys))
+        with writer.claim():
+            with pytest.raises(ValueError, match=r"shape \(2, 8\) for 2 keys"):
+                writer.append(keys, np.zeros((2, DIM + 1)))
+            with pytest.raises(ValueError, match="finite"):
+                writer.append(keys, np.full((2, DIM), np.nan))
+            with pytest.raises(ValueError, match="32-byte SHA-256 digests"):
+                writer.append([b"short", keys[1]], fake_vectors(keys))
+    assert cache.info().namespaces == []
+
+
+# -- kill -9 ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_sigkill_at_a_random_moment_keeps_completed_batches(tmp_path, seed):
+    cache = FeatureCache(tmp_path / "features.h5")
+    proc = subprocess.Popen(
+        [sys.executable, WORKER, "crash", cache.path],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        assert proc.stdout.readline() == "done 0\n"
+        time.sleep(random.Random(seed).uniform(0.0, 0.4))
+        proc.send_signal(signal.SIGKILL)
+        rest, _ = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    done = [0] + [int(line.split()[1]) for line in rest.splitlines()]
+    if os.path.exists(cache.path):
+        with h5py.File(cache.path, "r") as f:
+            assert f.attrs["format"] == "tlsk-feature-cache"
+    assert cache.verify() == []
+    keys = _keys((max(done) + 1) * 4)
+    found, vectors = cache.lookup(FINGERPRINT, keys, DIM)
+    assert found.all()
+    np.testing.assert_array_equal(vectors, fake_vectors(keys))
+
+    with cache.writer(FINGERPRINT, DIM):
+        pass
+    assert _leftovers(tmp_path) == []
+    assert cache.lookup(FINGERPRINT, keys, DIM)[0].all()
+    assert cache.verify() == []
+
+
+# -- several processes --------------------------------------------------------
+
+
+def test_lock_free_reads_while_another_process_writes_and_consolidates(cache):
+    done = []
+
+    def follow(stdout):
+        for line in stdout:
+            done.append(int(line.split()[1]))
+
+    with subprocess.Popen(
+        [sys.executable, WORKER, "crash", cache.path],
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        reader = threading.Thread(target=follow, args=(proc.stdout,))
+        try:
+            assert proc.stdout.readline() == "ready\n"
+            reader.start()
+            lookups, deadline = 0, time.monotonic() + 1.5
+            while time.monotonic() < deadline:
+                if not done:
+                    continue
+                keys = _keys((done[-1] + 1) * 4)
+                found, vectors = cache.lookup(FINGERPRINT, keys, DIM)
+                assert found.all(), f"lookup {lookups} missed completed batches"
+                np.testing.assert_array_equal(vectors, fake_vectors(keys))
+                lookups += 1
+        finally:
+            proc.kill()
+            if reader.ident is not None:
+                reader.join()
+    assert lookups > 10 and done[-1] > 6  # several consolidations happened
+
+
+def test_two_processes_compute_each_key_once(cache, tmp_path):
+    ranges = [(0, 60), (30, 90)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, WORKER, "share", cache.path, str(a), str(b)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for a, b in ranges
+    ]
+    try:
+        for proc in procs:
+            assert proc.stdout.readline() == "ready\n"
+        for proc in procs:
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        outputs = [proc.communicate(timeout=60)[0] for proc in procs]
+    finally:
+        for proc in procs:
+            proc.kill()
+    assert [proc.returncode for proc in procs] == [0, 0]
+    computed = [int(out.split()[-1]) for out in outputs]
+    assert sum(computed) == 90 and min(computed) > 0, computed
+    (info,) = cache.info().namespaces
+    assert info.entries == 90 and info.rows_written == 90
+    keys = _keys(90)
+    found, vectors = cache.lookup(FINGERPRINT, keys, DIM)
+    assert found.all()
+    np.testing.assert_array_equal(vectors, fake_vectors(keys))
+    assert _leftovers(tmp_path) == []
+    assert cache.verify() == []
+
+
+# -- damage and hostile files -------------------------------------------------
+
+
+def test_flipped_bytes_in_vectors_are_reported(cache):
+    _write(cache, _keys(4))
+    with h5py.File(cache.path, "r") as f:
+        offset = f["namespaces"][NS]["vectors"].id.get_chunk_info(0).byte_offset
+    with open(cache.path, "r+b") as fh:
+        fh.seek(offset + 5)
+        byte = fh.read(1)
+        fh.seek(offset + 5)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    problems = cache.verify()
+    assert len(problems) == 1 and "vectors" in problems[0], problems
+    with pytest.raises(CacheError, match="damaged"):
+        cache.lookup(FINGERPRINT, _keys(4), DIM)
+
+
+def test_truncated_main_is_damaged_and_writer_keeps_its_parts(cache):
+    _write(cache, _keys(40))
+    size = os.path.getsize(cache.path)
+    with open(cache.path, "r+b") as fh:
+        fh.truncate(size // 2)
+    message = f"feature cache {cache.path!r} is damaged"
+    with pytest.raises(CacheError, match=re.escape(message)):
+        cache.lookup(FINGERPRINT, _keys(1), DIM)
+    new = _keys(44, 40)
+    with pytest.raises(CacheError, match="damaged"):
+        _write(cache, new)
+    assert os.path.getsize(cache.path) == size // 2  # not replaced
+    assert len(os.listdir(cache.path + ".parts")) == 1
+    os.rename(cache.path, cache.path + ".broken")
+    assert cache.lookup(FINGERPRINT, new, DIM)[0].all()
+
+
+def _craft(path, change):
+    """A valid one-namespace file, then ``change(group)`` applied to it."""
+    keys = _keys(3)
+    with h5py.File(path, "w") as f:
+        f.attrs["format"] = "tlsk-feature-cache"
+        f.attrs["format_version"] = 1
+        group = f.create_group("namespaces").create_group(NS)
+        group.attrs["fingerprint"] = (
+            '{"layer":"block5_pool","pooling":"avg","weights":"sha256:test"}'
+        )
+        group.attrs["dim"] = DIM
+        group.attrs["rows_written"] = 3
+        group["keys"] = np.frombuffer(b"".join(keys), np.uint8).reshape(3, 32)
+        group["vectors"] = fake_vectors(keys)
+        change(f, group)
+
+
+def _external(f, group):
+    del group["vectors"]
+    group["vectors"] = h5py.ExternalLink("/etc/elsewhere.h5", "/data")
+
+
+def _soft(f, group):
+    group["moved"] = group["vectors"]
+    del group["vectors"]
+    group["vectors"] = h5py.SoftLink(group.name + "/moved")
+
+
+def _retype(f, group):
+    del group["vectors"]
+    group["vectors"] = fake_vectors(_keys(3)).astype(np.float64)
+
+
+def _shorten(f, group):
+    del group["keys"]
+    group["keys"] = np.zeros((2, 32), np.uint8)
+
+
+def _inflate(f, group):
+    for name, width in (("keys", 32), ("vectors", DIM)):
+        del group[name]
+        group.create_dataset(name, (10**9, width), "u1" if width == 32 else "f4")
+
+
+def _reformat(f, group):
+    f.attrs["format"] = "something-else"
+
+
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        (_external, "is a ExternalLink"),
+        (_soft, "is a SoftLink"),
+        (_retype, "float64"),
+        (_shorten, "3 vectors"),
+        (_inflate, "declares 1000000000 rows"),
+        (_reformat, "format attribute is 'something-else'"),
+    ],
+)
+def test_hostile_or_foreign_files_are_refused(cache, change, reason):
+    _craft(cache.path, change)
+    with pytest.raises(CacheError, match=re.escape(cache.path) + ".*" + reason):
+        cache.lookup(FINGERPRINT, _keys(3), DIM)
+    assert any(reason in problem for problem in cache.verify())
+
+
+def test_crafted_file_without_changes_is_accepted(cache):
+    _craft(cache.path, lambda f, group: None)
+    assert cache.lookup(FINGERPRINT, _keys(3), DIM)[0].all()
+
+
+# -- maintenance --------------------------------------------------------------
+
+
+def test_info_counts_main_and_parts(cache):
+    other = {**FINGERPRINT, "pooling": "max"}
+    _write(cache, _keys(5))
+    _write(cache, _keys(3), fingerprint=other)
+    with cache.writer(FINGERPRINT, DIM) as writer:
+        with writer.claim():
+            writer.append(_keys(7, 3), fake_vectors(_keys(7, 3)))  # 2 new
+        info = cache.info()
+        size = os.path.getsize(cache.path) + sum(
+            p.stat().st_size for p in Path(cache.path + ".parts").iterdir()
+        )
+    assert info.pending_parts == 1
+    assert info.size_bytes == size
+    counts = {ns.id: (ns.entries, ns.rows_written, ns.dim) for ns in info.namespaces}
+    assert counts == {NS: (7, 9, DIM), namespace_id(other): (3, 3, DIM)}
+    assert {ns.id: ns.fingerprint for ns in info.namespaces}[NS] == FINGERPRINT
+
+
+def test_prune_removes_one_namespace_only(cache, tmp_path):
+    other = {**FINGERPRINT, "pooling": "max"}
+    _write(cache, _keys(5))
+    _write(cache, _keys(3), fingerprint=other)
+    assert cache.prune(namespace_id(other)[:8]) == 3
+    assert not cache.lookup(other, _keys(3), DIM)[0].any()
+    assert cache.lookup(FINGERPRINT, _keys(5), DIM)[0].all()
+    assert [ns.id for ns in cache.info().namespaces] == [NS]
+    assert cache.verify() == [] and _leftovers(tmp_path) == []
+    with pytest.raises(ValueError, match="matches no namespace"):
+        cache.prune(namespace_id(other))
+    with pytest.raises(ValueError, match="at least 8"):
+        cache.prune(NS[:7])
+
+
+def test_prune_reaches_pending_parts(cache):
+    _write(cache, _keys(2))
+    with cache.writer(FINGERPRINT, DIM) as writer:
+        with writer.claim():
+            writer.append(_keys(4, 2), fake_vectors(_keys(4, 2)))
+        assert cache.prune(NS) == 4
+        assert not cache.lookup(FINGERPRINT, _keys(4), DIM)[0].any()
+
+
+def test_add_shards_joins_a_shard_file(cache, tmp_path):
+    _write(cache, _keys(10))
+    shard = FeatureCache(tmp_path / "worker-1.h5")
+    _write(shard, _keys(15, 5))
+    assert cache.add_shards([shard.path]) == 5
+    found, vectors = cache.lookup(FINGERPRINT, _keys(15), DIM)
+    assert found.all()
+    np.testing.assert_array_equal(vectors, fake_vectors(_keys(15)))
+    (info,) = cache.info().namespaces
+    assert (info.entries, info.rows_written) == (15, 20)
+    assert os.path.exists(shard.path)
+    assert cache.add_shards([shard.path], remove=True) == 0
+    assert not os.path.exists(shard.path)
+
+
+def test_add_shards_refuses_a_shard_with_pending_parts(cache, tmp_path):
+    shard = FeatureCache(tmp_path / "worker-1.h5")
+    _write(shard, _keys(2))
+    os.makedirs(shard.path + ".parts", exist_ok=True)
+    part = Path(shard.path + ".parts") / f"part-{0:020d}-1-0123abcd.h5"
+    shutil.copyfile(shard.path, part)
+    with pytest.raises(CacheError, match="pending parts"):
+        cache.add_shards([shard.path])
