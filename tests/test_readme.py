@@ -18,7 +18,7 @@ def _example():
     return code
 
 
-def test_readme_pipeline_with_grid_search_runs(tmp_path, monkeypatch):
+def test_readme_pipeline_with_grid_search_runs(tmp_path):
     code = _example()
     original = 'VGG16FeatureExtractor(cache="features.h5", verbose=1)'
     assert original in code
@@ -27,8 +27,11 @@ def test_readme_pipeline_with_grid_search_runs(tmp_path, monkeypatch):
         original,
         'VGG16FeatureExtractor(weights=None, input_size=32, cache="features.h5")',
     )
+    # Absolute paths: joblib may reuse worker processes started in another
+    # folder by an earlier test, and relative paths would resolve there.
+    code = code.replace('"data"', repr(str(tmp_path / "data")))
+    code = code.replace('"features.h5"', repr(str(tmp_path / "features.h5")))
     write_image_folder(tmp_path / "data", 10)
-    monkeypatch.chdir(tmp_path)
     exec(compile(code, str(README), "exec"), {"__name__": "readme"})
     (namespace,) = FeatureCache(tmp_path / "features.h5").info().namespaces
     assert namespace.entries == namespace.rows_written == 30

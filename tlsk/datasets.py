@@ -53,7 +53,7 @@ def load_image_folder(root, *, on_error="warn", check=True, n_jobs=None):
     ...     os.mkdir(os.path.join(root, label))
     ...     Image.new("RGB", (8, 8)).save(os.path.join(root, label, "a.png"))
     >>> paths, labels = load_image_folder(root)
-    >>> list(labels)
+    >>> labels.tolist()
     ['cat', 'dog']
     """
     if on_error not in _ON_ERROR:
@@ -103,7 +103,7 @@ def find_bad_images(paths, *, n_jobs=None):
     >>> path = os.path.join(tempfile.mkdtemp(), "empty.jpg")
     >>> open(path, "wb").close()
     >>> [err.reason for err in find_bad_images([path])]
-    ['empty file (0 bytes)']
+    ['file is empty (0 bytes)']
     """
 
     def check(path):
