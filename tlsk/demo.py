@@ -22,8 +22,11 @@ import time
 import numpy as np
 from PIL import Image, ImageDraw
 
-from tlsk.backbone import WeightsMismatchError, WeightsUnavailableError
-from tlsk.backbone import imagenet_weights_path
+from tlsk.backbone import (
+    WeightsMismatchError,
+    WeightsUnavailableError,
+    imagenet_weights_path,
+)
 from tlsk.cache import FeatureCache
 from tlsk.datasets import load_image_folder
 from tlsk.features import VGG16FeatureExtractor
@@ -100,7 +103,9 @@ def main(argv=None):
 
     start = time.perf_counter()
     search = GridSearchCV(
-        make_pipeline(extractor.set_params(verbose=0), LogisticRegression(max_iter=5000)),
+        make_pipeline(
+            extractor.set_params(verbose=0), LogisticRegression(max_iter=5000)
+        ),
         {"logisticregression__C": [0.01, 0.1, 1.0, 10.0]},
         cv=5,
     ).fit(train_paths, train_labels)
