@@ -30,3 +30,14 @@ def _seed_random_generators():
     random.seed(0)
     np.random.seed(0)
     yield
+
+
+@pytest.fixture(autouse=True)
+def _restore_keras_global_state():
+    """A test that changes Keras's global dtype settings cannot leak them."""
+    import keras
+
+    policy, floatx = keras.config.dtype_policy(), keras.config.floatx()
+    yield
+    keras.config.set_dtype_policy(policy)
+    keras.config.set_floatx(floatx)

@@ -1,6 +1,7 @@
 """The truncated VGG16: configurations, weights sources, offline behaviour."""
 
 import hashlib
+import os
 import pickle
 import time
 from pathlib import Path
@@ -94,14 +95,18 @@ def test_a_weights_file_of_another_network_is_refused(tmp_path):
         get_backbone(_tiny(weights=path))
 
 
-def test_edited_weights_file_gives_a_new_backbone(tmp_path):
-    path = str(tmp_path / "vgg16.weights.h5")
-    write_keras3_weights(random_vgg16_notop(seed=1), path)
-    first = get_backbone(_tiny(weights=path))
-    time.sleep(0.01)  # a new mtime, even on coarse clocks
-    write_keras3_weights(random_vgg16_notop(seed=2), path)
-    second = get_backbone(_tiny(weights=path))
+def test_weights_file_replaced_with_the_same_size_and_mtime_is_noticed(tmp_path):
+    path = tmp_path / "vgg16.weights.h5"
+    write_keras3_weights(random_vgg16_notop(seed=1), str(path))
+    first = get_backbone(_tiny(weights=str(path)))
+    stat = path.stat()
+    # As `cp -p` would: other bytes, same size, same mtime.
+    write_keras3_weights(random_vgg16_notop(seed=2), str(path))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert path.stat().st_size == stat.st_size
+    second = get_backbone(_tiny(weights=str(path)))
     assert second.fingerprint["weights_sha256"] != first.fingerprint["weights_sha256"]
+    assert not np.allclose(second.predict(_batch()), first.predict(_batch()))
 
 
 @pytest.mark.parametrize(
@@ -162,6 +167,16 @@ def test_imagenet_weights_are_downloaded_into_keras_cache_and_verified(
     assert Path(path).read_bytes() == Path(source).read_bytes()
     backbone = get_backbone(_tiny(weights="imagenet"))
     assert backbone.fingerprint["weights_sha256"] == bb.file_sha256(source)
+
+
+def test_a_bad_download_never_lands_in_keras_cache(tmp_path, keras_home, monkeypatch):
+    source = str(tmp_path / "published.h5")
+    write_legacy_h5_weights(random_vgg16_notop(seed=3), source)
+    _pin(monkeypatch, source, (tmp_path / "published.h5").as_uri())
+    monkeypatch.setattr(bb, "IMAGENET_WEIGHTS_SHA256", "0" * 64)  # not what arrives
+    with pytest.raises(bb.WeightsMismatchError, match="SHA-256 0000"):
+        bb.imagenet_weights_path()
+    assert not any((keras_home / "models").iterdir())
 
 
 def test_tampered_imagenet_weights_are_refused(tmp_path, keras_home, monkeypatch):

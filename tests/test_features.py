@@ -127,12 +127,45 @@ def test_feature_names_out():
     assert names[0] == "vgg16_block4_pool_avg0" and names[-1].endswith("avg511")
 
 
-def test_clone_get_and_set_params():
-    extractor = tiny(pooling="max", cache="x.h5")
-    params = clone(extractor).get_params()
-    assert params["pooling"] == "max" and params["cache"] == "x.h5"
-    extractor.set_params(pooling="flatten")
-    assert extractor.pooling == "flatten"
+def test_clone_of_a_fitted_extractor_is_unfitted_with_the_same_params(images):
+    extractor = tiny(pooling="max", cache="x.h5").fit()
+    copy = clone(extractor)
+    assert copy.get_params() == extractor.get_params()
+    with pytest.raises(NotFittedError):
+        copy.transform(images)
+
+
+def test_set_params_after_fit_cannot_mix_configurations(tmp_path, images):
+    cache = str(tmp_path / "f.h5")
+    extractor = tiny(cache=cache).fit()
+    expected = extractor.transform(images)
+    # Until the next fit, the output keeps the fitted configuration.
+    extractor.set_params(interpolation="nearest", input_size=64)
+    np.testing.assert_array_equal(extractor.transform(images[::-1]), expected[::-1])
+    (namespace,) = FeatureCache(cache).info().namespaces
+    assert namespace.fingerprint["interpolation"] == "bilinear"
+
+
+def test_another_interpolation_gets_its_own_cache_namespace(tmp_path):
+    odd_sized = [
+        np.asarray(Image.fromarray(img).resize((45, 37)))
+        for img in coloured_images(2)[0]
+    ]
+    cache = str(tmp_path / "f.h5")
+    tiny(cache=cache).fit().transform(odd_sized)
+    nearest = tiny(cache=cache, interpolation="nearest").fit().transform(odd_sized)
+    np.testing.assert_allclose(
+        nearest, tiny(interpolation="nearest").fit().transform(odd_sized), rtol=1e-5
+    )
+    assert len(FeatureCache(cache).info().namespaces) == 2
+
+
+def test_n_jobs_minus_one_means_all_cpus(images):
+    np.testing.assert_allclose(
+        tiny(n_jobs=-1).fit().transform(images),
+        tiny().fit().transform(images),
+        rtol=1e-5,
+    )
 
 
 @pytest.mark.parametrize(
@@ -146,13 +179,24 @@ def test_clone_get_and_set_params():
         ("interpolation", "cubic", r"'interpolation'.*Got 'cubic'"),
         ("cache", 3, r"'cache'.*Got 3"),
         ("n_jobs", 0, r"'n_jobs'.*Got 0"),
+        ("max_image_pixels", 0, r"'max_image_pixels'.*Got 0"),
+        ("verbose", "loud", r"'verbose'.*Got 'loud'"),
+        ("layer", "fc1", r"'layer'.*'block5_pool'.*Got 'fc1'"),
         ("weights", "imagenett", r"weights must be 'imagenet'.*'imagenett'"),
     ],
 )
 def test_bad_parameter_values_are_named_at_fit(param, value, match):
+    """Each names the parameter, what is allowed and what was received."""
     extractor = tiny(**{param: value})  # __init__ accepts anything
     with pytest.raises(ValueError, match=match):
         extractor.fit()
+
+
+@pytest.mark.parametrize("where", ["folder", "missing_parent"])
+def test_unusable_cache_path_is_named_at_fit(tmp_path, where):
+    cache = tmp_path if where == "folder" else tmp_path / "nowhere" / "f.h5"
+    with pytest.raises(ValueError, match=r"cache must be the path of an HDF5 file"):
+        tiny(cache=cache).fit()
 
 
 def test_pipeline_with_logistic_regression_and_svc_learns_colours():
@@ -172,7 +216,7 @@ def test_grid_search_over_extractor_parameters(tmp_path):
         {"vgg16featureextractor__pooling": ["avg", "max"]},
         cv=2,
     ).fit(X, y)
-    assert search.best_params_["vgg16featureextractor__pooling"] in ("avg", "max")
+    assert len(search.cv_results_["params"]) == 2
     fingerprints = FeatureCache(tmp_path / "f.h5").info().namespaces
     assert sorted(ns.fingerprint["pooling"] for ns in fingerprints) == ["avg", "max"]
 
@@ -270,6 +314,24 @@ def test_on_error_nan_gives_a_nan_row_and_a_warning_naming_the_file(tmp_path, im
     assert np.isfinite(np.delete(features, 4, axis=0)).all()
 
 
+def test_on_error_nan_with_a_cache_and_a_missing_file(tmp_path, images):
+    paths, _ = _folder_with_bad_file(tmp_path, images)
+    paths[1] = str(tmp_path / "gone.png")
+    with pytest.warns(UserWarning, match=r"2 of 7 .*gone\.png.*broken\.jpg"):
+        features = (
+            tiny(on_error="nan", cache=str(tmp_path / "f.h5")).fit().transform(paths)
+        )
+    assert np.isnan(features[[1, 4]]).all()
+    assert np.isfinite(np.delete(features, [1, 4], axis=0)).all()
+
+
+def test_missing_file_with_a_cache_raises_naming_it(tmp_path, images):
+    paths, _ = _folder_with_bad_file(tmp_path, images)
+    paths[1] = str(tmp_path / "gone.png")
+    with pytest.raises(ImageError, match="gone.png"):
+        tiny(cache=str(tmp_path / "f.h5")).fit().transform(paths)
+
+
 def test_verbose_shows_a_progress_bar_on_stderr(images, capsys):
     tiny(verbose=1).fit().transform(images)
     assert "VGG16 features" in capsys.readouterr().err
@@ -321,29 +383,42 @@ def test_joblib_round_trip_in_a_fresh_process(tmp_path):
 _EXTRACT_SCRIPT = """
 import sys
 from tlsk import VGG16FeatureExtractor
-paths = sys.argv[2:]
-VGG16FeatureExtractor(
+extractor = VGG16FeatureExtractor(
     weights=None, input_size=32, batch_size=2, cache=sys.argv[1]
-).fit().transform(paths)
+).fit()
+print("ready", flush=True)
+sys.stdin.readline()  # the start signal: both processes begin together
+extractor.transform(sys.argv[2:])
 print("done", flush=True)
 """
 
 
 def _extract_in_subprocess(cache, paths):
+    """A process that extracts ``paths`` into ``cache`` once told to start."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.Popen(
+    child = subprocess.Popen(
         [sys.executable, "-c", _EXTRACT_SCRIPT, str(cache), *paths],
         env=env,
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+    assert child.stdout.readline().strip() == "ready", child.stderr.read()
+    return child
+
+
+def _start(*children):
+    for child in children:
+        child.stdin.write("go\n")
+        child.stdin.flush()
 
 
 def test_sigkill_during_extraction_keeps_finished_batches(tmp_path):
     paths, _ = write_image_folder(tmp_path / "images", 20)
     cache = tmp_path / "f.h5"
     child = _extract_in_subprocess(cache, paths)
+    _start(child)
     parts = Path(str(cache) + ".parts")
     deadline = time.monotonic() + 120
     while not (parts.is_dir() and any(parts.glob("*.h5"))):
@@ -371,6 +446,7 @@ def test_two_processes_sharing_one_cache_compute_each_image_once(tmp_path):
     cache = tmp_path / "f.h5"
     first = _extract_in_subprocess(cache, paths[:20])
     second = _extract_in_subprocess(cache, paths[10:])
+    _start(first, second)
     for child in (first, second):
         out, err = child.communicate(timeout=300)
         assert child.returncode == 0 and "done" in out, err

@@ -83,7 +83,7 @@ IMAGENET_WEIGHTS_SHA256 = (
 
 # Seed of the weights=None initialisation; part of the fingerprint.
 RANDOM_INIT_SEED = 0
-_DOWNLOAD_TIMEOUT_SECONDS = 30
+_DOWNLOAD_TIMEOUT_SECONDS = 10
 
 
 class WeightsUnavailableError(FileNotFoundError):
@@ -239,7 +239,14 @@ def _load_weights(model, path):
 def file_sha256(path):
     """SHA-256 hex digest of a file, remembered per (path, size, mtime)."""
     stat = os.stat(path)
-    memo_key = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
+    # Inode and ctime too: a file replaced by `cp -p` keeps size and mtime.
+    memo_key = (
+        os.path.abspath(path),
+        stat.st_ino,
+        stat.st_size,
+        stat.st_mtime_ns,
+        stat.st_ctime_ns,
+    )
     digest = _FILE_SHA256.get(memo_key)
     if digest is None:
         sha = hashlib.sha256()
@@ -276,8 +283,9 @@ def imagenet_weights_path(download=True):
     if not os.path.exists(path):
         if not download:
             raise WeightsUnavailableError(_missing_weights_message(path, None))
-        _download(IMAGENET_WEIGHTS_URL, path)
-    _verify_imagenet_weights(path)
+        _download(IMAGENET_WEIGHTS_URL, path, _verify_imagenet_weights)
+    else:
+        _verify_imagenet_weights(path)
     return path
 
 
@@ -292,8 +300,12 @@ def _verify_imagenet_weights(path):
         )
 
 
-def _download(url, path):
-    """Fetch ``url`` into ``path`` through a temporary file in the same folder."""
+def _download(url, path, verify):
+    """Fetch ``url`` into ``path`` through a temporary file in the same folder.
+
+    ``verify(temporary_path)`` runs before the file takes its place, so a
+    partial download or a proxy's error page never lands in Keras's cache.
+    """
     folder = os.path.dirname(path)
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
@@ -303,6 +315,7 @@ def _download(url, path):
                 shutil.copyfileobj(src, out, 1 << 20)
             out.flush()
             os.fsync(out.fileno())
+        verify(tmp)
         os.replace(tmp, path)
     except (urllib.error.URLError, OSError) as err:
         raise WeightsUnavailableError(_missing_weights_message(path, err)) from err

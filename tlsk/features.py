@@ -42,7 +42,7 @@ __all__ = ["VGG16FeatureExtractor"]
 
 PREPROCESSING = "vgg16-caffe-bgr-mean"
 _ON_ERROR = ("raise", "nan")
-_MAX_NAMED_FAILURES = 5
+_NAMED = 5  # bad files named in a warning; the rest are counted
 
 
 class VGG16FeatureExtractor(TransformerMixin, BaseEstimator):
@@ -127,7 +127,11 @@ class VGG16FeatureExtractor(TransformerMixin, BaseEstimator):
         "cache": [None, str, os.PathLike],
         "on_error": [StrOptions(set(_ON_ERROR))],
         "max_image_pixels": [Interval(Integral, 1, None, closed="left")],
-        "n_jobs": [None, Interval(Integral, 1, None, closed="left")],
+        "n_jobs": [
+            None,
+            Interval(Integral, 1, None, closed="left"),
+            Interval(Integral, None, -1, closed="right"),
+        ],
         "verbose": ["verbose"],
     }
 
@@ -173,6 +177,8 @@ class VGG16FeatureExtractor(TransformerMixin, BaseEstimator):
         """
         if X is not None:
             image_inputs(X)
+        # Resolved once, so that worker processes in other folders agree.
+        self._cache_path = None if self.cache is None else _check_cache(self.cache)
         self._backbone_config = BackboneConfig(
             weights=resolve_weights(self.weights),
             layer=self.layer,
@@ -209,19 +215,19 @@ class VGG16FeatureExtractor(TransformerMixin, BaseEstimator):
         if not inputs:
             return features
         with ThreadPoolExecutor(self._n_threads(), "tlsk-decode") as pool:
-            todo = list(range(len(inputs)))
-            if self.cache is None:
+            if self._cache_path is None:
+                todo = range(len(inputs))
                 failures = self._compute(backbone, inputs, todo, features, pool)
             else:
-                failures = self._compute_with_cache(
-                    backbone, inputs, todo, features, pool
-                )
+                failures = self._compute_with_cache(backbone, inputs, features, pool)
         if failures:
             features[list(failures)] = np.nan
-            named = ", ".join(str(err) for err in failures.values())
+            named = "; ".join(str(err) for err in list(failures.values())[:_NAMED])
+            more = len(failures) - _NAMED
             warnings.warn(
                 f"{len(failures)} of {len(inputs)} images could not be decoded; "
-                f"their rows are NaN: {_shorten(named)}",
+                f"their rows are NaN: {named}"
+                + (f"; and {more} more" if more > 0 else ""),
                 UserWarning,
                 stacklevel=2,
             )
@@ -258,7 +264,11 @@ class VGG16FeatureExtractor(TransformerMixin, BaseEstimator):
         return backbone
 
     def _n_threads(self):
-        return self.n_jobs or min(4, os.cpu_count() or 1)
+        if self.n_jobs is None:
+            return min(4, os.cpu_count() or 1)
+        if self.n_jobs > 0:
+            return self.n_jobs
+        return max(1, (os.cpu_count() or 1) + 1 + self.n_jobs)  # -1: all CPUs
 
     def _compute(self, backbone, inputs, todo, features, pool):
         """Fill ``features[i]`` for each index in ``todo``; return the failures."""
@@ -267,18 +277,24 @@ class VGG16FeatureExtractor(TransformerMixin, BaseEstimator):
             features[indices] = backbone.predict(preprocess_vgg16(np.stack(images)))
         return failures
 
-    def _compute_with_cache(self, backbone, inputs, todo, features, pool):
-        cache = FeatureCache(self.cache)
-        keys = _content_keys(inputs, pool, self._n_threads())
-        found, vectors = cache.lookup(self.fingerprint_, keys, self.n_features_out_)
-        features[found] = vectors[found]
+    def _compute_with_cache(self, backbone, inputs, features, pool):
+        cache = FeatureCache(self._cache_path)
+        keys, failures = _content_keys(inputs, pool, self._n_threads())
+        if failures and self.on_error == "raise":
+            raise next(iter(failures.values()))
+        readable = [i for i in range(len(inputs)) if i not in failures]
+        found = np.zeros(len(inputs), dtype=bool)
+        found[readable], features[readable] = cache.lookup(
+            self.fingerprint_, [keys[i] for i in readable], self.n_features_out_
+        )
         # The same content twice is computed once and copied to its twins.
         first_of_key, twins = {}, []
         for index in np.flatnonzero(~found):
+            if index in failures:
+                continue
             first = first_of_key.setdefault(keys[index], index)
             if first != index:
                 twins.append((index, first))
-        failures = {}
         if first_of_key:
             with cache.writer(self.fingerprint_, self.n_features_out_) as writer:
                 batches = self._decoded_batches(
@@ -321,7 +337,10 @@ class VGG16FeatureExtractor(TransformerMixin, BaseEstimator):
 
     def _decoded(self, inputs, todo, pool):
         """Yield ``(index, (key, image) or ImageError)`` in order, decoding ahead."""
-        size, interpolation = int(self.input_size), self.interpolation
+        # What changes the output comes from the fitted fingerprint, never from
+        # parameters set since: vectors must match the namespace they go into.
+        size = self.fingerprint_["input_size"]
+        interpolation = self.fingerprint_["interpolation"]
         max_pixels = self.max_image_pixels
 
         def load(index):
@@ -355,15 +374,39 @@ def _fill_through_cache(backbone, writer, features, indices, keys, images):
 
 
 def _content_keys(inputs, pool, n_threads):
-    """SHA-256 keys of all inputs; hashlib releases the GIL, so threads help.
+    """``(keys, failures)``: the SHA-256 key of each input, None where unreadable.
 
-    A few large tasks rather than one per image: with a warm cache, hashing is
-    all the work there is, and per-task overhead would dominate it.
+    hashlib releases the GIL, so threads help. A few large tasks rather than
+    one per image: with a warm cache, hashing is all the work there is, and
+    per-task overhead would dominate it.
     """
+
+    def key_or_error(item):
+        try:
+            return item.content_key()
+        except ImageError as err:
+            return err
+
     step = max(1, -(-len(inputs) // (4 * n_threads)))
     chunks = [inputs[start : start + step] for start in range(0, len(inputs), step)]
-    keyed = pool.map(lambda chunk: [item.content_key() for item in chunk], chunks)
-    return [key for chunk in keyed for key in chunk]
+    keyed = pool.map(lambda chunk: [key_or_error(item) for item in chunk], chunks)
+    results = [result for chunk in keyed for result in chunk]
+    failures = {i: r for i, r in enumerate(results) if isinstance(r, ImageError)}
+    keys = [None if i in failures else r for i, r in enumerate(results)]
+    return keys, failures
+
+
+def _check_cache(cache):
+    """The cache file's absolute path; a ValueError naming ``cache`` if unusable."""
+    path = os.path.abspath(os.fspath(cache))
+    folder = os.path.dirname(path)
+    if os.path.isdir(path) or not os.path.isdir(folder):
+        raise ValueError(
+            "cache must be the path of an HDF5 file in an existing folder; "
+            f"received {os.fspath(cache)!r}"
+            + (", which is a folder" if os.path.isdir(path) else "")
+        )
+    return path
 
 
 def _batches(items, size):
@@ -387,7 +430,3 @@ def _progress(total, verbose):
         disable=not verbose or total == 0,
         file=sys.stderr,
     )
-
-
-def _shorten(text, limit=500):
-    return text if len(text) <= limit else text[: limit - 3] + "..."
