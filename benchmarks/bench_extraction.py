@@ -3,8 +3,10 @@
 Measured side by side in one run, on JPEG files this script writes:
 
 1. model only: ``keras.applications.VGG16(include_top=False, pooling="avg")``
-   and ``Model.predict`` on the same images, already decoded, resized and
-   preprocessed in memory (the bound: no I/O, no decoding);
+   on the same images, already decoded, resized and preprocessed in memory
+   (the bound: no I/O, no decoding), called both ways plain Keras offers:
+   ``Model.predict`` on the whole array, and ``Model.predict_on_batch`` per
+   batch; the faster of the two is the bound;
 2. tlsk from files: ``VGG16FeatureExtractor(cache=None).transform(paths)``,
    which reads, decodes and resizes in threads while VGG16 runs;
 3. tlsk with a cold HDF5 cache (hashing and storing included), then warm.
@@ -83,8 +85,15 @@ def main(argv=None):
             include_top=False, weights=None, pooling="avg", input_shape=(size, size, 3)
         )
         model.predict(batch[: args.batch_size], batch_size=args.batch_size, verbose=0)
+        model.predict_on_batch(batch[: args.batch_size])
         keras_seconds, _ = timed(
             lambda: model.predict(batch, batch_size=args.batch_size, verbose=0)
+        )
+        step = args.batch_size
+        on_batch_seconds, _ = timed(
+            lambda: [
+                model.predict_on_batch(batch[i : i + step]) for i in range(0, n, step)
+            ]
         )
 
         extractor = VGG16FeatureExtractor(
@@ -100,11 +109,15 @@ def main(argv=None):
             cache=os.path.join(folder, "features.h5"),
         ).fit()
         cold_seconds, cold = timed(cached.transform, paths)
-        warm_seconds, warm = timed(cached.transform, paths)
-        assert np.array_equal(cold, warm)
+        # The best of five: a warm pass takes milliseconds, so one stray
+        # scheduler hiccup would otherwise dominate it.
+        warm_runs = [timed(cached.transform, paths) for _ in range(5)]
+        warm_seconds = min(seconds for seconds, _ in warm_runs)
+        assert all(np.array_equal(cold, warm) for _, warm in warm_runs)
 
     rate = {
         "keras_predict_in_memory": n / keras_seconds,
+        "keras_predict_on_batch_in_memory": n / on_batch_seconds,
         "tlsk_from_jpeg_files": n / files_seconds,
         "tlsk_cold_cache": n / cold_seconds,
         "tlsk_warm_cache": n / warm_seconds,
@@ -117,13 +130,18 @@ def main(argv=None):
         f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
         f"keras {keras.__version__}"
     )
-    print(f"{'run':<28}{'images/s':>12}")
+    print(f"{'run':<34}{'images/s':>10}")
     for name, value in rate.items():
-        print(f"{name:<28}{value:>12.1f}")
-    from_files = rate["tlsk_from_jpeg_files"] / rate["keras_predict_in_memory"]
+        print(f"{name:<34}{value:>10.1f}")
+    bound = max(
+        rate["keras_predict_in_memory"], rate["keras_predict_on_batch_in_memory"]
+    )
+    from_files = rate["tlsk_from_jpeg_files"] / bound
     warm_vs_cold = rate["tlsk_warm_cache"] / rate["tlsk_cold_cache"]
-    print(f"tlsk from files / Keras in memory: {from_files:.3f}x (target >= 0.9x)")
-    print(f"warm cache / cold cache:           {warm_vs_cold:.0f}x (target >= 1000x)")
+    print(f"tlsk from files / best Keras in memory: {from_files:.3f}x (target >= 0.9x)")
+    print(
+        f"warm cache / cold cache:                {warm_vs_cold:.0f}x (target >= 1000x)"
+    )
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 The bottleneck path: :class:`VGG16FeatureExtractor` turns images into vectors
 (cached in HDF5 when ``cache=`` names a file) for any scikit-learn classifier.
+Fine-tuning: :class:`KerasFineTuneClassifier`. The from-scratch baseline:
+:class:`SmallCNNClassifier`.
 """
 
 from tlsk._version import __version__
@@ -9,12 +11,16 @@ from tlsk.backbone import WeightsMismatchError, WeightsUnavailableError
 from tlsk.cache import CacheError, FeatureCache
 from tlsk.datasets import find_bad_images, load_image_folder
 from tlsk.features import VGG16FeatureExtractor
+from tlsk.finetune import KerasFineTuneClassifier
 from tlsk.images import ImageError
+from tlsk.scratch import SmallCNNClassifier
 
 __all__ = [
     "CacheError",
     "FeatureCache",
     "ImageError",
+    "KerasFineTuneClassifier",
+    "SmallCNNClassifier",
     "VGG16FeatureExtractor",
     "WeightsMismatchError",
     "WeightsUnavailableError",

@@ -183,19 +183,35 @@ def _weights_file(weights):
     return path, file_sha256(path)
 
 
-def _build(config, path, weights_sha256):
+def vgg16_base(weights, input_size):
+    """A fresh Keras VGG16 without top, with its weights: ``(model, weights_sha256)``.
+
+    ``weights`` as resolved by :func:`resolve_weights`. Unlike
+    :func:`get_backbone`, the model is new at each call and the caller's to
+    train (fine-tuning).
+    """
+    path, weights_sha256 = _weights_file(weights)
+    return _vgg16_notop(path, input_size), weights_sha256
+
+
+def _vgg16_notop(path, input_size):
+    """Keras's VGG16 without top, with weights from ``path`` (None: seeded random)."""
     import keras
 
     base = keras.applications.VGG16(
-        include_top=False,
-        weights=None,
-        input_shape=(config.input_size, config.input_size, 3),
+        include_top=False, weights=None, input_shape=(input_size, input_size, 3)
     )
     if path is None:
         _initialise_randomly(base)
     else:
         _load_weights(base, path)
+    return base
 
+
+def _build(config, path, weights_sha256):
+    import keras
+
+    base = _vgg16_notop(path, config.input_size)
     features = base.get_layer(config.layer).output
     if config.pooling == "avg":
         features = keras.layers.GlobalAveragePooling2D(name="avg_pool")(features)

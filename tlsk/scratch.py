@@ -1,0 +1,174 @@
+"""SmallCNNClassifier: a small convnet trained from scratch, the baseline to beat."""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.utils._param_validation import Interval, StrOptions
+
+from tlsk._keras_estimator import KerasImageClassifier, Phase, make_optimizer
+
+__all__ = ["SmallCNNClassifier"]
+
+
+class SmallCNNClassifier(KerasImageClassifier):
+    """A small convolutional network trained from scratch on images.
+
+    Three convolution blocks (3x3 convolution, ReLU, 2x2 max pooling) with
+    ``filters`` channels, global average pooling, a dense layer, dropout and a
+    softmax over the classes (two units for two classes). Pixels are scaled to
+    [0, 1]. The baseline that transfer learning must beat.
+
+    Parameters
+    ----------
+    filters : tuple of int, default=(32, 64, 128)
+        Channels of each convolution block.
+    dense_units : int, default=128
+    dropout : float, default=0.5
+    epochs : int, default=30
+    learning_rate : float, default=1e-3
+        Of the Adam optimizer.
+    input_size : int, default=128
+        Side of the square the images are resized to; at least 32.
+    interpolation : str, default="bilinear"
+        Pillow resampling filter (see :func:`tlsk.images.resize_image`).
+    augmentation : bool or dict, default=True
+        Random flips, rotations, zooms and shifts during training only; a dict
+        overrides ``{"flip": "horizontal", "rotation": 0.05, "zoom": 0.1,
+        "shift": 0.1}`` (a falsy value switches one off).
+    validation_fraction : float, default=0.1
+        Held out (stratified) to monitor early stopping; 0 for none.
+    early_stopping : bool, default=True
+        Stop when the validation loss (the training loss without validation)
+        has not improved for ``patience`` epochs, and restore the best weights.
+    patience : int, default=5
+    class_weight : dict, "balanced" or None, default=None
+    batch_size : int, default=32
+    n_jobs : int or None, default=None
+        Threads decoding images ahead of the network (``min(4, CPUs)``).
+    random_state : int, RandomState or None, default=None
+        Seeds the weights, dropout, augmentation, shuffling and split.
+    verbose : int, default=0
+        1: a progress bar per epoch; 2: one line per epoch.
+
+    Attributes
+    ----------
+    classes_ : ndarray
+    history_ : dict
+        ``{"train": {"loss": [...], "accuracy": [...], "val_loss": [...],
+        "val_accuracy": [...]}}``, one value per epoch.
+    model_ : keras.Model
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tlsk import SmallCNNClassifier
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.concatenate([rng.integers(0, 80, (8, 32, 32, 3)),
+    ...                     rng.integers(170, 256, (8, 32, 32, 3))])
+    >>> y = ["dark"] * 8 + ["light"] * 8
+    >>> model = SmallCNNClassifier(input_size=32, filters=(4, 8, 8), epochs=2,
+    ...                            validation_fraction=0, random_state=0).fit(X, y)
+    >>> model.predict_proba(X).shape
+    (16, 2)
+    """
+
+    _parameter_constraints: dict = {
+        **KerasImageClassifier._parameter_constraints,
+        "filters": [tuple, list],
+        "dense_units": [Interval(Integral, 1, None, closed="left")],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "epochs": [Interval(Integral, 0, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "optimizer": [StrOptions({"adam", "sgd", "rmsprop"})],
+    }
+
+    def __init__(
+        self,
+        filters=(32, 64, 128),
+        dense_units=128,
+        dropout=0.5,
+        epochs=30,
+        learning_rate=1e-3,
+        optimizer="adam",
+        input_size=128,
+        interpolation="bilinear",
+        augmentation=True,
+        validation_fraction=0.1,
+        early_stopping=True,
+        patience=5,
+        class_weight=None,
+        batch_size=32,
+        n_jobs=None,
+        random_state=None,
+        verbose=0,
+    ):
+        self.filters = filters
+        self.dense_units = dense_units
+        self.dropout = dropout
+        self.epochs = epochs
+        self.learning_rate = learning_rate
+        self.optimizer = optimizer
+        self.input_size = input_size
+        self.interpolation = interpolation
+        self.augmentation = augmentation
+        self.validation_fraction = validation_fraction
+        self.early_stopping = early_stopping
+        self.patience = patience
+        self.class_weight = class_weight
+        self.batch_size = batch_size
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _preprocess(self, batch):
+        return batch * np.float32(1 / 255)
+
+    def _build_model(self, n_classes, seed):
+        import keras
+
+        if not self.filters or any(
+            not isinstance(f, Integral) or f < 1 for f in self.filters
+        ):
+            raise ValueError(
+                "filters must be a non-empty tuple of positive ints; received "
+                f"{self.filters!r}"
+            )
+        init = keras.initializers.GlorotUniform
+        size = self.input_size
+        x = inputs = keras.Input((size, size, 3))
+        for layer in self._augmentation_layers(seed):
+            x = layer(x)
+        for block, channels in enumerate(self.filters, start=1):
+            x = keras.layers.Conv2D(
+                int(channels),
+                3,
+                padding="same",
+                activation="relu",
+                kernel_initializer=init(seed + 10 * block),
+                name=f"conv{block}",
+            )(x)
+            x = keras.layers.MaxPooling2D(2, name=f"pool{block}")(x)
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        x = keras.layers.Dense(
+            self.dense_units,
+            activation="relu",
+            kernel_initializer=init(seed + 100),
+            name="dense",
+        )(x)
+        x = keras.layers.Dropout(self.dropout, seed=seed + 101)(x)
+        outputs = keras.layers.Dense(
+            n_classes,
+            activation="softmax",
+            kernel_initializer=init(seed + 102),
+            name="predictions",
+        )(x)
+        return keras.Model(inputs, outputs, name="small_cnn")
+
+    def _phases(self, model):
+        return [
+            Phase(
+                "train", self.epochs, make_optimizer(self.optimizer, self.learning_rate)
+            )
+        ]
