@@ -124,6 +124,9 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
                 train_batches,
                 validation_data=valid_batches,
                 epochs=phase.epochs,
+                # The data set shuffles itself from the seed; Keras's own
+                # shuffle of batch order draws from the global `random`.
+                shuffle=False,
                 class_weight=class_weight,
                 callbacks=self._callbacks(valid_batches is not None, keras),
                 verbose=_keras_verbosity(self.verbose),
