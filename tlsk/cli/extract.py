@@ -1,0 +1,14 @@
+"""tlsk extract: (being written in this session)."""
+
+HELP = "(being written)"
+EXAMPLE = ""
+
+
+def add_arguments(parser):
+    pass
+
+
+def run(args):
+    from tlsk.cli import CommandError
+
+    raise CommandError("tlsk extract is not written yet")
