@@ -144,7 +144,7 @@ class Backbone:
 
 _BACKBONES: dict[BackboneConfig, Backbone] = {}
 _BACKBONES_LOCK = threading.Lock()
-_FILE_SHA256: dict[tuple, str] = {}
+_FILE_DIGESTS: dict[tuple, str] = {}
 
 
 def get_backbone(config):
@@ -254,22 +254,31 @@ def _load_weights(model, path):
 
 def file_sha256(path):
     """SHA-256 hex digest of a file, remembered per (path, size, mtime)."""
+    return file_digest(path, "sha256")
+
+
+def file_digest(path, algorithm):
+    """Hex digest of a file with a ``hashlib`` algorithm, remembered per file state.
+
+    MD5 is only for checking files against the digests Keras itself pins.
+    """
     stat = os.stat(path)
     # Inode and ctime too: a file replaced by `cp -p` keeps size and mtime.
     memo_key = (
+        algorithm,
         os.path.abspath(path),
         stat.st_ino,
         stat.st_size,
         stat.st_mtime_ns,
         stat.st_ctime_ns,
     )
-    digest = _FILE_SHA256.get(memo_key)
+    digest = _FILE_DIGESTS.get(memo_key)
     if digest is None:
-        sha = hashlib.sha256()
+        hasher = hashlib.new(algorithm)
         with open(path, "rb") as file:
             for chunk in iter(lambda: file.read(1 << 20), b""):
-                sha.update(chunk)
-        digest = _FILE_SHA256[memo_key] = sha.hexdigest()
+                hasher.update(chunk)
+        digest = _FILE_DIGESTS[memo_key] = hasher.hexdigest()
     return digest
 
 
@@ -299,7 +308,12 @@ def imagenet_weights_path(download=True):
     if not os.path.exists(path):
         if not download:
             raise WeightsUnavailableError(_missing_weights_message(path, None))
-        _download(IMAGENET_WEIGHTS_URL, path, _verify_imagenet_weights)
+        fetch(
+            IMAGENET_WEIGHTS_URL,
+            path,
+            _verify_imagenet_weights,
+            lambda err: _missing_weights_message(path, err),
+        )
     else:
         _verify_imagenet_weights(path)
     return path
@@ -316,11 +330,14 @@ def _verify_imagenet_weights(path):
         )
 
 
-def _download(url, path, verify):
+def fetch(url, path, verify, unavailable_message):
     """Fetch ``url`` into ``path`` through a temporary file in the same folder.
 
-    ``verify(temporary_path)`` runs before the file takes its place, so a
-    partial download or a proxy's error page never lands in Keras's cache.
+    ``verify(temporary_path)`` runs before the file takes its place (raising
+    to refuse it), so a partial download or a proxy's error page never lands
+    in Keras's cache. A network or file system failure raises
+    :class:`WeightsUnavailableError` with ``unavailable_message(error)``,
+    which should say what is missing and where to put it by hand.
     """
     folder = os.path.dirname(path)
     os.makedirs(folder, exist_ok=True)
@@ -334,7 +351,7 @@ def _download(url, path, verify):
         verify(tmp)
         os.replace(tmp, path)
     except (urllib.error.URLError, OSError) as err:
-        raise WeightsUnavailableError(_missing_weights_message(path, err)) from err
+        raise WeightsUnavailableError(unavailable_message(err)) from err
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
