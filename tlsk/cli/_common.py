@@ -166,3 +166,138 @@ def load_model(path):
     except Exception as err:  # a damaged file fails in many ways
         raise CommandError(f"cannot load model {path!r}: {err}") from err
     return model, metadata
+
+
+# -- labelled folders, predictions and reports (train, evaluate, predict) -----
+
+
+def model_file(model_path, suffix):
+    """A file beside a model: ``m.joblib``, ``.curves.png`` -> ``m.curves.png``."""
+    return os.path.splitext(os.fspath(model_path))[0] + suffix
+
+
+def read_labelled_folder(args, root):
+    """``(paths, labels, bad)`` of a folder-per-class tree.
+
+    Files that cannot be decoded are left out and named in a note; ``bad``
+    holds their :class:`tlsk.images.ImageError`.
+    """
+    from tlsk.datasets import find_bad_images, load_image_folder
+
+    paths, labels = load_image_folder(root, check=False)
+    bad = find_bad_images(paths)
+    if bad:
+        bad_paths = {err.path for err in bad}
+        keep = [i for i, path in enumerate(paths) if path not in bad_paths]
+        paths, labels = [paths[i] for i in keep], labels[keep]
+        note(args, f"skipped {len(bad)} files that cannot be decoded:")
+        for err in bad:
+            note(args, f"  {err}")
+    if not paths:
+        raise CommandError(f"no image that can be decoded in {root!r}")
+    return paths, labels, bad
+
+
+def image_files(paths):
+    """The files named by ``paths``, folders expanded recursively.
+
+    Inside folders, hidden files and folders are skipped and links to folders
+    are not followed; a file named explicitly is kept whatever its name, and
+    so is a path that does not exist, for the caller to report.
+    """
+    from tlsk.datasets import _files_below
+
+    found = []
+    for path in map(os.fspath, paths):
+        found.extend(_files_below(path) if os.path.isdir(path) else [path])
+    return found
+
+
+def show_progress(model, args):
+    """Progress bars (stderr) while a loaded model extracts features, unless -q."""
+    from sklearn.pipeline import Pipeline
+
+    if isinstance(model, Pipeline) and "verbose" in model[0].get_params():
+        model[0].set_params(verbose=0 if args.quiet else 1)
+
+
+def predict_proba(model, paths):
+    """``(probabilities, classes)`` of a tlsk model (a Pipeline or Keras classifier)."""
+    import numpy as np
+
+    proba = np.asarray(model.predict_proba(list(paths)), dtype=np.float64)
+    return proba, np.asarray(model.classes_)
+
+
+def classification_summary(y_true, y_pred, known):
+    """``(metrics, text)``: accuracy, per-class precision/recall/F1, confusion matrix.
+
+    ``known`` are the model's classes; labels of ``y_true`` outside them are
+    added at the end of the rows (the model can never predict them).
+    """
+    from sklearn.metrics import classification_report, confusion_matrix
+
+    known = [str(c) for c in known]
+    unknown = sorted(set(map(str, y_true)) - set(known))
+    labels = known + unknown
+    y_true = [str(y) for y in y_true]
+    y_pred = [str(y) for y in y_pred]
+    report = classification_report(
+        y_true, y_pred, labels=labels, output_dict=True, zero_division=0
+    )
+    matrix = confusion_matrix(y_true, y_pred, labels=labels)
+    correct = sum(t == p for t, p in zip(y_true, y_pred, strict=True))
+    metrics = {
+        "n_images": len(y_true),
+        "accuracy": correct / len(y_true) if y_true else 0.0,
+        "per_class": {
+            label: {
+                "precision": report[label]["precision"],
+                "recall": report[label]["recall"],
+                "f1": report[label]["f1-score"],
+                "support": int(report[label]["support"]),
+            }
+            for label in labels
+        },
+        "macro_f1": report["macro avg"]["f1-score"],
+        "unknown_classes": {label: int(report[label]["support"]) for label in unknown},
+        "confusion_matrix": {"labels": labels, "matrix": matrix.tolist()},
+    }
+    text = [f"accuracy: {metrics['accuracy']:.3f} on {len(y_true)} images", ""]
+    text.append(
+        classification_report(
+            y_true, y_pred, labels=labels, zero_division=0, digits=3
+        ).rstrip()
+    )
+    text += ["", "confusion matrix (rows: true class, columns: predicted class)"]
+    text += format_table(
+        [[""] + labels]
+        + [[label, *map(str, row)] for label, row in zip(labels, matrix, strict=True)]
+    )
+    if unknown:
+        text += [
+            "",
+            "classes the model does not know (always counted as errors): "
+            + ", ".join(
+                f"{label!r} ({n} images)"
+                for label, n in metrics["unknown_classes"].items()
+            ),
+        ]
+    return metrics, "\n".join(text)
+
+
+def format_table(rows):
+    """Lines of a plain text table: first column left-aligned, the rest right."""
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    return [
+        "  ".join(
+            str(cell).ljust(width) if i == 0 else str(cell).rjust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+        for row in rows
+    ]
+
+
+def save_figure(figure, path):
+    """Write a matplotlib figure as PNG, atomically."""
+    write_atomically(path, lambda file: figure.savefig(file, format="png", dpi=100))

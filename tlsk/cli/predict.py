@@ -1,14 +1,198 @@
-"""tlsk predict: (being written in this session)."""
+"""Label images with a trained model, or with VGG16's own ImageNet classes.
 
-HELP = "(being written)"
-EXAMPLE = ""
+PATH is an image file or a folder, searched recursively (hidden files and
+folders inside it are skipped). Writes CSV, one row per image, to stdout or
+--out FILE.csv:
+
+  path,label,probability[,label_2,probability_2,...],error
+
+with the --top-k most probable classes, most probable first. A file that
+cannot be decoded gets a row with its error and an empty label, and the
+others go on. Exit code 0 when at least one image was labelled (count the
+rows with an error), 1 when none was.
+
+With --imagenet, every positional argument is a PATH, and the labels are
+VGG16's 1,000 ImageNet classes: the columns are then
+path,wnid,label,probability[,wnid_2,label_2,probability_2,...],error. This
+needs the full VGG16 ImageNet weights (with the classifier top) from Keras's
+cache, downloaded if missing, or --weights-file; offline without them it
+fails at once.
+
+MODEL is a file written by 'tlsk train', with its .json metadata beside it.
+A joblib file executes code when it is loaded: load only model files from a
+trusted source.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+
+from tlsk.cli import CommandError
+from tlsk.cli._common import (
+    check_writable,
+    image_files,
+    load_model,
+    note,
+    predict_proba,
+    show_progress,
+    write_atomically,
+)
+
+HELP = "label images (files or folders) with a trained model or ImageNet classes"
+EXAMPLE = """examples:
+  tlsk predict svm.joblib new-photos/ cat.jpg --top-k 3 --out labels.csv
+  tlsk predict --imagenet holiday/ --top-k 5
+"""
+USAGE = """%(prog)s [options] MODEL PATH [PATH ...]
+       %(prog)s --imagenet [options] PATH [PATH ...]"""
 
 
 def add_arguments(parser):
-    pass
+    parser.usage = USAGE
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="MODEL PATH",
+        help="the model file from 'tlsk train' (trusted only), then image files "
+        "or folders; with --imagenet, image files or folders only",
+    )
+    parser.add_argument(
+        "--top-k",
+        type=int,
+        default=1,
+        metavar="K",
+        help="the K most probable labels per image (default: 1)",
+    )
+    parser.add_argument("--out", metavar="FILE.csv", help="write the CSV here")
+    parser.add_argument(
+        "--force", action="store_true", help="replace the --out file if present"
+    )
+    group = parser.add_argument_group("ImageNet")
+    group.add_argument(
+        "--imagenet",
+        action="store_true",
+        help="VGG16's own ImageNet classes instead of a trained model",
+    )
+    group.add_argument(
+        "--weights-file",
+        metavar="FILE",
+        help="full VGG16 weights (with top) instead of Keras's ImageNet weights",
+    )
+    group.add_argument(
+        "--class-index",
+        metavar="FILE.json",
+        help="ImageNet class index ({'0': [wnid, name], ...}) instead of Keras's",
+    )
+    parser.set_defaults(usage_error=parser.error)
 
 
 def run(args):
-    from tlsk.cli import CommandError
+    if args.top_k < 1:
+        args.usage_error(f"--top-k must be 1 or more; received {args.top_k}")
+    if args.imagenet:
+        targets = args.inputs
+    else:
+        if args.weights_file or args.class_index:
+            args.usage_error("--weights-file and --class-index need --imagenet")
+        if len(args.inputs) < 2:
+            args.usage_error("give a MODEL and at least one PATH (or --imagenet)")
+        model, _ = load_model(args.inputs[0])
+        targets = args.inputs[1:]
+    if args.out:
+        check_writable(args.out, args.force)
+    paths = image_files(targets)
+    if not paths:
+        raise CommandError(f"no files in {', '.join(map(repr, targets))}")
+    if args.imagenet:
+        header, rows = _imagenet_rows(args, paths)
+    else:
+        header, rows = _model_rows(args, model, paths)
 
-    raise CommandError("tlsk predict is not written yet")
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    if args.out:
+        # surrogateescape: a file name that is not valid UTF-8 keeps its bytes.
+        data = text.getvalue().encode("utf-8", "surrogateescape")
+        write_atomically(args.out, lambda file: file.write(data))
+        note(args, f"wrote {len(rows)} rows to {args.out}")
+    else:
+        sys.stdout.write(text.getvalue())
+    failed = sum(1 for row in rows if row[-1])
+    if failed:
+        print(
+            f"tlsk predict: {failed} of {len(rows)} images could not be labelled "
+            "(see the error column)",
+            file=sys.stderr,
+        )
+    return 1 if failed == len(rows) else 0
+
+
+def _model_rows(args, model, paths):
+    from tlsk.datasets import find_bad_images
+
+    bad = {err.path: err for err in find_bad_images(paths)}
+    good = [path for path in paths if path not in bad]
+    classes = model.classes_
+    k = min(args.top_k, len(classes))
+    if k < args.top_k:
+        note(args, f"the model knows {len(classes)} classes: --top-k {k}")
+    header = ["path", "label", "probability"]
+    for rank in range(2, k + 1):
+        header += [f"label_{rank}", f"probability_{rank}"]
+    header.append("error")
+    results = {}
+    if good:
+        show_progress(model, args)
+        proba, classes = predict_proba(model, good)
+        for path, row in zip(good, proba, strict=True):
+            best = row.argsort(kind="stable")[::-1][:k]
+            results[path] = [
+                cell for i in best for cell in (classes[i], _probability(row[i]))
+            ]
+    rows = []
+    for path in paths:
+        if path in bad:
+            rows.append([path, *[""] * (2 * k), bad[path].reason])
+        else:
+            rows.append([path, *results[path], ""])
+    return header, rows
+
+
+def _imagenet_rows(args, paths):
+    try:
+        from tlsk.imagenet import predict_imagenet
+    except ImportError as err:
+        raise CommandError(f"--imagenet is not available: {err}") from err
+    from tlsk.images import ImageError
+
+    results = predict_imagenet(
+        paths,
+        top_k=args.top_k,
+        weights=args.weights_file or "imagenet",
+        class_index=args.class_index,
+    )
+    header = ["path", "wnid", "label", "probability"]
+    for rank in range(2, args.top_k + 1):
+        header += [f"wnid_{rank}", f"label_{rank}", f"probability_{rank}"]
+    header.append("error")
+    rows = []
+    for path, result in zip(paths, results, strict=True):
+        if isinstance(result, ImageError):
+            rows.append([path, *[""] * (3 * args.top_k), result.reason])
+            continue
+        cells = [
+            cell
+            for wnid, name, probability in result
+            for cell in (wnid, name, _probability(probability))
+        ]
+        cells += [""] * (3 * args.top_k - len(cells))
+        rows.append([path, *cells, ""])
+    return header, rows
+
+
+def _probability(value):
+    return f"{float(value):.6f}"

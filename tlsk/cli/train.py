@@ -1,14 +1,484 @@
-"""tlsk train: (being written in this session)."""
+"""Train a classifier on a folder of images; save it with its validation report.
 
-HELP = "(being written)"
-EXAMPLE = ""
+DIR holds one sub-folder per class (DIR/<class>/<images>). If DIR has a
+train/ sub-folder (the output of 'tlsk split'), the model trains on DIR/train
+and is validated on DIR/val (a class can then not be named 'train');
+otherwise a stratified --val fraction of DIR is held out for validation.
+Files that cannot be decoded are skipped with a note.
+
+Methods:
+  bottleneck  VGG16 features, computed once and kept in the feature cache
+              (--cache), and a scikit-learn classifier on them (--classifier):
+              logreg (logistic regression), linear-svm (LinearSVC), svm (SVC,
+              RBF kernel) or random-forest. The SVMs are wrapped in
+              CalibratedClassifierCV (sigmoid, ensemble=False) so that the
+              model gives probabilities that agree with its labels;
+              scikit-learn deprecates SVC(probability=True). --grid chooses C
+              (or n_estimators) by cross-validation on the cached features.
+  finetune    VGG16 with a new head: the head trains on the frozen base
+              (--head-epochs), then the top --trainable-blocks blocks with it
+              (--finetune-epochs).
+  scratch     a small CNN trained from scratch (--epochs): the baseline.
+
+The VGG16 options serve bottleneck; finetune uses --weights, --pooling,
+--input-size, --interpolation and --batch-size of them, scratch the last three.
+
+Writes MODEL (a joblib file; --force to replace it), beside it its metadata
+MODEL-stem.json (classes, method, parameters, validation metrics, tlsk
+version, training time, data folder), the validation confusion matrix
+MODEL-stem.confusion.png and, for finetune and scratch, the training curves
+MODEL-stem.curves.png. The validation report goes to stdout (--json for
+machines), progress and notes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import time
+
+from tlsk.cli import CommandError
+from tlsk.cli._common import (
+    add_extractor_options,
+    check_writable,
+    classification_summary,
+    extractor_params,
+    metadata_path,
+    model_file,
+    note,
+    parse_weights,
+    predict_proba,
+    print_json,
+    read_labelled_folder,
+    save_figure,
+    save_model,
+)
+
+HELP = "train a bottleneck, fine-tuned or from-scratch classifier on an image folder"
+EXAMPLE = """examples:
+  tlsk train photos/ --method bottleneck --classifier svm --grid --out svm.joblib
+  tlsk train split/ --method finetune --head-epochs 5 --finetune-epochs 5 \\
+      --out finetuned.joblib
+  tlsk train photos/ --method scratch --epochs 30 --input-size 128 --out cnn.joblib
+"""
+
+METHODS = ("bottleneck", "finetune", "scratch")
+CLASSIFIERS = ("logreg", "linear-svm", "svm", "random-forest")
+# The classifier's main parameter and the values --grid tries.
+GRIDS = {
+    "logreg": ("C", [0.01, 0.1, 1.0, 10.0, 100.0]),
+    "linear-svm": ("estimator__C", [0.01, 0.1, 1.0, 10.0, 100.0]),
+    "svm": ("estimator__C", [0.1, 1.0, 10.0, 100.0]),
+    "random-forest": ("n_estimators", [50, 100, 200, 400]),
+}
+_MAX_FOLDS = 5
 
 
 def add_arguments(parser):
-    pass
+    parser.add_argument("dir", metavar="DIR", help="folder-per-class image tree")
+    parser.add_argument(
+        "--method", choices=METHODS, default="bottleneck", help="(default: %(default)s)"
+    )
+    parser.add_argument(
+        "--out", required=True, metavar="MODEL", help="model file to write (joblib)"
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="replace MODEL and its files if present"
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print the report as JSON on stdout"
+    )
+    parser.add_argument(
+        "--val",
+        type=_fraction,
+        default=0.2,
+        metavar="FRACTION",
+        help="stratified part of DIR held out for validation when DIR has no "
+        "train/ folder; 0 for none (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="of every random choice (default: 0)"
+    )
+
+    group = parser.add_argument_group("bottleneck")
+    group.add_argument(
+        "--classifier", choices=CLASSIFIERS, default="logreg", help="(default: logreg)"
+    )
+    group.add_argument(
+        "--grid",
+        action="store_true",
+        help="choose C (n_estimators for random-forest) by cross-validation "
+        "among " + "; ".join(f"{k}: {v[1]}" for k, v in GRIDS.items()),
+    )
+    group.add_argument(
+        "--cache",
+        metavar="FILE.h5",
+        help="feature cache (default: beside MODEL, MODEL-stem.features.h5); "
+        "features already in it are not computed again",
+    )
+    add_extractor_options(parser)
+
+    group = parser.add_argument_group("finetune and scratch")
+    group.add_argument(
+        "--epochs",
+        type=_count,
+        metavar="N",
+        help="scratch: training epochs (default 30); finetune: the default of "
+        "both --head-epochs and --finetune-epochs (default 10)",
+    )
+    group.add_argument("--head-epochs", type=_count, metavar="N")
+    group.add_argument("--finetune-epochs", type=_count, metavar="N")
+    group.add_argument(
+        "--trainable-blocks",
+        type=int,
+        default=1,
+        choices=range(6),
+        metavar="0-5",
+        help="finetune: VGG16 blocks unfrozen in phase 2, from the top (default 1)",
+    )
+    group.add_argument(
+        "--no-augmentation",
+        action="store_true",
+        help="no random flips, rotations, zooms and shifts during training",
+    )
+    group.add_argument(
+        "--monitor-fraction",
+        type=_fraction,
+        default=0.1,
+        metavar="FRACTION",
+        help="part of the training images held out inside training for early "
+        "stopping and the validation curves; 0: monitor the training loss "
+        "(default: %(default)s)",
+    )
+    group.add_argument(
+        "--no-early-stopping", action="store_true", help="train every epoch"
+    )
 
 
 def run(args):
-    from tlsk.cli import CommandError
+    started = time.perf_counter()
+    out = os.fspath(args.out)
+    outputs = [out, metadata_path(out), model_file(out, ".confusion.png")]
+    if args.method != "bottleneck":
+        outputs.append(model_file(out, ".curves.png"))
+    for path in outputs:
+        check_writable(path, args.force)
+    if not os.path.isdir(args.dir):
+        raise CommandError(f"no folder at {args.dir!r}")
 
-    raise CommandError("tlsk train is not written yet")
+    data = _load_data(args)
+    record = {
+        "method": args.method,
+        "classes": sorted(set(data["y_train"].tolist())),
+        "data": os.path.abspath(args.dir),
+        "validation": data["validation"],
+        "n_train": len(data["train"]),
+        "n_validation": len(data["val"]),
+        "skipped_files": [str(err) for err in data["bad"]],
+        "seed": args.seed,
+    }
+    if len(record["classes"]) < 2:
+        raise CommandError(
+            f"needs images of at least 2 classes to train; {args.dir!r} has "
+            f"{record['classes']!r}"
+        )
+    note(
+        args,
+        f"training {args.method} on {len(data['train'])} images of "
+        f"{len(record['classes'])} classes; validating on {len(data['val'])}",
+    )
+    if args.method == "bottleneck":
+        model, proba_val, details = _train_bottleneck(args, data)
+    else:
+        model, details = _train_keras(args, data)
+        proba_val = None
+    record.update(details)
+    record["training_seconds"] = round(time.perf_counter() - started, 3)
+
+    text, y_pred, labels = "", [], []
+    record["metrics"] = None
+    if data["val"]:
+        if proba_val is None:
+            proba_val, classes = predict_proba(model, data["val"])
+        else:
+            classes = model.classes_
+        y_pred = classes[proba_val.argmax(axis=1)]
+        record["metrics"], text = classification_summary(data["y_val"], y_pred, classes)
+        labels = record["metrics"]["confusion_matrix"]["labels"]
+    record["files"] = _plot(args, model, data["y_val"], y_pred, labels)
+    save_model(model, out, record, force=args.force)
+    if args.json:
+        print_json({**record, "model": out, "metadata": metadata_path(out)})
+    else:
+        print(
+            f"{args.method}"
+            + (f" ({args.classifier})" if args.method == "bottleneck" else "")
+            + f": {len(record['classes'])} classes, {len(data['train'])} training "
+            f"images, {record['training_seconds']:.1f} s"
+        )
+        if text:
+            print(f"validation: {data['validation']}")
+            print(text)
+        else:
+            print("no validation images: no report (--val 0)")
+    note(args, f"wrote {out}, {metadata_path(out)}")
+    for path in record["files"].values():
+        note(args, f"wrote {path}")
+    return 0
+
+
+# -- data ---------------------------------------------------------------------
+
+
+def _load_data(args):
+    train_dir = os.path.join(args.dir, "train")
+    if os.path.isdir(train_dir):
+        train, y_train, bad = read_labelled_folder(args, train_dir)
+        val_dir = os.path.join(args.dir, "val")
+        if not os.path.isdir(val_dir):
+            raise CommandError(
+                f"{args.dir!r} has a train/ folder but no val/ folder; give the "
+                f"folder-per-class tree {train_dir!r} itself to hold out --val"
+            )
+        val, y_val, bad_val = read_labelled_folder(args, val_dir)
+        unknown = sorted(set(y_val.tolist()) - set(y_train.tolist()))
+        if unknown:
+            note(args, f"classes in {val_dir!r} but not in train/: {unknown}")
+        return {
+            "train": train,
+            "y_train": y_train,
+            "val": val,
+            "y_val": y_val,
+            "bad": bad + bad_val,
+            "validation": os.path.abspath(val_dir),
+        }
+    paths, labels, bad = read_labelled_folder(args, args.dir)
+    data = {"bad": bad, "validation": "none", "val": [], "y_val": labels[:0]}
+    if args.val == 0:
+        return {**data, "train": paths, "y_train": labels}
+    from sklearn.model_selection import train_test_split
+
+    try:
+        train, val, y_train, y_val = train_test_split(
+            paths, labels, test_size=args.val, stratify=labels, random_state=args.seed
+        )
+    except ValueError as err:
+        raise CommandError(
+            f"cannot hold out a stratified --val {args.val} of {len(paths)} images "
+            f"in {len(set(labels.tolist()))} classes ({err}); add images, change "
+            "--val, or give a 'tlsk split' folder"
+        ) from err
+    return {
+        **data,
+        "train": train,
+        "y_train": y_train,
+        "val": val,
+        "y_val": y_val,
+        "validation": f"{args.val:g} of {os.path.abspath(args.dir)} held out "
+        f"(stratified, seed {args.seed})",
+    }
+
+
+# -- bottleneck ---------------------------------------------------------------
+
+
+def _train_bottleneck(args, data):
+    import numpy as np
+    from sklearn.pipeline import Pipeline
+
+    from tlsk.features import VGG16FeatureExtractor
+
+    cache = args.cache or model_file(args.out, ".features.h5")
+    params = extractor_params(args)
+    extractor = VGG16FeatureExtractor(**params, cache=cache).fit()
+    # Train and validation features in one pass: each image through VGG16 once.
+    features = extractor.transform(list(data["train"]) + list(data["val"]))
+    X_train, X_val = features[: len(data["train"])], features[len(data["train"]) :]
+    y_train = np.asarray(data["y_train"])
+
+    classifier = _classifier(args.classifier, y_train, args.seed, args.grid)
+    details = {"classifier": args.classifier, "feature_cache": os.path.abspath(cache)}
+    if args.grid:
+        classifier, details["grid"] = _grid_search(args, classifier, X_train, y_train)
+    else:
+        classifier.fit(X_train, y_train)
+    proba_val = classifier.predict_proba(X_val) if len(X_val) else None
+    # The saved model computes features afresh: a cache path would tie the
+    # model file to this machine's folders.
+    saved_extractor = VGG16FeatureExtractor(**{**params, "verbose": 0}).fit()
+    model = Pipeline([("features", saved_extractor), *classifier.steps])
+    details["extractor"] = saved_extractor.get_params()
+    details["params"] = classifier[-1].get_params()
+    return model, proba_val, details
+
+
+def _classifier(name, y, seed, grid):
+    """The scaler and classifier, a Pipeline whose last step is 'classifier'."""
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC, LinearSVC
+
+    if name == "random-forest":
+        return Pipeline(
+            [
+                (
+                    "classifier",
+                    RandomForestClassifier(n_estimators=200, random_state=seed),
+                )
+            ]
+        )
+    if name == "logreg":
+        classifier = LogisticRegression(max_iter=5000)
+    else:
+        smallest = _smallest_class(y)
+        if grid:  # calibration then splits each grid fold's training part
+            smallest -= -(-smallest // _folds(smallest))
+        folds = _folds(smallest)
+        if folds < 2:
+            raise CommandError(
+                f"--classifier {name} calibrates its probabilities by "
+                f"cross-validation and needs at least {3 if grid else 2} training "
+                f"images per class{' with --grid' if grid else ''}; the smallest "
+                f"class has {_smallest_class(y)}"
+            )
+        base = (
+            LinearSVC(max_iter=20_000, random_state=seed)
+            if name == "linear-svm"
+            else SVC(kernel="rbf", random_state=seed)
+        )
+        classifier = CalibratedClassifierCV(base, cv=folds, ensemble=False)
+    return Pipeline([("scale", StandardScaler()), ("classifier", classifier)])
+
+
+def _grid_search(args, pipeline, X, y):
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+
+    name, values = GRIDS[args.classifier]
+    folds = _folds(_smallest_class(y))
+    if folds < 2:
+        raise CommandError(
+            "--grid needs at least 2 training images per class; the smallest "
+            f"class has {_smallest_class(y)}"
+        )
+    search = GridSearchCV(
+        pipeline,
+        {f"classifier__{name}": values},
+        cv=StratifiedKFold(folds, shuffle=True, random_state=args.seed),
+        scoring="accuracy",
+    ).fit(X, y)
+    note(
+        args,
+        f"grid search ({folds}-fold): best {name.split('__')[-1]}="
+        f"{search.best_params_[f'classifier__{name}']} "
+        f"(cross-validated accuracy {search.best_score_:.3f})",
+    )
+    grid = {
+        "parameter": name.split("__")[-1],
+        "folds": folds,
+        "best": search.best_params_[f"classifier__{name}"],
+        "best_score": float(search.best_score_),
+        "results": [
+            {"value": params[f"classifier__{name}"], "mean_accuracy": float(score)}
+            for params, score in zip(
+                search.cv_results_["params"],
+                search.cv_results_["mean_test_score"],
+                strict=True,
+            )
+        ],
+    }
+    return search.best_estimator_, grid
+
+
+def _smallest_class(y):
+    import numpy as np
+
+    return int(np.unique(y, return_counts=True)[1].min())
+
+
+def _folds(n_smallest):
+    return min(_MAX_FOLDS, n_smallest)
+
+
+# -- finetune and scratch -----------------------------------------------------
+
+
+def _train_keras(args, data):
+    from tlsk.finetune import KerasFineTuneClassifier
+    from tlsk.scratch import SmallCNNClassifier
+
+    common = {
+        "input_size": args.input_size,
+        "interpolation": args.interpolation,
+        "augmentation": not args.no_augmentation,
+        "validation_fraction": args.monitor_fraction,
+        "early_stopping": not args.no_early_stopping,
+        "batch_size": args.batch_size,
+        "random_state": args.seed,
+        # Keras's one line per epoch when stderr is no terminal (log files).
+        "verbose": 0 if args.quiet else (1 if sys.stderr.isatty() else 2),
+    }
+    if args.method == "finetune":
+        default = 10 if args.epochs is None else args.epochs
+        model = KerasFineTuneClassifier(
+            weights=parse_weights(args.weights),
+            pooling=args.pooling,
+            head_epochs=_first(args.head_epochs, default),
+            finetune_epochs=_first(args.finetune_epochs, default),
+            trainable_blocks=args.trainable_blocks,
+            **common,
+        )
+    else:
+        model = SmallCNNClassifier(epochs=_first(args.epochs, 30), **common)
+    # Keras writes its progress to stdout, which is for results.
+    with contextlib.redirect_stdout(sys.stderr):
+        model.fit(list(data["train"]), data["y_train"])
+    params = {k: v for k, v in model.get_params().items() if k != "verbose"}
+    return model, {"params": params, "history": model.history_}
+
+
+# -- plots --------------------------------------------------------------------
+
+
+def _plot(args, model, y_true, y_pred, labels):
+    """Write the plots; return ``{kind: path}``. Without matplotlib, say so."""
+    files = {}
+    try:
+        from tlsk.plots import plot_confusion_matrix, plot_history
+    except ImportError as err:
+        note(args, f"no plots: {err}")
+        return files
+    if len(y_true):
+        path = model_file(args.out, ".confusion.png")
+        save_figure(plot_confusion_matrix(y_true, y_pred, labels=labels), path)
+        files["confusion_matrix"] = path
+    if args.method != "bottleneck":
+        path = model_file(args.out, ".curves.png")
+        save_figure(plot_history(model.history_), path)
+        files["training_curves"] = path
+    return files
+
+
+# -- argument types -------------------------------------------------------------
+
+
+def _fraction(text):
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1); received {text!r}")
+    return value
+
+
+def _count(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more; received {text!r}")
+    return value
+
+
+def _first(value, default):
+    return default if value is None else value
