@@ -78,9 +78,8 @@ def run(args):
     test = load_image_folder(os.path.join(split, "test"), check=False)
 
     rows, fitted = [], {}
-    for name, estimator in _methods(
-        weights, settings, os.path.join(out, "features.h5")
-    ):
+    cache = os.path.join(out, "features.h5")
+    for name, estimator in _methods(weights, settings, cache, train[1]):
         note(args, f"training {name} ...")
         row, fitted[name] = _fit_and_evaluate(name, estimator, train, test, out)
         rows.append(row)
@@ -110,6 +109,7 @@ def _settings(quick):
             "epochs": 3,
             "head_epochs": 2,
             "finetune_epochs": 1,
+            "validation_fraction": 0,  # too few images to hold some out
         }
     return {
         "per_class": 40,
@@ -117,6 +117,7 @@ def _settings(quick):
         "epochs": 25,
         "head_epochs": 8,
         "finetune_epochs": 3,
+        "validation_fraction": 0.1,
     }
 
 
@@ -143,16 +144,19 @@ def _check_summary(report):
     )
 
 
-def _methods(weights, settings, cache):
-    from sklearn.linear_model import LogisticRegression
+def _methods(weights, settings, cache, train_labels):
     from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-    from sklearn.svm import SVC
 
     from tlsk import KerasFineTuneClassifier, SmallCNNClassifier, VGG16FeatureExtractor
+    from tlsk.cli.train import bottleneck_classifier
 
     size = settings["input_size"]
-    keras_common = {"input_size": size, "random_state": 0, "augmentation": False}
+    keras_common = {
+        "input_size": size,
+        "random_state": 0,
+        "augmentation": False,
+        "validation_fraction": settings["validation_fraction"],
+    }
 
     def features():
         return VGG16FeatureExtractor(weights=weights, input_size=size, cache=cache)
@@ -164,13 +168,11 @@ def _methods(weights, settings, cache):
         ),
         (
             "bottleneck + logistic regression",
-            make_pipeline(
-                features(), StandardScaler(), LogisticRegression(max_iter=3000)
-            ),
+            make_pipeline(features(), bottleneck_classifier("logreg", train_labels, 0)),
         ),
         (
             "bottleneck + SVM",
-            make_pipeline(features(), StandardScaler(), SVC(probability=True)),
+            make_pipeline(features(), bottleneck_classifier("svm", train_labels, 0)),
         ),
         (
             "fine-tuned VGG16",

@@ -298,7 +298,7 @@ def _train_bottleneck(args, data):
     X_train, X_val = features[: len(data["train"])], features[len(data["train"]) :]
     y_train = np.asarray(data["y_train"])
 
-    classifier = _classifier(args.classifier, y_train, args.seed, args.grid)
+    classifier = bottleneck_classifier(args.classifier, y_train, args.seed, args.grid)
     details = {"classifier": args.classifier, "feature_cache": os.path.abspath(cache)}
     if args.grid:
         classifier, details["grid"] = _grid_search(args, classifier, X_train, y_train)
@@ -314,7 +314,7 @@ def _train_bottleneck(args, data):
     return model, proba_val, details
 
 
-def _classifier(name, y, seed, grid):
+def bottleneck_classifier(name, y, seed, grid=False):
     """The scaler and classifier, a Pipeline whose last step is 'classifier'."""
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.ensemble import RandomForestClassifier
