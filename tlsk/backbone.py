@@ -43,6 +43,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tlsk._files import write_atomically
+
 __all__ = [
     "LAYERS",
     "POOLINGS",
@@ -339,22 +341,16 @@ def fetch(url, path, verify, unavailable_message):
     :class:`WeightsUnavailableError` with ``unavailable_message(error)``,
     which should say what is missing and where to put it by hand.
     """
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+
+    def download(out):
+        with urllib.request.urlopen(url, timeout=_DOWNLOAD_TIMEOUT_SECONDS) as src:
+            shutil.copyfileobj(src, out, 1 << 20)
+
     try:
-        with os.fdopen(fd, "wb") as out:
-            with urllib.request.urlopen(url, timeout=_DOWNLOAD_TIMEOUT_SECONDS) as src:
-                shutil.copyfileobj(src, out, 1 << 20)
-            out.flush()
-            os.fsync(out.fileno())
-        verify(tmp)
-        os.replace(tmp, path)
+        write_atomically(path, download, verify)
     except (urllib.error.URLError, OSError) as err:
         raise WeightsUnavailableError(unavailable_message(err)) from err
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _missing_weights_message(path, err):

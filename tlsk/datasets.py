@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from tlsk._files import safe_join, write_atomically
 from tlsk.images import FileInput, ImageError
 
 __all__ = [
@@ -194,7 +195,7 @@ def split_image_folder(
     others.
 
     Nothing is written outside ``out``: every path is checked with
-    :func:`tlsk.cli._common.safe_join`, files are created exclusively (an
+    :func:`tlsk._files.safe_join`, files are created exclusively (an
     existing name, even a dangling symbolic link, is never written through),
     and symbolic links in ``root`` are read, never recreated (class folders
     that are links are not classes; see :func:`load_image_folder`).
@@ -331,7 +332,6 @@ def split_image_folder(
             "duplicates": report["duplicates"],
         }
     )
-    from tlsk.cli._common import write_atomically
 
     text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
     write_atomically(
@@ -509,7 +509,6 @@ def _name_seed(name):
 
 
 def _write_split(out, parts, link):
-    from tlsk.cli._common import safe_join
 
     written_as = dict.fromkeys(("copy", "hardlink", "symlink"), 0)
     listing, counts = {}, {}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 
+from tlsk._files import safe_join, write_atomically
 from tlsk.backbone import LAYERS, POOLINGS
 from tlsk.cli import CommandError
 from tlsk.images import INTERPOLATIONS
@@ -72,26 +72,6 @@ def print_json(data, stream=None):
     (stream or sys.stdout).write("\n")
 
 
-def safe_join(root, *parts):
-    """``root/part/...``, refusing any result outside ``root``.
-
-    Class names, file names and labels come from data the user may not
-    control: ``..``, absolute paths and symbolic links that lead out are
-    refused with a CommandError.
-    """
-    root_real = os.path.realpath(root)
-    for part in parts:
-        if not part or part in (".", "..") or os.path.isabs(part) or "/" in part:
-            raise CommandError(
-                f"refusing to write {part!r} under {root!r}: a name must be one "
-                "plain path component (no '/', '..' or absolute path)"
-            )
-    path = os.path.join(root_real, *parts)
-    if os.path.commonpath([root_real, os.path.realpath(path)]) != root_real:
-        raise CommandError(f"refusing to write {path!r}: it leads outside {root!r}")
-    return path
-
-
 def check_writable(path, force):
     """Refuse to replace an existing file unless ``force``."""
     if os.path.lexists(path) and not force:
@@ -99,25 +79,6 @@ def check_writable(path, force):
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise CommandError(f"cannot write {path!r}: folder {folder!r} does not exist")
-
-
-def write_atomically(path, write):
-    """Write through a temporary file in the same folder, fsync, then replace.
-
-    ``write(file)`` fills a binary file object. Killed at any moment, ``path``
-    holds the old content or the new, never a mixture.
-    """
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def metadata_path(model_path):
