@@ -9,7 +9,12 @@ Fine-tuning: :class:`KerasFineTuneClassifier`. The from-scratch baseline:
 from tlsk._version import __version__
 from tlsk.backbone import WeightsMismatchError, WeightsUnavailableError
 from tlsk.cache import CacheError, FeatureCache
-from tlsk.datasets import find_bad_images, load_image_folder
+from tlsk.datasets import (
+    check_image_folder,
+    find_bad_images,
+    load_image_folder,
+    split_image_folder,
+)
 from tlsk.features import VGG16FeatureExtractor
 from tlsk.finetune import KerasFineTuneClassifier
 from tlsk.images import ImageError
@@ -25,6 +30,8 @@ __all__ = [
     "WeightsMismatchError",
     "WeightsUnavailableError",
     "__version__",
+    "check_image_folder",
     "find_bad_images",
     "load_image_folder",
+    "split_image_folder",
 ]
