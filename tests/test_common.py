@@ -1,12 +1,13 @@
 """scikit-learn's estimator checks on every tlsk estimator.
 
-``VGG16FeatureExtractor`` takes images, not the 2-D tables that scikit-learn's
-data checks generate (check_fit2d_1sample, check_transformer_general,
-check_estimators_dtypes, ...), and says so in its tags (``two_d_array=False``,
+tlsk's estimators take images, not the 2-D tables that scikit-learn's data
+checks generate (check_fit2d_1sample, check_transformer_general,
+check_estimators_dtypes, ...), and say so in their tags (``two_d_array=False``,
 ``three_d_array=True``). ``parametrize_with_checks`` then yields no check at
-all for it, so the input-independent API checks run here one by one; the data
-checks' promises (fit returns self, output dtype and shape, order, clone in
-GridSearchCV) are tested with images in test_features.py.
+all for them, so the input-independent API checks run here one by one; the
+data checks' promises (fit returns self, output dtype and shape, order, clone
+in GridSearchCV) are tested with images in test_features.py and
+test_keras_estimators.py.
 """
 
 import warnings
@@ -15,11 +16,15 @@ import pytest
 from sklearn.exceptions import SkipTestWarning
 from sklearn.utils import estimator_checks as checks
 
-from tlsk import VGG16FeatureExtractor
+from tlsk import KerasFineTuneClassifier, SmallCNNClassifier, VGG16FeatureExtractor
 
 
 def _estimators():
-    return [VGG16FeatureExtractor(weights=None, input_size=32, batch_size=4)]
+    return [
+        VGG16FeatureExtractor(weights=None, input_size=32, batch_size=4),
+        SmallCNNClassifier(input_size=32, filters=(4, 8, 8), epochs=1),
+        KerasFineTuneClassifier(weights=None, input_size=32, head_epochs=1),
+    ]
 
 
 API_CHECKS = [
@@ -43,11 +48,12 @@ def test_sklearn_api_checks(estimator, check):
     check(name, estimator)
 
 
-def test_data_checks_are_declared_inapplicable_by_the_tags():
-    # The tags keep scikit-learn from feeding tables to an image transformer;
+@pytest.mark.parametrize("estimator", _estimators(), ids=lambda e: type(e).__name__)
+def test_data_checks_are_declared_inapplicable_by_the_tags(estimator):
+    # The tags keep scikit-learn from feeding tables to an image estimator;
     # if they stopped doing so, the checks listed above would start to run.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        collected = list(checks._yield_all_checks(_estimators()[0], legacy=True))
+        collected = list(checks._yield_all_checks(estimator, legacy=True))
     assert collected == []
     assert any(issubclass(w.category, SkipTestWarning) for w in caught)

@@ -94,7 +94,7 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
         if len(self.classes_) < 2:
             raise ValueError(
                 "needs images of at least 2 classes; received only the class "
-                f"{self.classes_[0]!r}"
+                f"{self.classes_.tolist()[0]!r}"
             )
         seed = _seed(self.random_state)
         train, valid = self._split(encoded, seed)
@@ -149,7 +149,13 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X):
         """The most probable class of each image."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)  # first: it raises NotFittedError
+        return self.classes_[np.argmax(proba, axis=1)]
+
+    def __sklearn_is_fitted__(self):
+        # Only a finished fit leaves a model; a fit that failed half-way may
+        # have set classes_ (and an earlier fit history_) without one.
+        return "model_" in self.__dict__
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -250,6 +256,7 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
                     f"received {sorted(unknown)}"
                 )
             settings.update(self.augmentation)
+        _check_augmentation(settings)
         layers = []
         if settings["flip"]:
             layers.append(keras.layers.RandomFlip(settings["flip"], seed=seed))
@@ -266,6 +273,29 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
                 )
             )
         return layers
+
+
+FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical")
+
+
+def _check_augmentation(settings):
+    # Keras's RandomFlip silently does nothing for a mode it does not know
+    # (flip=True), so the values are checked here.
+    flip = settings["flip"]
+    if flip and flip not in FLIP_MODES:
+        raise ValueError(
+            f"augmentation['flip'] must be one of {FLIP_MODES} or False; "
+            f"received {flip!r}"
+        )
+    for key in ("rotation", "zoom", "shift"):
+        value = settings[key]
+        if value is None or value is False:
+            continue
+        if isinstance(value, bool) or not isinstance(value, Real) or value < 0:
+            raise ValueError(
+                f"augmentation[{key!r}] must be a number >= 0 (0 or False: off); "
+                f"received {value!r}"
+            )
 
 
 OPTIMIZERS = ("adam", "sgd", "rmsprop")

@@ -36,7 +36,9 @@ class SmallCNNClassifier(KerasImageClassifier):
     augmentation : bool or dict, default=True
         Random flips, rotations, zooms and shifts during training only; a dict
         overrides ``{"flip": "horizontal", "rotation": 0.05, "zoom": 0.1,
-        "shift": 0.1}`` (a falsy value switches one off).
+        "shift": 0.1}`` (a falsy value switches one off; ``flip`` is
+        "horizontal", "vertical" or "horizontal_and_vertical", the others
+        numbers >= 0).
     validation_fraction : float, default=0.1
         Held out (stratified) to monitor early stopping; 0 for none.
     early_stopping : bool, default=True
