@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from tlsk._version import __version__
@@ -81,6 +82,9 @@ def build_parser():
 
 def main(argv=None):
     """Run the ``tlsk`` command with ``argv``; return its exit code."""
+    # TensorFlow's C++ start-up chatter would bury the one-line messages on
+    # stderr; the user's own setting wins.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args) or 0)
