@@ -250,7 +250,7 @@ def test_a_class_too_small_to_split_is_an_error_naming_it(data, tmp_path, capsys
         write_png(data / "tiny" / f"{i}.png", (i, 5, 6))
     code, _, err = split(capsys, data, tmp_path / "out")
     assert code == 1
-    assert "'tiny' (2)" in err and "at least 3 images" in err
+    assert "'tiny' (2)" in err and "at least 3 distinct images" in err
     assert not (tmp_path / "out").exists()
 
 

@@ -212,3 +212,23 @@ def test_split_copies_a_linked_file_as_a_regular_file(tmp_path):
     ]
     copy = tmp_path / "out" / entry["path"]
     assert not copy.is_symlink() and copy.read_bytes() == outside.read_bytes()
+
+
+def test_identical_files_of_a_class_stay_in_one_part(tmp_path):
+    from PIL import Image
+
+    from tlsk import split_image_folder
+
+    write_image_folder(tmp_path / "data", 6)
+    copies = tmp_path / "data" / "red"
+    Image.new("RGB", (16, 16), (250, 0, 0)).save(copies / "same_0.png")
+    for i in range(1, 8):
+        (copies / f"same_{i}.png").write_bytes((copies / "same_0.png").read_bytes())
+    manifest = split_image_folder(tmp_path / "data", tmp_path / "out", seed=3)
+    parts_of_copies = {
+        part
+        for part, items in manifest["parts"].items()
+        for item in items
+        if item["source"].startswith("red/same_")
+    }
+    assert len(parts_of_copies) == 1

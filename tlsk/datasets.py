@@ -185,10 +185,12 @@ def split_image_folder(
     incomplete.
 
     Each class is split on its own, so every part holds every class: a class
-    of ``n`` images gives ``round(n * val)`` images to validation and
-    ``round(n * test)`` to test, but at least one to each part whose fraction
-    is not 0 and at least one to train. A class too small for that (fewer
-    than 3 images for a three-way split) is an error naming it: a class absent
+    of ``n`` distinct images gives ``round(n * val)`` of them to validation
+    and ``round(n * test)`` to test, but at least one to each part whose
+    fraction is not 0 and at least one to train. Identical files (the same
+    content) of a class always go to the same part, so no test image is also
+    a training image. A class too small for that (fewer than 3 distinct
+    images for a three-way split) is an error naming it: a class absent
     from validation or test would make their scores silently wrong. The
     order within a class comes from ``seed`` and the class name, so a split is
     the same on every machine, and adding a class does not reshuffle the
@@ -281,9 +283,11 @@ def split_image_folder(
     _check_out(root, out, force)
 
     report, good = _survey(root, n_jobs)
-    by_class = defaultdict(list)
+    # Identical files travel together: a copy in train and another in test
+    # would leak the test image into training.
+    by_class = defaultdict(dict)
     for item in good:
-        by_class[item["class"]].append(item)
+        by_class[item["class"]].setdefault(item["sha256"], []).append(item)
     sizes, too_small = {}, []
     for label in report["classes"]:
         sizes[label] = _part_sizes(len(by_class[label]), val, test)
@@ -293,15 +297,16 @@ def split_image_folder(
         needed = 1 + (val > 0) + (test > 0)
         raise ValueError(
             f"classes too small to split with val={val!r}, test={test!r}: each "
-            f"needs at least {needed} images that decode; received "
+            f"needs at least {needed} distinct images that decode; received "
             + ", ".join(too_small)
             + ". Add images, remove the class, or set val or test to 0"
         )
 
     parts = {part: [] for part in SPLIT_PARTS}
-    for label, items in sorted(by_class.items()):
+    for label, groups in sorted(by_class.items()):
+        groups = list(groups.values())
         rng = np.random.default_rng([int(seed), _name_seed(label)])
-        order = rng.permutation(len(items))
+        order = rng.permutation(len(groups))
         n_train, n_val, _ = sizes[label]
         for rank, index in enumerate(order):
             part = (
@@ -311,7 +316,7 @@ def split_image_folder(
                 if rank < n_train + n_val
                 else "test"
             )
-            parts[part].append(items[index])
+            parts[part].extend(groups[index])
 
     _clear_out(out)
     manifest = _write_split(out, parts, link)
