@@ -98,7 +98,7 @@ def plot_confusion_matrix(y_true, y_pred, labels=None, path=None, normalize=None
     >>> figure.axes[0].get_xlabel()
     'Predicted label'
     """
-    from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix
+    from sklearn.metrics import confusion_matrix
 
     if labels is None:
         labels = np.unique(np.concatenate([np.asarray(y_true), np.asarray(y_pred)]))
@@ -106,9 +106,23 @@ def plot_confusion_matrix(y_true, y_pred, labels=None, path=None, normalize=None
     size = 2.5 + 0.6 * len(labels)
     figure = _figure(figsize=(size, size), layout="constrained")
     ax = figure.subplots()
-    ConfusionMatrixDisplay(matrix, display_labels=labels).plot(
-        ax=ax, colorbar=False, values_format=".2f" if normalize else "d"
-    )
+    # Drawn here rather than with ConfusionMatrixDisplay, which imports pyplot.
+    image = ax.imshow(matrix, cmap="Blues", vmin=0)
+    threshold = (matrix.max() + matrix.min()) / 2
+    for (row, col), value in np.ndenumerate(matrix):
+        ax.text(
+            col,
+            row,
+            f"{value:.2f}" if normalize else f"{value:d}",
+            ha="center",
+            va="center",
+            color=image.cmap(0.0 if value > threshold else 1.0),
+        )
+    ticks = np.arange(len(labels))
+    ax.set_xticks(ticks, [str(label) for label in labels])
+    ax.set_yticks(ticks, [str(label) for label in labels])
+    ax.set_xlabel("Predicted label")
+    ax.set_ylabel("True label")
     _save(figure, path)
     return figure
 

@@ -49,6 +49,7 @@ def _expected_errors():
         WeightsMismatchError,
         OSError,
         ValueError,
+        ImportError,  # an optional extra (matplotlib) that is not installed
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -26,6 +27,35 @@ __all__ = [
 MODEL_FORMAT = "tlsk-model"
 
 
+def fraction(text):
+    """argparse type: a float in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1); got {text!r}")
+    return value
+
+
+def int_at_least(minimum):
+    """argparse type: an int >= ``minimum`` (a bad value is a usage error)."""
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(
+                f"expected an integer >= {minimum}; got {text!r}"
+            )
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
 def add_extractor_options(parser):
     """The VGG16FeatureExtractor's options, for the extract/train/demo commands."""
     group = parser.add_argument_group("VGG16 features")
@@ -37,9 +67,9 @@ def add_extractor_options(parser):
     )
     group.add_argument("--layer", default="block5_pool", choices=LAYERS)
     group.add_argument("--pooling", default="avg", choices=POOLINGS)
-    group.add_argument("--input-size", type=int, default=224, metavar="PX")
+    group.add_argument("--input-size", type=int_at_least(32), default=224, metavar="PX")
     group.add_argument("--interpolation", default="bilinear", choices=INTERPOLATIONS)
-    group.add_argument("--batch-size", type=int, default=32)
+    group.add_argument("--batch-size", type=int_at_least(1), default=32)
 
 
 def parse_weights(text):

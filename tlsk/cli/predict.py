@@ -33,6 +33,7 @@ from tlsk.cli import CommandError
 from tlsk.cli._common import (
     check_writable,
     image_files,
+    int_at_least,
     load_model,
     note,
     predict_proba,
@@ -60,7 +61,7 @@ def add_arguments(parser):
     )
     parser.add_argument(
         "--top-k",
-        type=int,
+        type=int_at_least(1),
         default=1,
         metavar="K",
         help="the K most probable labels per image (default: 1)",

@@ -22,8 +22,9 @@ OUT/test and OUT/split.json and keeps anything else.
 
 from __future__ import annotations
 
-import argparse
 import sys
+
+from tlsk.cli._common import fraction, int_at_least
 
 HELP = "stratified train/val/test split of a folder-per-class tree (copies or links)"
 EXAMPLE = """\
@@ -31,24 +32,6 @@ example:
   tlsk split data/pets data/pets-split --val 0.15 --test 0.15 --seed 1
   # -> data/pets-split/{train,val,test}/<class>/..., data/pets-split/split.json
 """
-
-
-def fraction(text):
-    """argparse type: a float in [0, 1)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = None
-    if value is None or not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1); got {text!r}")
-    return value
-
-
-def seed(text):
-    """argparse type: a non-negative int."""
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0; got {text!r}")
-    return int(text)
 
 
 def add_arguments(parser):
@@ -62,7 +45,9 @@ def add_arguments(parser):
     parser.add_argument(
         "--test", type=fraction, default=0.1, help="test fraction (default 0.1)"
     )
-    parser.add_argument("--seed", type=seed, default=0, help="random seed (default 0)")
+    parser.add_argument(
+        "--seed", type=int_at_least(0), default=0, help="random seed (default 0)"
+    )
     parser.add_argument(
         "--link",
         action="store_true",

@@ -33,7 +33,6 @@ machines), progress and notes to stderr.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import sys
@@ -45,6 +44,8 @@ from tlsk.cli._common import (
     check_writable,
     classification_summary,
     extractor_params,
+    fraction,
+    int_at_least,
     metadata_path,
     model_file,
     note,
@@ -92,7 +93,7 @@ def add_arguments(parser):
     )
     parser.add_argument(
         "--val",
-        type=_fraction,
+        type=fraction,
         default=0.2,
         metavar="FRACTION",
         help="stratified part of DIR held out for validation when DIR has no "
@@ -123,13 +124,13 @@ def add_arguments(parser):
     group = parser.add_argument_group("finetune and scratch")
     group.add_argument(
         "--epochs",
-        type=_count,
+        type=int_at_least(0),
         metavar="N",
         help="scratch: training epochs (default 30); finetune: the default of "
         "both --head-epochs and --finetune-epochs (default 10)",
     )
-    group.add_argument("--head-epochs", type=_count, metavar="N")
-    group.add_argument("--finetune-epochs", type=_count, metavar="N")
+    group.add_argument("--head-epochs", type=int_at_least(0), metavar="N")
+    group.add_argument("--finetune-epochs", type=int_at_least(0), metavar="N")
     group.add_argument(
         "--trainable-blocks",
         type=int,
@@ -145,7 +146,7 @@ def add_arguments(parser):
     )
     group.add_argument(
         "--monitor-fraction",
-        type=_fraction,
+        type=fraction,
         default=0.1,
         metavar="FRACTION",
         help="part of the training images held out inside training for early "
@@ -446,38 +447,24 @@ def _train_keras(args, data):
 
 def _plot(args, model, y_true, y_pred, labels):
     """Write the plots; return ``{kind: path}``. Without matplotlib, say so."""
+    from tlsk.plots import plot_confusion_matrix, plot_history
+
     files = {}
-    try:
-        from tlsk.plots import plot_confusion_matrix, plot_history
+    try:  # matplotlib is an optional extra, imported when a figure is drawn
+        if len(y_true):
+            path = model_file(args.out, ".confusion.png")
+            save_figure(plot_confusion_matrix(y_true, y_pred, labels=labels), path)
+            files["confusion_matrix"] = path
+        if args.method != "bottleneck":
+            path = model_file(args.out, ".curves.png")
+            save_figure(plot_history(model.history_), path)
+            files["training_curves"] = path
     except ImportError as err:
         note(args, f"no plots: {err}")
-        return files
-    if len(y_true):
-        path = model_file(args.out, ".confusion.png")
-        save_figure(plot_confusion_matrix(y_true, y_pred, labels=labels), path)
-        files["confusion_matrix"] = path
-    if args.method != "bottleneck":
-        path = model_file(args.out, ".curves.png")
-        save_figure(plot_history(model.history_), path)
-        files["training_curves"] = path
     return files
 
 
 # -- argument types -------------------------------------------------------------
-
-
-def _fraction(text):
-    value = float(text)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1); received {text!r}")
-    return value
-
-
-def _count(text):
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more; received {text!r}")
-    return value
 
 
 def _first(value, default):
