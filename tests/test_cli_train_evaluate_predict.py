@@ -359,7 +359,7 @@ def test_predict_csv_to_stdout_in_a_subprocess(bottleneck, predict_input):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--top-k", "0"], "--top-k must be 1 or more"),
+        (["--top-k", "0"], "--top-k: expected an integer >= 1; got '0'"),
         (["--class-index", "x.json"], "need --imagenet"),
         ([], "at least one PATH"),
     ],

@@ -90,8 +90,6 @@ def add_arguments(parser):
 
 
 def run(args):
-    if args.top_k < 1:
-        args.usage_error(f"--top-k must be 1 or more; received {args.top_k}")
     if args.imagenet:
         targets = args.inputs
     else:
