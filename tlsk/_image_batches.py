@@ -29,7 +29,6 @@ class ImageBatches(keras.utils.PyDataset):
         float32 RGB batch in [0, 255] -> network input (a new array).
     shuffle : bool
     seed : int or None
-    sample_weight : ndarray or None
     workers : int
         Threads decoding batches ahead of the network.
     """
@@ -45,7 +44,6 @@ class ImageBatches(keras.utils.PyDataset):
         interpolation="bilinear",
         shuffle=False,
         seed=None,
-        sample_weight=None,
         workers=1,
     ):
         super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=4)
@@ -56,7 +54,6 @@ class ImageBatches(keras.utils.PyDataset):
         self.preprocess = preprocess
         self.interpolation = interpolation
         self.shuffle = shuffle
-        self.sample_weight = sample_weight
         self._rng = np.random.default_rng(seed)
         self._order = np.arange(len(inputs))
         if shuffle:
@@ -73,9 +70,7 @@ class ImageBatches(keras.utils.PyDataset):
         x = self.preprocess(images)
         if self.y is None:
             return (x,)
-        if self.sample_weight is None:
-            return x, self.y[rows]
-        return x, self.y[rows], self.sample_weight[rows]
+        return x, self.y[rows]
 
     def on_epoch_end(self):
         if self.shuffle:

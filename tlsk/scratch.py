@@ -7,7 +7,12 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from tlsk._keras_estimator import KerasImageClassifier, Phase, make_optimizer
+from tlsk._keras_estimator import (
+    OPTIMIZERS,
+    KerasImageClassifier,
+    Phase,
+    make_optimizer,
+)
 
 __all__ = ["SmallCNNClassifier"]
 
@@ -83,7 +88,7 @@ class SmallCNNClassifier(KerasImageClassifier):
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "epochs": [Interval(Integral, 0, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
-        "optimizer": [StrOptions({"adam", "sgd", "rmsprop"})],
+        "optimizer": [StrOptions(set(OPTIMIZERS))],
     }
 
     def __init__(

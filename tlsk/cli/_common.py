@@ -113,7 +113,7 @@ def check_writable(path, force):
 
 def metadata_path(model_path):
     """The JSON file beside a model file: ``model.joblib`` -> ``model.json``."""
-    return os.path.splitext(os.fspath(model_path))[0] + ".json"
+    return model_file(model_path, ".json")
 
 
 def save_model(model, path, metadata, force=False):
