@@ -3,6 +3,9 @@
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Never the network: weights are fetched only by tests that serve them from
+# file:// or refused loopback URLs (they lift this), and subprocesses inherit it.
+os.environ["TLSK_NO_DOWNLOAD"] = "1"
 
 import random
 

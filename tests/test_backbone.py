@@ -131,6 +131,8 @@ def test_weights_file_must_be_h5(tmp_path):
 @pytest.fixture
 def keras_home(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    # These tests download from file:// or refused loopback URLs only.
+    monkeypatch.delenv("TLSK_NO_DOWNLOAD", raising=False)
     return tmp_path / "keras_home"
 
 
@@ -189,4 +191,13 @@ def test_tampered_imagenet_weights_are_refused(tmp_path, keras_home, monkeypatch
     data[-100] ^= 0xFF
     cached.write_bytes(bytes(data))
     with pytest.raises(bb.WeightsMismatchError, match="damaged or not the expected"):
+        bb.imagenet_weights_path()
+
+
+def test_no_download_switch_fails_at_once_without_touching_the_url(
+    keras_home, monkeypatch
+):
+    monkeypatch.setenv("TLSK_NO_DOWNLOAD", "1")
+    monkeypatch.setattr(bb, "IMAGENET_WEIGHTS_URL", "http://127.0.0.1:9/never")
+    with pytest.raises(bb.WeightsUnavailableError, match="TLSK_NO_DOWNLOAD"):
         bb.imagenet_weights_path()

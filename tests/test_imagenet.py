@@ -30,6 +30,8 @@ def _forget_models():
 @pytest.fixture
 def keras_home(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    # These tests download from file:// or refused loopback URLs only.
+    monkeypatch.delenv("TLSK_NO_DOWNLOAD", raising=False)
     return tmp_path / "keras_home"
 
 
