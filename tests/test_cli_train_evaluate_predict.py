@@ -286,7 +286,8 @@ def test_corrupt_model_file_is_one_line_in_a_subprocess(tmp_path, bottleneck, he
     model.write_bytes(b"\x80\x04 this is no pickle")
     result = run_tlsk("evaluate", model, heldout)
     assert result.returncode == 1
-    assert "cannot load model" in error_line(result.stderr)
+    # Refused before unpickling: the file is not the one its metadata names.
+    assert "not the file its metadata" in error_line(result.stderr)
 
 
 def test_model_without_metadata_is_one_line(tmp_path, bottleneck, heldout, capsys):

@@ -8,7 +8,7 @@ import os
 import sys
 
 from tlsk._files import safe_join, write_atomically
-from tlsk.backbone import LAYERS, POOLINGS
+from tlsk.backbone import LAYERS, POOLINGS, file_sha256
 from tlsk.cli import CommandError
 from tlsk.images import INTERPOLATIONS
 
@@ -125,7 +125,14 @@ def save_model(model, path, metadata, force=False):
     check_writable(path, force)
     check_writable(metadata_path(path), force)
     write_atomically(path, lambda file: joblib.dump(model, file))
-    record = {"format": MODEL_FORMAT, "tlsk_version": __version__, **metadata}
+    # The metadata names the exact model file it describes: two files cannot be
+    # replaced in one atomic step, so load_model checks that they still agree.
+    record = {
+        "format": MODEL_FORMAT,
+        "tlsk_version": __version__,
+        **metadata,
+        "model_sha256": file_sha256(path),
+    }
     write_atomically(
         metadata_path(path),
         lambda file: file.write(json.dumps(record, indent=2, default=str).encode()),
@@ -152,6 +159,13 @@ def load_model(path):
         ) from err
     if metadata.get("format") != MODEL_FORMAT:
         raise CommandError(f"{metadata_path(path)!r} is not a tlsk model's metadata")
+    expected = metadata.get("model_sha256")
+    if expected is not None and file_sha256(path) != expected:
+        raise CommandError(
+            f"model {path!r} is not the file its metadata {metadata_path(path)!r} "
+            "describes (SHA-256 differs: one was replaced or damaged); train again "
+            "or restore both files together"
+        )
     try:
         model = joblib.load(path)
     except Exception as err:  # a damaged file fails in many ways
