@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import joblib
 import pytest
 from PIL import Image
 
@@ -203,6 +204,13 @@ def test_grid_search_tries_each_value_and_keeps_the_best(
     assert grid["parameter"] == "C" and len(grid["results"]) >= 4
     best = max(grid["results"], key=lambda r: r["mean_accuracy"])
     assert grid["best_score"] == best["mean_accuracy"]
+    # The saved model is the refit with the chosen C, not the default one.
+    saved_c = {
+        value
+        for name, value in joblib.load(model).get_params().items()
+        if name.endswith("__C")
+    }
+    assert saved_c == {grid["best"]}
 
 
 def test_train_on_a_split_folder_validates_on_val(tmp_path, capsys):
