@@ -168,7 +168,7 @@ def test_head_phase_leaves_the_base_bitwise_unchanged(head_only, initial_base):
 
 
 def test_head_phase_trains_the_head(head_only):
-    untrained = clone(head_only)._build_model(n_classes=3, seed=0)
+    untrained = clone(head_only)._build_model(n_classes=3, seed=0, precision="float32")
     before = untrained.get_layer("predictions").get_weights()[0]
     after = head_only.model_.get_layer("predictions").get_weights()[0]
     assert not np.array_equal(before, after)
@@ -179,7 +179,7 @@ def test_head_phase_trains_the_head(head_only):
     [(0, ()), (1, (5,)), (2, (4, 5)), (5, (1, 2, 3, 4, 5))],
 )
 def test_freeze_base_opens_exactly_the_last_blocks(trainable_blocks, blocks):
-    model = fine_tune()._build_model(n_classes=3, seed=0)
+    model = fine_tune()._build_model(n_classes=3, seed=0, precision="float32")
     opened = freeze_base(model, trainable_blocks)
     base = model.get_layer("vgg16")
     trainable = sorted(layer.name for layer in base.layers if layer.trainable_weights)

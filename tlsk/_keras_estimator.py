@@ -24,6 +24,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from tlsk.images import INTERPOLATIONS, image_inputs
+from tlsk.precision import PRECISIONS, resolve_precision
 
 __all__ = ["OPTIMIZERS", "KerasImageClassifier", "Phase", "make_optimizer"]
 
@@ -49,8 +50,10 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
     """Base of the Keras classifiers on images; not for direct use.
 
     Subclasses define ``__init__`` (storing these shared parameters and their
-    own), ``_build_model(n_classes, seed)``, ``_phases(model)`` and
-    ``_preprocess(batch)``.
+    own), ``_build_model(n_classes, seed, precision)``, ``_phases(model)``
+    and ``_preprocess(batch)``. ``_build_model`` gives every layer the dtype
+    policy of the resolved ``precision`` (:func:`tlsk.precision.keras_dtype`),
+    and the output layer float32.
     """
 
     _parameter_constraints: dict = {
@@ -62,6 +65,7 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
         "patience": [Interval(Integral, 0, None, closed="left")],
         "class_weight": [None, dict, StrOptions({"balanced"})],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "precision": [StrOptions(set(PRECISIONS))],
         "n_jobs": [None, Interval(Integral, 1, None, closed="left")],
         "random_state": [None, "random_state"],
         "verbose": ["verbose"],
@@ -100,7 +104,8 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
         train, valid = self._split(encoded, seed)
         class_weight = self._class_weights(encoded[train])
 
-        model = self._build_model(len(self.classes_), seed)
+        self.precision_ = resolve_precision(self.precision)
+        model = self._build_model(len(self.classes_), seed, self.precision_)
         train_batches = self._batches(
             [inputs[i] for i in train], encoded[train], shuffle=True, seed=seed
         )
@@ -242,7 +247,10 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
         ]
 
     def _augmentation_layers(self, seed):
-        """Keras preprocessing layers: active in training only, never at predict."""
+        """Keras preprocessing layers: active in training only, never at predict.
+
+        Always float32: they are cheap, and they interpolate pixel values.
+        """
         import keras
 
         if self.augmentation is False:
@@ -259,17 +267,25 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
         _check_augmentation(settings)
         layers = []
         if settings["flip"]:
-            layers.append(keras.layers.RandomFlip(settings["flip"], seed=seed))
+            layers.append(
+                keras.layers.RandomFlip(settings["flip"], seed=seed, dtype="float32")
+            )
         if settings["rotation"]:
             layers.append(
-                keras.layers.RandomRotation(settings["rotation"], seed=seed + 1)
+                keras.layers.RandomRotation(
+                    settings["rotation"], seed=seed + 1, dtype="float32"
+                )
             )
         if settings["zoom"]:
-            layers.append(keras.layers.RandomZoom(settings["zoom"], seed=seed + 2))
+            layers.append(
+                keras.layers.RandomZoom(
+                    settings["zoom"], seed=seed + 2, dtype="float32"
+                )
+            )
         if settings["shift"]:
             layers.append(
                 keras.layers.RandomTranslation(
-                    settings["shift"], settings["shift"], seed=seed + 3
+                    settings["shift"], settings["shift"], seed=seed + 3, dtype="float32"
                 )
             )
         return layers

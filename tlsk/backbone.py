@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from tlsk._files import write_atomically
+from tlsk.precision import COMPUTE_PRECISIONS, PRECISIONS, keras_dtype
 
 __all__ = [
     "LAYERS",
@@ -68,7 +69,6 @@ LAYERS = tuple(
     for kind in ("conv1", "conv2", "conv3", "pool")
 )
 POOLINGS = ("avg", "max", "flatten")
-PRECISIONS = ("float32",)
 MIN_INPUT_SIZE = 32  # five 2x2 poolings leave 1x1 at 32 px
 
 IMAGENET_WEIGHTS_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
@@ -100,7 +100,9 @@ class WeightsMismatchError(ValueError):
 class BackboneConfig:
     """Everything that decides the backbone's output.
 
-    ``weights`` is ``"imagenet"``, ``None`` or an absolute path (str).
+    ``weights`` is ``"imagenet"``, ``None`` or an absolute path (str);
+    ``precision`` is a resolved precision, ``"float32"`` or ``"bfloat16"``
+    (see :mod:`tlsk.precision`).
     """
 
     weights: str | None = "imagenet"
@@ -185,24 +187,48 @@ def _weights_file(weights):
     return path, file_sha256(path)
 
 
-def vgg16_base(weights, input_size):
+def vgg16_base(weights, input_size, precision="float32"):
     """A fresh Keras VGG16 without top, with its weights: ``(model, weights_sha256)``.
 
-    ``weights`` as resolved by :func:`resolve_weights`. Unlike
-    :func:`get_backbone`, the model is new at each call and the caller's to
-    train (fine-tuning).
+    ``weights`` as resolved by :func:`resolve_weights`, ``precision`` resolved
+    (``"float32"`` or ``"bfloat16"``). Unlike :func:`get_backbone`, the model
+    is new at each call and the caller's to train (fine-tuning).
     """
     path, weights_sha256 = _weights_file(weights)
-    return _vgg16_notop(path, input_size), weights_sha256
+    return _vgg16_notop(path, input_size, precision), weights_sha256
 
 
-def _vgg16_notop(path, input_size):
-    """Keras's VGG16 without top, with weights from ``path`` (None: seeded random)."""
+# VGG16's convolution blocks: (convolutions, filters), each block ending in a
+# 2x2 max pooling.
+VGG16_BLOCKS = ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512))
+
+
+def _vgg16_notop(path, input_size, precision="float32"):
+    """VGG16 without top, with weights from ``path`` (None: seeded random).
+
+    The same layers, names and order as ``keras.applications.VGG16(
+    include_top=False)``, so its weights files load, but each layer gets the
+    precision's dtype policy: Keras's global policy is neither read nor set.
+    """
     import keras
 
-    base = keras.applications.VGG16(
-        include_top=False, weights=None, input_shape=(input_size, input_size, 3)
-    )
+    if precision not in COMPUTE_PRECISIONS:
+        raise ValueError(f"precision must be resolved first; received {precision!r}")
+    dtype = keras_dtype(precision)
+    inputs = keras.Input((input_size, input_size, 3), name="input_layer")
+    x = inputs
+    for block, (convolutions, filters) in enumerate(VGG16_BLOCKS, start=1):
+        for conv in range(1, convolutions + 1):
+            x = keras.layers.Conv2D(
+                filters,
+                3,
+                padding="same",
+                activation="relu",
+                name=f"block{block}_conv{conv}",
+                dtype=dtype,
+            )(x)
+        x = keras.layers.MaxPooling2D(2, 2, name=f"block{block}_pool", dtype=dtype)(x)
+    base = keras.Model(inputs, x, name="vgg16")
     if path is None:
         _initialise_randomly(base)
     else:
@@ -213,14 +239,16 @@ def _vgg16_notop(path, input_size):
 def _build(config, path, weights_sha256):
     import keras
 
-    base = _vgg16_notop(path, config.input_size)
+    base = _vgg16_notop(path, config.input_size, config.precision)
     features = base.get_layer(config.layer).output
-    if config.pooling == "avg":
-        features = keras.layers.GlobalAveragePooling2D(name="avg_pool")(features)
-    elif config.pooling == "max":
-        features = keras.layers.GlobalMaxPooling2D(name="max_pool")(features)
-    else:
-        features = keras.layers.Flatten(name="flatten")(features)
+    # Pooled in float32 whatever the precision: an average of 49 bfloat16
+    # values would round away the differences between images.
+    pooling = {
+        "avg": keras.layers.GlobalAveragePooling2D,
+        "max": keras.layers.GlobalMaxPooling2D,
+        "flatten": keras.layers.Flatten,
+    }[config.pooling]
+    features = pooling(name=f"{config.pooling}_pool", dtype="float32")(features)
     model = keras.Model(base.input, features, name=f"vgg16_{config.layer}")
     return Backbone(config, model, weights_sha256)
 

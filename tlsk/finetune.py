@@ -15,6 +15,7 @@ from tlsk._keras_estimator import (
 )
 from tlsk.backbone import POOLINGS, resolve_weights, vgg16_base
 from tlsk.images import preprocess_vgg16
+from tlsk.precision import keras_dtype
 
 __all__ = ["KerasFineTuneClassifier"]
 
@@ -52,6 +53,11 @@ class KerasFineTuneClassifier(KerasImageClassifier):
     finetune_epochs : int, default=10
     finetune_learning_rate : float, default=1e-4
     finetune_momentum : float, default=0.9
+    precision : {"auto", "float32", "bfloat16"}, default="auto"
+        ``"bfloat16"`` trains in Keras mixed precision (bfloat16 compute,
+        float32 weights and softmax); ``"auto"`` picks it where the hardware
+        computes bfloat16 natively, float32 elsewhere (see
+        :mod:`tlsk.precision`). Resolved at ``fit`` into ``precision_``.
     interpolation, augmentation, validation_fraction, early_stopping, patience,
     class_weight, batch_size, n_jobs, random_state, verbose
         As for :class:`tlsk.SmallCNNClassifier`; early stopping applies to each
@@ -66,6 +72,8 @@ class KerasFineTuneClassifier(KerasImageClassifier):
     model_ : keras.Model
     weights_sha256_ : str
         The SHA-256 of the weights file the base started from.
+    precision_ : str
+        The precision trained in, ``"float32"`` or ``"bfloat16"``.
 
     Examples
     --------
@@ -110,6 +118,7 @@ class KerasFineTuneClassifier(KerasImageClassifier):
         finetune_epochs=10,
         finetune_learning_rate=1e-4,
         finetune_momentum=0.9,
+        precision="auto",
         interpolation="bilinear",
         augmentation=True,
         validation_fraction=0.1,
@@ -133,6 +142,7 @@ class KerasFineTuneClassifier(KerasImageClassifier):
         self.finetune_epochs = finetune_epochs
         self.finetune_learning_rate = finetune_learning_rate
         self.finetune_momentum = finetune_momentum
+        self.precision = precision
         self.interpolation = interpolation
         self.augmentation = augmentation
         self.validation_fraction = validation_fraction
@@ -147,7 +157,7 @@ class KerasFineTuneClassifier(KerasImageClassifier):
     def _preprocess(self, batch):
         return preprocess_vgg16(batch)
 
-    def _build_model(self, n_classes, seed):
+    def _build_model(self, n_classes, seed, precision):
         import keras
 
         if any(not isinstance(u, Integral) or u < 1 for u in self.dense_units):
@@ -155,8 +165,9 @@ class KerasFineTuneClassifier(KerasImageClassifier):
                 "dense_units must be a tuple of positive ints; received "
                 f"{self.dense_units!r}"
             )
+        dtype = keras_dtype(precision)
         base, self.weights_sha256_ = vgg16_base(
-            resolve_weights(self.weights), self.input_size
+            resolve_weights(self.weights), self.input_size, precision
         )
         size = self.input_size
         x = inputs = keras.Input((size, size, 3))
@@ -168,7 +179,7 @@ class KerasFineTuneClassifier(KerasImageClassifier):
             "max": keras.layers.GlobalMaxPooling2D,
             "flatten": keras.layers.Flatten,
         }[self.pooling]
-        x = pooling(name="head_pool")(x)
+        x = pooling(name="head_pool", dtype=dtype)(x)
         init = keras.initializers.GlorotUniform
         for i, units in enumerate(self.dense_units, start=1):
             x = keras.layers.Dense(
@@ -176,13 +187,16 @@ class KerasFineTuneClassifier(KerasImageClassifier):
                 activation="relu",
                 kernel_initializer=init(seed + i),
                 name=f"head_dense{i}",
+                dtype=dtype,
             )(x)
-            x = keras.layers.Dropout(self.dropout, seed=seed + 50 + i)(x)
+            x = keras.layers.Dropout(self.dropout, seed=seed + 50 + i, dtype=dtype)(x)
+        # The softmax in float32, as Keras's mixed-precision guide advises.
         outputs = keras.layers.Dense(
             n_classes,
             activation="softmax",
             kernel_initializer=init(seed + 100),
             name="predictions",
+            dtype="float32",
         )(x)
         return keras.Model(inputs, outputs, name="vgg16_finetune")
 

@@ -13,6 +13,7 @@ from tlsk._keras_estimator import (
     Phase,
     make_optimizer,
 )
+from tlsk.precision import keras_dtype
 
 __all__ = ["SmallCNNClassifier"]
 
@@ -52,6 +53,8 @@ class SmallCNNClassifier(KerasImageClassifier):
     patience : int, default=5
     class_weight : dict, "balanced" or None, default=None
     batch_size : int, default=32
+    precision : {"auto", "float32", "bfloat16"}, default="auto"
+        As for :class:`tlsk.KerasFineTuneClassifier`.
     n_jobs : int or None, default=None
         Threads decoding images ahead of the network (``min(4, CPUs)``).
     random_state : int, RandomState or None, default=None
@@ -66,6 +69,8 @@ class SmallCNNClassifier(KerasImageClassifier):
         ``{"train": {"loss": [...], "accuracy": [...], "val_loss": [...],
         "val_accuracy": [...]}}``, one value per epoch.
     model_ : keras.Model
+    precision_ : str
+        The precision trained in, ``"float32"`` or ``"bfloat16"``.
 
     Examples
     --------
@@ -107,6 +112,7 @@ class SmallCNNClassifier(KerasImageClassifier):
         patience=5,
         class_weight=None,
         batch_size=32,
+        precision="auto",
         n_jobs=None,
         random_state=None,
         verbose=0,
@@ -125,6 +131,7 @@ class SmallCNNClassifier(KerasImageClassifier):
         self.patience = patience
         self.class_weight = class_weight
         self.batch_size = batch_size
+        self.precision = precision
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
@@ -132,7 +139,7 @@ class SmallCNNClassifier(KerasImageClassifier):
     def _preprocess(self, batch):
         return batch * np.float32(1 / 255)
 
-    def _build_model(self, n_classes, seed):
+    def _build_model(self, n_classes, seed, precision):
         import keras
 
         if not self.filters or any(
@@ -143,6 +150,7 @@ class SmallCNNClassifier(KerasImageClassifier):
                 f"{self.filters!r}"
             )
         init = keras.initializers.GlorotUniform
+        dtype = keras_dtype(precision)
         size = self.input_size
         x = inputs = keras.Input((size, size, 3))
         for layer in self._augmentation_layers(seed):
@@ -155,21 +163,24 @@ class SmallCNNClassifier(KerasImageClassifier):
                 activation="relu",
                 kernel_initializer=init(seed + 10 * block),
                 name=f"conv{block}",
+                dtype=dtype,
             )(x)
-            x = keras.layers.MaxPooling2D(2, name=f"pool{block}")(x)
-        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+            x = keras.layers.MaxPooling2D(2, name=f"pool{block}", dtype=dtype)(x)
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool", dtype="float32")(x)
         x = keras.layers.Dense(
             self.dense_units,
             activation="relu",
             kernel_initializer=init(seed + 100),
             name="dense",
+            dtype=dtype,
         )(x)
-        x = keras.layers.Dropout(self.dropout, seed=seed + 101)(x)
+        x = keras.layers.Dropout(self.dropout, seed=seed + 101, dtype=dtype)(x)
         outputs = keras.layers.Dense(
             n_classes,
             activation="softmax",
             kernel_initializer=init(seed + 102),
             name="predictions",
+            dtype="float32",
         )(x)
         return keras.Model(inputs, outputs, name="small_cnn")
 

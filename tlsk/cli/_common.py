@@ -11,6 +11,7 @@ from tlsk._files import safe_join, write_atomically
 from tlsk.backbone import LAYERS, POOLINGS, file_sha256
 from tlsk.cli import CommandError
 from tlsk.images import INTERPOLATIONS
+from tlsk.precision import PRECISIONS
 
 __all__ = [
     "add_extractor_options",
@@ -70,6 +71,13 @@ def add_extractor_options(parser):
     group.add_argument("--input-size", type=int_at_least(32), default=224, metavar="PX")
     group.add_argument("--interpolation", default="bilinear", choices=INTERPOLATIONS)
     group.add_argument("--batch-size", type=int_at_least(1), default=32)
+    group.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="'auto' (default): bfloat16 where the CPU or GPU computes it "
+        "natively (AMX, AVX512-BF16), float32 elsewhere",
+    )
 
 
 def parse_weights(text):
@@ -86,6 +94,7 @@ def extractor_params(args, **overrides):
         "input_size": args.input_size,
         "interpolation": args.interpolation,
         "batch_size": args.batch_size,
+        "precision": args.precision,
         "verbose": 0 if args.quiet else 1,
         **overrides,
     }

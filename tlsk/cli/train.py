@@ -419,6 +419,7 @@ def _train_keras(args, data):
         "validation_fraction": args.monitor_fraction,
         "early_stopping": not args.no_early_stopping,
         "batch_size": args.batch_size,
+        "precision": args.precision,
         "random_state": args.seed,
         # Keras's one line per epoch when stderr is no terminal (log files).
         "verbose": 0 if args.quiet else (1 if sys.stderr.isatty() else 2),
