@@ -4,6 +4,7 @@ import hashlib
 import os
 import pickle
 import re
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from tests._image_files import (
     smooth_rgb,
     write,
 )
+from tlsk import images
 from tlsk.images import (
     ALPHA_BACKGROUND,
     DECODE_POLICY,
@@ -705,3 +707,55 @@ def test_preprocess_vgg16_is_bgr_minus_mean():
     np.testing.assert_allclose(
         out[0, 0], [30 - 103.939, 20 - 116.779, 10 - 123.68], rtol=1e-6
     )
+
+
+# -- content keys of files, remembered while the file is unchanged -----------
+
+
+@pytest.fixture
+def counted_reads(monkeypatch):
+    reads = []
+    read_bytes = images._read_bytes
+
+    def counting(label, path):
+        reads.append(path)
+        return read_bytes(label, path)
+
+    monkeypatch.setattr(images, "_read_bytes", counting)
+    monkeypatch.setattr(images, "_KEY_MEMO", {})
+    return reads
+
+
+def test_a_settled_file_is_hashed_once(tmp_path, counted_reads, monkeypatch):
+    monkeypatch.setattr(images, "_SETTLED_NS", -1)
+    path = tmp_path / "a.png"
+    Image.new("RGB", (4, 4), (1, 2, 3)).save(path)
+    first = FileInput(path).content_key()
+    assert FileInput(str(path)).content_key() == first
+    assert first == hashlib.sha256(path.read_bytes()).digest()
+    assert len(counted_reads) == 1
+
+
+def test_a_rewritten_file_of_the_same_size_gets_its_new_key(
+    tmp_path, counted_reads, monkeypatch
+):
+    monkeypatch.setattr(images, "_SETTLED_NS", -1)
+    path = tmp_path / "a.bin"
+    path.write_bytes(b"x" * 64)
+    before = FileInput(path).content_key()
+    time.sleep(0.05)  # past the file system's timestamp resolution
+    stat = os.stat(path)
+    path.write_bytes(b"y" * 64)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # mtime put back
+    after = FileInput(path).content_key()
+    assert after == hashlib.sha256(b"y" * 64).digest() != before
+
+
+def test_a_file_written_just_now_is_not_remembered(tmp_path, counted_reads):
+    # Within _SETTLED_NS of its last change, a file could change again without
+    # its timestamps moving, so its key is computed each time.
+    path = tmp_path / "fresh.bin"
+    path.write_bytes(b"z" * 16)
+    FileInput(path).content_key()
+    FileInput(path).content_key()
+    assert len(counted_reads) == 2

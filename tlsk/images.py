@@ -59,6 +59,8 @@ detected: they are valid, very dark images). Values are checked per image in
 import hashlib
 import io
 import os
+import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -186,6 +188,45 @@ def _check_interpolation(interpolation):
             f"interpolation must be one of {allowed}; received {interpolation!r}"
         )
     return _RESAMPLE[interpolation]
+
+
+# Content keys of files, remembered by what stat says of them, so that the
+# fifty transforms of one folder in a GridSearchCV hash each file once. A file
+# is remembered only once its timestamps are _SETTLED_NS old: written twice
+# within the file system's timestamp resolution, it could otherwise keep the
+# same stat with new bytes (git's "racily clean" entries).
+_KEY_MEMO: dict[tuple, bytes] = {}
+_KEY_MEMO_MAX = 1 << 18  # about 40 MB at most
+_KEY_MEMO_LOCK = threading.Lock()
+_SETTLED_NS = 2_000_000_000
+
+
+def _file_key(label, path):
+    """SHA-256 digest of a file's bytes, remembered per (device, inode, size, times)."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        stat = None  # _read_bytes names the problem
+    if stat is not None:
+        memo_key = (
+            stat.st_dev,
+            stat.st_ino,
+            stat.st_size,
+            stat.st_mtime_ns,
+            stat.st_ctime_ns,
+        )
+        key = _KEY_MEMO.get(memo_key)
+        if key is not None:
+            return key
+    data = _read_bytes(label, path)
+    key = hashlib.sha256(data).digest()
+    settled = time.time_ns() - max(stat.st_mtime_ns, stat.st_ctime_ns) if stat else 0
+    if settled > _SETTLED_NS and len(data) == stat.st_size:
+        with _KEY_MEMO_LOCK:
+            if len(_KEY_MEMO) >= _KEY_MEMO_MAX:
+                del _KEY_MEMO[next(iter(_KEY_MEMO))]  # the oldest entry
+            _KEY_MEMO[memo_key] = key
+    return key
 
 
 def _read_bytes(label, path):
@@ -419,8 +460,12 @@ class FileInput(ImageInput):
         self.label = self.path
 
     def content_key(self):
-        """Return ``hashlib.sha256(file bytes).digest()`` (as ``sha256sum``)."""
-        return hashlib.sha256(_read_bytes(self.label, self.path)).digest()
+        """Return ``hashlib.sha256(file bytes).digest()`` (as ``sha256sum``).
+
+        Remembered per process while the file's inode, size and timestamps
+        stay the same, so a file read again is not hashed again.
+        """
+        return _file_key(self.label, self.path)
 
     def load(self, max_pixels=DEFAULT_MAX_PIXELS):
         _check_max_pixels(max_pixels)
