@@ -479,3 +479,19 @@ def test_add_shards_refuses_a_shard_with_pending_parts(cache, tmp_path):
     shutil.copyfile(shard.path, part)
     with pytest.raises(CacheError, match="pending parts"):
         cache.add_shards([shard.path])
+
+
+def test_repeated_lookups_see_what_was_added_and_removed_since(cache):
+    # Lookups share a reader per process (its key index is kept while the
+    # main file is unchanged); a merge or a prune must still show at once.
+    keys = _keys(6)
+    _write(cache, keys[:3])
+    assert cache.lookup(FINGERPRINT, keys, DIM)[0].tolist() == [1, 1, 1, 0, 0, 0]
+    _write(cache, keys[3:])
+    found, vectors = cache.lookup(FINGERPRINT, keys, DIM)
+    assert found.all()
+    np.testing.assert_array_equal(vectors, fake_vectors(keys))
+    cache.prune(namespace_id(FINGERPRINT))
+    assert not cache.lookup(FINGERPRINT, keys, DIM)[0].any()
+    _write(cache, keys[:1])
+    assert cache.lookup(FINGERPRINT, keys, DIM)[0].tolist() == [1, 0, 0, 0, 0, 0]

@@ -557,6 +557,7 @@ class _Reader:
         self.ns, self.fp_json, self.dim = ns, fp_json, dim
         self._main: tuple[tuple, dict[bytes, int]] | None = None
         self._parts: dict[str, dict[bytes, int]] = {}
+        self.lock = threading.Lock()  # for readers shared between threads
 
     def remember_part(self, part: str, keys: list[bytes]) -> None:
         self._parts[part] = _row_index(keys)
@@ -622,6 +623,26 @@ class _Reader:
                 if index is None:
                     index = self._parts[part] = self._index(group, part)
                 pending.take(group, part, index, found, vectors)
+
+
+# Readers kept across lookups, so that the key index of an unchanged main file
+# is read once per process, not once per transform (GridSearchCV transforms
+# the same data fifty times). A few at most: an index costs ~150 bytes a key.
+_READERS: dict[tuple, _Reader] = {}
+_READERS_MAX = 4
+_READERS_LOCK = threading.Lock()
+
+
+def _shared_reader(path: str, fp_json: str, dim: int) -> _Reader:
+    key = (os.path.abspath(path), fp_json, dim)
+    with _READERS_LOCK:
+        reader = _READERS.pop(key, None)
+        if reader is None:
+            reader = _Reader(path, _sha256_hex(fp_json), fp_json, dim)
+        _READERS[key] = reader  # now the most recently used
+        while len(_READERS) > _READERS_MAX:
+            del _READERS[next(iter(_READERS))]
+    return reader
 
 
 class _Pending:
@@ -770,8 +791,9 @@ class FeatureCache:
             In the order of ``keys``, zeros where not found.
         """
         fp_json = _canonical_json(fingerprint)
-        reader = _Reader(self.path, _sha256_hex(fp_json), fp_json, _check_dim(dim))
-        return reader.lookup(keys)
+        reader = _shared_reader(self.path, fp_json, _check_dim(dim))
+        with reader.lock:
+            return reader.lookup(keys)
 
     def writer(self, fingerprint: Mapping, dim: int) -> CacheWriter:
         """A :class:`CacheWriter` for one namespace (use it as a context manager)."""

@@ -401,10 +401,15 @@ def _content_keys(inputs, pool, n_threads):
         except ImageError as err:
             return err
 
-    step = max(1, -(-len(inputs) // (4 * n_threads)))
-    chunks = [inputs[start : start + step] for start in range(0, len(inputs), step)]
-    keyed = pool.map(lambda chunk: [key_or_error(item) for item in chunk], chunks)
-    results = [result for chunk in keyed for result in chunk]
+    # Files hashed before in this process and unchanged since need no thread.
+    results = [item.known_key() for item in inputs]
+    unknown = [i for i, key in enumerate(results) if key is None]
+    step = max(1, -(-len(unknown) // (4 * n_threads)))
+    chunks = [unknown[start : start + step] for start in range(0, len(unknown), step)]
+    keyed = pool.map(lambda chunk: [key_or_error(inputs[i]) for i in chunk], chunks)
+    for chunk, chunk_results in zip(chunks, keyed, strict=True):
+        for index, result in zip(chunk, chunk_results, strict=True):
+            results[index] = result
     failures = {i: r for i, r in enumerate(results) if isinstance(r, ImageError)}
     keys = [None if i in failures else r for i, r in enumerate(results)]
     return keys, failures

@@ -201,31 +201,29 @@ _KEY_MEMO_LOCK = threading.Lock()
 _SETTLED_NS = 2_000_000_000
 
 
-def _file_key(label, path):
-    """SHA-256 digest of a file's bytes, remembered per (device, inode, size, times)."""
+def _stat_signature(path):
+    """What identifies a file's bytes without reading them; None if unknown."""
     try:
         stat = os.stat(path)
     except OSError:
-        stat = None  # _read_bytes names the problem
-    if stat is not None:
-        memo_key = (
-            stat.st_dev,
-            stat.st_ino,
-            stat.st_size,
-            stat.st_mtime_ns,
-            stat.st_ctime_ns,
-        )
-        key = _KEY_MEMO.get(memo_key)
-        if key is not None:
-            return key
+        return None  # reading it will name the problem
+    return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+
+
+def _file_key(label, path):
+    """SHA-256 digest of a file's bytes, remembered per (device, inode, size, times)."""
+    signature = _stat_signature(path)
+    key = _KEY_MEMO.get(signature)
+    if key is not None:
+        return key
     data = _read_bytes(label, path)
     key = hashlib.sha256(data).digest()
-    settled = time.time_ns() - max(stat.st_mtime_ns, stat.st_ctime_ns) if stat else 0
-    if settled > _SETTLED_NS and len(data) == stat.st_size:
-        with _KEY_MEMO_LOCK:
-            if len(_KEY_MEMO) >= _KEY_MEMO_MAX:
-                del _KEY_MEMO[next(iter(_KEY_MEMO))]  # the oldest entry
-            _KEY_MEMO[memo_key] = key
+    if signature is not None and len(data) == signature[2]:
+        if time.time_ns() - max(signature[3], signature[4]) > _SETTLED_NS:
+            with _KEY_MEMO_LOCK:
+                if len(_KEY_MEMO) >= _KEY_MEMO_MAX:
+                    del _KEY_MEMO[next(iter(_KEY_MEMO))]  # the oldest entry
+                _KEY_MEMO[signature] = key
     return key
 
 
@@ -417,6 +415,10 @@ class ImageInput:
         """Return the 32-byte SHA-256 digest of the image content."""
         raise NotImplementedError
 
+    def known_key(self):
+        """The content key if it is known without reading the content, else None."""
+        return None
+
     def load(self, max_pixels=DEFAULT_MAX_PIXELS):
         """Read the content once; return ``(content_key, rgb_image)``.
 
@@ -466,6 +468,9 @@ class FileInput(ImageInput):
         stay the same, so a file read again is not hashed again.
         """
         return _file_key(self.label, self.path)
+
+    def known_key(self):
+        return _KEY_MEMO.get(_stat_signature(self.path))
 
     def load(self, max_pixels=DEFAULT_MAX_PIXELS):
         _check_max_pixels(max_pixels)

@@ -1,0 +1,205 @@
+"""tlsk's benchmark suite: every figure measured beside its alternative, in one run.
+
+Writes ``results.md`` (tables, targets met or not) and ``results.json`` to
+``--out`` and prints the Markdown. Sections:
+
+- extraction: tlsk from JPEG files (float32, auto, bfloat16) vs plain Keras on
+  decoded arrays (the model-only bound), ``image_dataset_from_directory`` +
+  ``predict``, and the one-image-at-a-time ``load_img`` loop; achieved GFLOP/s
+  beside the matrix-multiply peak;
+- accuracy: float32 vs bfloat16 features on the same classification task;
+- cache: cold vs warm transforms; GridSearchCV with the tlsk cache vs
+  ``Pipeline(memory=joblib.Memory)`` vs no cache;
+- memory: peak RSS of extracting N vs 4N images;
+- finetune: one epoch through tlsk vs plain Keras ``fit``.
+
+VGG16 uses ImageNet weights when Keras's cache has them, else a seeded random
+initialisation (the same cost). Usage::
+
+    python benchmarks/run.py                  # about 12 minutes on 2 cores
+    python benchmarks/run.py --quick          # smaller, about 3 minutes
+    python benchmarks/run.py --sections cache memory
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import _suite  # noqa: E402
+import suite_accuracy  # noqa: E402
+import suite_cache  # noqa: E402
+import suite_extraction  # noqa: E402
+import suite_finetune  # noqa: E402
+import suite_memory  # noqa: E402
+
+SECTIONS = {
+    "extraction": suite_extraction,
+    "accuracy": suite_accuracy,
+    "cache": suite_cache,
+    "memory": suite_memory,
+    "finetune": suite_finetune,
+}
+
+FULL = {
+    "size": 224,
+    "batch": 32,
+    "images": 64,
+    "loop_images": 24,
+    "train": 600,
+    "test": 300,
+    "digit_size": 64,
+    "cache_images": 2000,
+    "cache_size": 32,
+    "grid_images": 300,
+    "grid_size": 32,
+    "memory_images": (1000, 4000),
+    "memory_size": 32,
+    "finetune_images": 64,
+}
+QUICK = {
+    **FULL,
+    "size": 112,
+    "images": 32,
+    "loop_images": 16,
+    "train": 300,
+    "test": 150,
+    "digit_size": 48,
+    "cache_images": 500,
+    "grid_images": 150,
+    "memory_images": (250, 1000),
+    "finetune_images": 32,
+}
+
+# Checks that the suite runs (the test suite uses it); its figures mean nothing.
+SMOKE = {
+    **QUICK,
+    "size": 32,
+    "images": 8,
+    "loop_images": 4,
+    "train": 40,
+    "test": 20,
+    "digit_size": 32,
+    "cache_images": 40,
+    "grid_images": 50,
+    "memory_images": (20, 40),
+    "finetune_images": 8,
+}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="smaller runs")
+    size.add_argument(
+        "--smoke", action="store_true", help="tiny runs that only check the suite"
+    )
+    parser.add_argument(
+        "--sections",
+        nargs="+",
+        choices=SECTIONS,
+        default=list(SECTIONS),
+        metavar="NAME",
+        help=f"run only these: {', '.join(SECTIONS)}",
+    )
+    parser.add_argument(
+        "--out",
+        default=os.path.join(os.path.dirname(__file__), "results"),
+        help="folder for results.md and results.json (default: benchmarks/results)",
+    )
+    args = parser.parse_args(argv)
+    mode = "smoke" if args.smoke else "quick" if args.quick else "full"
+    chosen = {"smoke": SMOKE, "quick": QUICK, "full": FULL}[mode]
+    settings = dict(chosen, weights=_suite.weights_available())
+
+    started = time.perf_counter()
+    sections = []
+    with tempfile.TemporaryDirectory(prefix="tlsk-bench-") as workdir:
+        for name in args.sections:
+            section_start = time.perf_counter()
+            print(f"[{name}] ...", file=sys.stderr, flush=True)
+            section = SECTIONS[name].run(settings, os.path.join(workdir, name))
+            section.notes.append(
+                f"section time {time.perf_counter() - section_start:.0f} s"
+            )
+            sections.append(section)
+    report = {
+        "date": datetime.date.today().isoformat(),
+        "mode": mode,
+        "machine": _suite.machine(),
+        "settings": {k: v for k, v in settings.items()},
+        "seconds": round(time.perf_counter() - started, 1),
+        "sections": [section.as_dict() for section in sections],
+    }
+    os.makedirs(args.out, exist_ok=True)
+    markdown = to_markdown(report)
+    with open(os.path.join(args.out, "results.md"), "w") as file:
+        file.write(markdown)
+    with open(os.path.join(args.out, "results.json"), "w") as file:
+        json.dump(report, file, indent=1)
+        file.write("\n")
+    print(markdown)
+
+
+def to_markdown(report):
+    m = report["machine"]
+    lines = [
+        f"# tlsk benchmarks, {report['date']} ({report['mode']} run, "
+        f"{report['seconds']:.0f} s)",
+        "",
+        f"{m['cpu']}, {m['cpus']} CPUs, native bfloat16 flags: "
+        f"{', '.join(m['bfloat16_cpu_flags']) or 'none'} (auto = "
+        f"{m['auto_precision']}); Python {m['python']}, TensorFlow "
+        f"{m['tensorflow']}, Keras {m['keras']}, scikit-learn {m['scikit-learn']}; "
+        f"VGG16 weights: {report['settings']['weights'] or 'seeded random'}",
+    ]
+    targets = []
+    for section in report["sections"]:
+        lines += ["", f"## {section['title']}", ""]
+        lines += _table(section["columns"], [row.values() for row in section["rows"]])
+        lines += [""] + [f"- {note}" for note in section["notes"]]
+        targets += section["targets"]
+    lines += ["", "## Targets", ""]
+    lines += _table(
+        ("target", "measured", "wanted", "met"),
+        [
+            (
+                t["target"],
+                _number(t["value"]),
+                f"{t['op']} {_number(t['limit'])}",
+                "yes" if t["met"] else "**no**",
+            )
+            for t in targets
+        ],
+    )
+    return "\n".join(lines) + "\n"
+
+
+def _table(columns, rows):
+    out = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        out.append("| " + " | ".join(_number(v) for v in row) + " |")
+    return out
+
+
+def _number(value):
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        if abs(value) >= 1000:
+            return f"{value:,.0f}"
+        return f"{value:,.1f}" if abs(value) >= 10 else f"{value:.6g}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,238 @@
+"""Extraction from JPEG files: tlsk against the ways people do it with plain Keras.
+
+All runs read the same JPEG files and use VGG16 cut at block5_pool with
+average pooling and the same weights, batch size and input size:
+
+- ``keras predict`` / ``keras predict_on_batch``: the model-only bound, on
+  images already decoded, resized and preprocessed in memory;
+- ``keras image_dataset_from_directory + predict``: Keras's own file pipeline
+  (tf.data, parallel decoding, prefetch);
+- ``keras load_img + predict, one image at a time``: the tutorial loop;
+- ``tlsk``: ``VGG16FeatureExtractor(precision=...).transform(paths)``.
+
+Each gets one untimed warm-up batch (graph tracing). Rates are also given in
+achieved GFLOP/s beside the matrix-multiply peak measured in the same run.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from _suite import Section, best_seconds, seconds, write_photos
+
+from tlsk import VGG16FeatureExtractor
+from tlsk.backbone import VGG16_BLOCKS
+from tlsk.images import preprocess_vgg16, read_image, resize_image
+from tlsk.precision import keras_dtype, resolve_precision
+
+
+def vgg16_flops(size):
+    """Floating-point operations (2 per multiply-add) of VGG16's convolutions."""
+    total, channels = 0, 3
+    for convolutions, filters in VGG16_BLOCKS:
+        for _ in range(convolutions):
+            total += 2 * size * size * 9 * channels * filters
+            channels = filters
+        size //= 2
+    return total
+
+
+def matmul_peak(precision, n=2048, repeat=5):
+    """Achieved GFLOP/s of an n x n matrix product: this machine's practical peak."""
+    import tensorflow as tf
+
+    dtype = tf.float32 if precision == "float32" else tf.bfloat16
+    a = tf.cast(tf.random.uniform((n, n), seed=1), dtype)
+    b = tf.cast(tf.random.uniform((n, n), seed=2), dtype)
+    product = tf.function(lambda: tf.matmul(a, b))
+    product().numpy()
+    return 2 * n**3 / best_seconds(lambda: product().numpy(), repeat) / 1e9
+
+
+def keras_vgg16(size, precision, weights):
+    """Plain ``keras.applications.VGG16`` as its users build it, in ``precision``.
+
+    Mixed precision the Keras way: the global policy, put back afterwards.
+    """
+    import keras
+
+    users_policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(keras_dtype(precision))
+    try:
+        return keras.applications.VGG16(
+            include_top=False,
+            weights=weights,
+            pooling="avg",
+            input_shape=(size, size, 3),
+        )
+    finally:
+        keras.config.set_dtype_policy(users_policy)
+
+
+def run(settings, workdir):
+    import keras
+
+    size, batch, n = settings["size"], settings["batch"], settings["images"]
+    weights = settings["weights"]
+    folder = os.path.join(workdir, "photos")
+    paths = write_photos(folder, n)
+    auto = resolve_precision("auto")
+    flops = vgg16_flops(size)
+    section = Section(
+        f"Extraction: {n} JPEG files (320-480 x 240-360 px) -> {size} px, batch "
+        f"{batch}, block5_pool + avg (auto = {auto} here)",
+        ("run", "precision", "images/s", "GFLOP/s", "% of matmul peak"),
+    )
+    peaks = {p: matmul_peak(p) for p in ("float32", "bfloat16")}
+
+    rates, features = {}, {}
+    arrays = preprocess_vgg16(
+        np.stack([resize_image(read_image(path), size) for path in paths])
+    )
+    models = {p: keras_vgg16(size, p, weights) for p in ("float32", "bfloat16")}
+    for precision, model in models.items():
+        model.predict(arrays[:batch], batch_size=batch, verbose=0)
+        model.predict_on_batch(arrays[:batch])
+        rates["keras predict, decoded arrays", precision] = (
+            n / seconds(model.predict, arrays, batch_size=batch, verbose=0)[0]
+        )
+        rates["keras predict_on_batch, decoded arrays", precision] = (
+            n
+            / seconds(
+                lambda m=model: [
+                    m.predict_on_batch(arrays[i : i + batch])
+                    for i in range(0, n, batch)
+                ]
+            )[0]
+        )
+
+    for precision in ("float32", "auto", "bfloat16"):
+        extractor = VGG16FeatureExtractor(
+            weights=weights, input_size=size, batch_size=batch, precision=precision
+        ).fit()
+        extractor.transform(paths[:batch])
+        elapsed, features[precision] = seconds(extractor.transform, paths)
+        rates["tlsk from files", precision] = n / elapsed
+
+    float32_model = models["float32"]
+    rates["keras image_dataset_from_directory + predict", "float32"] = _dataset_rate(
+        folder, size, batch, float32_model, n
+    )
+    n_loop = settings["loop_images"]
+    rates["keras load_img + predict, one image at a time", "float32"] = _loop_rate(
+        paths[:n_loop], size, float32_model
+    )
+
+    for (name, precision), rate in rates.items():
+        shown = f"auto ({auto})" if precision == "auto" else precision
+        gflops = rate * flops / 1e9
+        peak = peaks[auto if precision == "auto" else precision]
+        section.add(
+            name, shown, round(rate, 2), round(gflops, 1), round(100 * gflops / peak, 1)
+        )
+    for precision, peak in peaks.items():
+        section.add("matmul 2048 x 2048 (peak)", precision, None, round(peak, 1), 100.0)
+
+    bound = {
+        p: max(
+            rates["keras predict, decoded arrays", p],
+            rates["keras predict_on_batch, decoded arrays", p],
+        )
+        for p in ("float32", "bfloat16")
+    }
+    section.target(
+        "tlsk float32 from files / model-only float32",
+        rates["tlsk from files", "float32"] / bound["float32"],
+        ">=",
+        0.95,
+    )
+    section.target(
+        "tlsk bfloat16 from files / model-only bfloat16",
+        rates["tlsk from files", "bfloat16"] / bound["bfloat16"],
+        ">=",
+        0.95,
+    )
+    auto_rate = rates["tlsk from files", "auto"]
+    section.target(
+        "tlsk auto / tlsk float32",
+        auto_rate / rates["tlsk from files", "float32"],
+        ">=",
+        6.0,
+    )
+    section.target(
+        "tlsk auto / one-image-at-a-time loop",
+        auto_rate / rates["keras load_img + predict, one image at a time", "float32"],
+        ">=",
+        5.0,
+    )
+    section.target(
+        "tlsk auto / image_dataset_from_directory + predict",
+        auto_rate / rates["keras image_dataset_from_directory + predict", "float32"],
+        ">=",
+        1.0,
+    )
+    cosine = _cosine(features["float32"], features["bfloat16"])
+    section.target(
+        "mean cosine, bfloat16 vs float32 features (these files)",
+        float(cosine.mean()),
+        ">=",
+        0.999,
+    )
+    section.notes.append(
+        f"cosine similarity of bfloat16 to float32 features: mean "
+        f"{cosine.mean():.6f}, min {cosine.min():.6f}; VGG16 convolutions: "
+        f"{flops / 1e9:.2f} GFLOP per image at {size} px"
+    )
+    section.notes.append(
+        f"the one-image-at-a-time loop ran on the first {n_loop} files; "
+        f"weights: {weights or 'seeded random (same cost as ImageNet)'}"
+    )
+    del models, float32_model
+    keras.backend.clear_session()
+    return section
+
+
+def _dataset_rate(folder, size, batch, model, n):
+    """Keras's file pipeline: image_dataset_from_directory, map, prefetch, predict."""
+    import keras
+    import tensorflow as tf
+
+    dataset = (
+        keras.utils.image_dataset_from_directory(
+            folder,
+            labels=None,
+            image_size=(size, size),
+            batch_size=batch,
+            shuffle=False,
+            interpolation="bilinear",
+            verbose=False,
+        )
+        .map(
+            keras.applications.vgg16.preprocess_input,
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    model.predict(dataset.take(1), verbose=0)
+    return n / seconds(model.predict, dataset, verbose=0)[0]
+
+
+def _loop_rate(paths, size, model):
+    """The tutorial loop: load_img, img_to_array, preprocess_input, predict."""
+    import keras
+
+    def one(path):
+        image = keras.utils.load_img(path, target_size=(size, size))
+        x = keras.utils.img_to_array(image)[np.newaxis]
+        return model.predict(keras.applications.vgg16.preprocess_input(x), verbose=0)
+
+    one(paths[0])
+    elapsed, _ = seconds(lambda: [one(path) for path in paths])
+    return len(paths) / elapsed
+
+
+def _cosine(a, b):
+    return np.sum(a * b, axis=1) / (
+        np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    )
