@@ -1,0 +1,34 @@
+"""The benchmark suite runs end to end and writes both reports (slow: ~1.5 min)."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+RUN = Path(__file__).resolve().parent.parent / "benchmarks" / "run.py"
+
+
+@pytest.mark.slow
+def test_the_suite_writes_every_section_with_its_targets(tmp_path):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    subprocess.run(
+        [sys.executable, str(RUN), "--smoke", "--out", str(tmp_path)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    report = json.loads((tmp_path / "results.json").read_text())
+    titles = [section["title"] for section in report["sections"]]
+    assert len(titles) == 5
+    targets = [t for section in report["sections"] for t in section["targets"]]
+    assert len(targets) >= 12
+    assert all(math.isfinite(t["value"]) for t in targets)
+    markdown = (tmp_path / "results.md").read_text()
+    assert all(title in markdown for title in titles)
+    assert "## Targets" in markdown
