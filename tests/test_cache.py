@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from tests._cache_worker import DIM, FINGERPRINT, fake_key, fake_vectors
-from tlsk.cache import CacheError, FeatureCache, namespace_id
+from tlsk.cache import CacheError, CacheWarning, FeatureCache, namespace_id
 
 WORKER = str(Path(__file__).with_name("_cache_worker.py"))
 NS = namespace_id(FINGERPRINT)
@@ -308,7 +308,7 @@ def test_two_processes_compute_each_key_once(cache, tmp_path):
 # -- damage and hostile files -------------------------------------------------
 
 
-def test_flipped_bytes_in_vectors_are_reported(cache):
+def test_flipped_bytes_in_vectors_are_reported_and_set_aside(cache):
     _write(cache, _keys(4))
     with h5py.File(cache.path, "r") as f:
         offset = f["namespaces"][NS]["vectors"].id.get_chunk_info(0).byte_offset
@@ -319,25 +319,29 @@ def test_flipped_bytes_in_vectors_are_reported(cache):
         fh.write(bytes([byte[0] ^ 0xFF]))
     problems = cache.verify()
     assert len(problems) == 1 and "vectors" in problems[0], problems
-    with pytest.raises(CacheError, match="damaged"):
-        cache.lookup(FINGERPRINT, _keys(4), DIM)
+    with pytest.warns(CacheWarning, match="damaged.*vectors.*moved it to"):
+        found, _ = cache.lookup(FINGERPRINT, _keys(4), DIM)
+    assert not found.any()  # never reused
+    (aside,) = Path(cache.path).parent.glob("features.h5.damaged-*")
+    assert aside.stat().st_size > 0 and cache.verify() == []
 
 
-def test_truncated_main_is_damaged_and_writer_keeps_its_parts(cache):
+def test_truncated_main_is_set_aside_by_a_writer_and_never_reused(cache):
     _write(cache, _keys(40))
     size = os.path.getsize(cache.path)
     with open(cache.path, "r+b") as fh:
         fh.truncate(size // 2)
     message = f"feature cache {cache.path!r} is damaged"
     with pytest.raises(CacheError, match=re.escape(message)):
-        cache.lookup(FINGERPRINT, _keys(1), DIM)
-    new = _keys(44, 40)
-    with pytest.raises(CacheError, match="damaged"):
-        _write(cache, new)
+        cache.info()  # maintenance reports, and moves nothing
     assert os.path.getsize(cache.path) == size // 2  # not replaced
-    assert len(os.listdir(cache.path + ".parts")) == 1
-    os.rename(cache.path, cache.path + ".broken")
+    new = _keys(44, 40)
+    with pytest.warns(CacheWarning, match=re.escape(message) + ".*moved it to"):
+        _write(cache, new)  # the writer's part is merged into a new main file
     assert cache.lookup(FINGERPRINT, new, DIM)[0].all()
+    assert not cache.lookup(FINGERPRINT, _keys(40), DIM)[0].any()
+    (aside,) = Path(cache.path).parent.glob("features.h5.damaged-*")
+    assert aside.stat().st_size == size // 2
 
 
 def _craft(path, change):

@@ -8,13 +8,16 @@ import tempfile
 __all__ = ["safe_join", "write_atomically"]
 
 
-def write_atomically(path, write, verify=None):
+def write_atomically(path, write, verify=None, *, before_replace=None):
     """Write ``path`` through a temporary file in its folder, fsync, then replace.
 
     ``write(file)`` fills a binary file object; ``verify(temporary_path)``, if
     given, may raise to refuse the result before it takes the place of
-    ``path``. Killed at any moment, ``path`` holds the old content or the new,
-    never a mixture, and a refused or failed write leaves no temporary file.
+    ``path``; ``before_replace(temporary_path)``, if given, runs after it, when
+    the new content is complete on disk (to describe it elsewhere first).
+    Killed at any moment, ``path`` holds the old content or the new, never a
+    mixture, and a refused or failed write (a full disk) leaves no temporary
+    file and the old content in place.
     """
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
@@ -25,6 +28,8 @@ def write_atomically(path, write, verify=None):
             os.fsync(file.fileno())
         if verify is not None:
             verify(tmp)
+        if before_replace is not None:
+            before_replace(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

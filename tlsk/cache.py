@@ -69,9 +69,16 @@ old, or new, and always complete.
 * **Computing once.** Inside :meth:`CacheWriter.claim` a process holds the
   lock, so :meth:`CacheWriter.lookup` sees every part written by anyone so far:
   two processes sharing a cache compute each key once.
-* **A damaged main file** (truncated, garbage) is never overwritten: reads and
-  consolidation raise :class:`CacheError`, the parts are kept, and the user
-  moves the file away.
+* **A damaged file** (truncated, garbage, a checksum that fails) is never
+  overwritten and never reused. When a lookup or a writer meets one, it takes
+  the lock, checks that the file is still the one it found damaged, renames it
+  to ``<name>.damaged-<timestamp>`` (kept for the user to inspect or delete),
+  warns with a :class:`CacheWarning` naming both names, and goes on without
+  it: the vectors it held are computed again. :meth:`FeatureCache.info`,
+  :meth:`~FeatureCache.verify`, :meth:`~FeatureCache.prune` and
+  :meth:`~FeatureCache.add_shards` only report it (:class:`CacheError`). A
+  *refused* file (another layout, links, absurd shapes) may be someone else's
+  data: it is left where it is and every use raises :class:`CacheError`.
 * **Scale-out.** Workers on other machines each write their own cache file (a
   *shard*, same layout) with their own :class:`FeatureCache`;
   :meth:`FeatureCache.add_shards` joins complete shards into the cache.
@@ -82,7 +89,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import gc
 import hashlib
+import io
 import itertools
 import json
 import os
@@ -91,6 +100,8 @@ import secrets
 import shutil
 import threading
 import time
+import traceback
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -100,6 +111,7 @@ import numpy as np
 __all__ = [
     "CacheError",
     "CacheInfo",
+    "CacheWarning",
     "CacheWriter",
     "FeatureCache",
     "NamespaceInfo",
@@ -121,10 +133,34 @@ _CHUNK_BYTES = 1 << 16
 _READ_BLOCK_BYTES = 1 << 25
 _READ_RETRIES = 50
 _KEY_VOID = np.dtype((np.void, KEY_BYTES))
+# Damaged files one operation may move aside before it gives up.
+_SET_ASIDE_ATTEMPTS = 4
 
 
 class CacheError(RuntimeError):
     """A feature cache file is damaged, refused, or inconsistent with a request."""
+
+
+class CacheWarning(UserWarning):
+    """A damaged cache file was moved aside; its vectors will be computed again."""
+
+
+class _DamagedError(CacheError):
+    """A damaged file, with what identifies it, so that it can be moved aside.
+
+    ``signature`` is the file's ``_stat_signature`` when it was found damaged
+    (None if unknown): a file replaced since then is not the damaged one.
+    """
+
+    def __init__(self, path: str, reason: Any, signature: tuple | None):
+        super().__init__(
+            f"feature cache {path!r} is damaged ({reason}); move it away or "
+            "delete it and tlsk will rebuild it"
+        )
+        self.path, self.reason, self.signature = path, str(reason), signature
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.reason, self.signature))
 
 
 def namespace_id(fingerprint: Mapping) -> str:
@@ -263,27 +299,62 @@ def _temp_name(final: str) -> str:
 
 
 def _write_atomically(
-    final: str, build: Callable[[h5py.File], None], start_from: str | None = None
+    final: str,
+    build: Callable[[h5py.File], None],
+    start_from: str | None = None,
+    in_memory: bool = False,
 ) -> None:
-    """Build an HDF5 file in a temporary file, then move it over ``final``."""
+    """Build an HDF5 file in a temporary file, then move it over ``final``.
+
+    ``in_memory`` (small files: a batch's part) builds it in memory and writes
+    its bytes with Python: a full disk is then a plain OSError, never a failed
+    HDF5 write, after which h5py may crash the process when it exits.
+    """
     tmp = _temp_name(final)
     try:
-        if start_from is not None:
-            shutil.copyfile(start_from, tmp)
-        with h5py.File(tmp, "r+" if start_from is not None else "w") as f:
-            if start_from is None:
+        if in_memory:
+            buffer = io.BytesIO()
+            with h5py.File(buffer, "w") as f:
                 f.attrs["format"] = FORMAT
                 f.attrs["format_version"] = np.int64(FORMAT_VERSION)
                 f.create_group("namespaces")
-            build(f)
-            f.flush()
+                build(f)
+            with open(tmp, "xb") as file:
+                file.write(buffer.getbuffer())
+        elif start_from is not None:
+            shutil.copyfile(start_from, tmp)
+        if not in_memory:
+            _build_on_disk(tmp, build, start_from)
         _fsync_file(tmp)
         os.replace(tmp, final)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError | RuntimeError) and not isinstance(exc, CacheError):
+            # HDF5 reports a failed write (a full disk, a file size limit) as
+            # RuntimeError or OSError; either way nothing was replaced. Its
+            # objects must go now, while HDF5 can still close them: freed at
+            # exit, the handles of a failed file crash the interpreter.
+            traceback.clear_frames(exc.__traceback__)
+            gc.collect()
+            raise CacheError(
+                f"cannot write feature cache file {final!r} ({exc}); is the disk "
+                "full? Nothing was replaced: the cache holds what it held before"
+            ) from exc
         raise
     _fsync_dir(os.path.dirname(final) or ".")
+
+
+def _build_on_disk(
+    tmp: str, build: Callable[[h5py.File], None], start_from: str | None
+) -> None:
+    with h5py.File(tmp, "r+" if start_from is not None else "w") as f:
+        if start_from is None:
+            f.attrs["format"] = FORMAT
+            f.attrs["format_version"] = np.int64(FORMAT_VERSION)
+            f.create_group("namespaces")
+        build(f)
+        f.flush()
 
 
 _held_locks = threading.local()
@@ -320,13 +391,6 @@ def _exclusive_lock(lock_path: str) -> Iterator[None]:
 # Reading and checking files.
 
 
-def _damaged(path: str, reason: Any) -> CacheError:
-    return CacheError(
-        f"feature cache {path!r} is damaged ({reason}); move it away or delete it "
-        "and tlsk will rebuild it"
-    )
-
-
 def _refused(path: str, reason: str) -> CacheError:
     return CacheError(
         f"feature cache {path!r} is refused: {reason}; tlsk reads only files in "
@@ -351,7 +415,7 @@ def _open(path: str) -> h5py.File:
             # HDF5 looks at a file by name more than once while opening it: a
             # part merged, or a main file replaced, meanwhile is no damage.
             if _stat_signature(path) == before:
-                raise _damaged(path, exc) from None
+                raise _DamagedError(path, exc, before) from None
     raise CacheError(f"feature cache {path!r} kept changing while being opened")
 
 
@@ -490,11 +554,22 @@ def _matching_namespace(
     return group
 
 
+def _open_signature(f: h5py.File) -> tuple | None:
+    """The ``_stat_signature`` of an open file (the one read, whatever its name)."""
+    try:
+        st = os.fstat(f.id.get_vfd_handle())
+    except (OSError, ValueError, RuntimeError):
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 def _read(ds: h5py.Dataset, sel: Any, path: str) -> np.ndarray:
     try:
         return ds[sel]
     except OSError as exc:  # fletcher32 mismatch, truncated data, ...
-        raise _damaged(path, f"cannot read {ds.name}: {exc}") from None
+        raise _DamagedError(
+            path, f"cannot read {ds.name}: {exc}", _open_signature(ds.file)
+        ) from None
 
 
 def _read_all(ds: h5py.Dataset, path: str) -> Iterator[tuple[int, np.ndarray]]:
@@ -792,8 +867,13 @@ class FeatureCache:
         """
         fp_json = _canonical_json(fingerprint)
         reader = _shared_reader(self.path, fp_json, _check_dim(dim))
-        with reader.lock:
-            return reader.lookup(keys)
+        self._remove_stale_temps_if_idle()
+
+        def locked_lookup():
+            with reader.lock:
+                return reader.lookup(keys)
+
+        return self._without_damaged_files(locked_lookup)
 
     def writer(self, fingerprint: Mapping, dim: int) -> CacheWriter:
         """A :class:`CacheWriter` for one namespace (use it as a context manager)."""
@@ -945,25 +1025,111 @@ class FeatureCache:
             return 0
         return self._consolidate(shards=shards, remove_shards=remove)
 
+    # -- damaged files --------------------------------------------------------
+
+    def _without_damaged_files(self, operation: Callable[[], Any]) -> Any:
+        """Run ``operation``; a damaged file it meets is moved aside, then again."""
+        for _ in range(_SET_ASIDE_ATTEMPTS):
+            try:
+                return operation()
+            except _DamagedError as err:
+                if not self._set_aside(err):
+                    raise
+        return operation()
+
+    def _set_aside(self, err: _DamagedError) -> bool:
+        """Rename the damaged file ``err`` names to ``<name>.damaged-<timestamp>``.
+
+        Only the main file and part files, under the lock, and only if the
+        file is still the one found damaged (a reader takes no lock: the file
+        may have been set aside, or merged, since). True if the operation may
+        be tried again; False if the file could not be moved (the error stands).
+        """
+        path = os.path.abspath(err.path)
+        own = path == os.path.abspath(self.path) or (
+            os.path.dirname(path) == os.path.abspath(self._parts_dir)
+            and _PART_RE.match(os.path.basename(path))
+        )
+        if not own or err.signature is None:
+            return False
+        with _exclusive_lock(self._lock_path):
+            try:
+                if _stat_signature(path) != err.signature:
+                    return True  # replaced or moved meanwhile: look again
+            except FileNotFoundError:
+                return True
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            aside = f"{path}.damaged-{stamp}"
+            for n in itertools.count(2):
+                if not os.path.lexists(aside):
+                    break
+                aside = f"{path}.damaged-{stamp}-{n}"
+            try:
+                os.rename(path, aside)
+                _fsync_dir(os.path.dirname(path))
+            except OSError:
+                return False  # a read-only folder, say: report the damage
+        warnings.warn(
+            f"feature cache {err.path!r} is damaged ({err.reason}); moved it to "
+            f"{aside!r} (delete that once inspected): the cache goes on without "
+            "it, and the vectors it held will be computed again",
+            CacheWarning,
+            stacklevel=4,
+        )
+        return True
+
     # -- consolidation ------------------------------------------------------
 
-    def _remove_stale_temps(self) -> None:
-        # Called with the lock held: every writer holds it, so any temporary
-        # file seen now was left by a process that died.
+    def _remove_stale_temps_if_idle(self) -> None:
+        """Delete temporary files of dead writers, if nobody holds the lock now.
+
+        A process killed while writing leaves a temporary file (as large as
+        the main file, when it died consolidating); the next writer removes
+        it, and so does a lookup, so that a rerun that finds every vector
+        leaves no stray file either. Costs a directory listing; never waits.
+        """
+        if not self._stale_temp_candidates():
+            return
+        lock_path = os.path.abspath(self._lock_path)
+        if _held_locks.__dict__.get("counts", {}).get(lock_path):
+            return  # this thread is writing: its temporary files are live
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        except OSError:
+            return  # a read-only folder: leave it to a writer
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return  # someone is writing: their temporary files are live
+        try:
+            self._remove_stale_temps()
+        finally:
+            os.close(fd)
+
+    def _stale_temp_candidates(self) -> list[str]:
         folder = os.path.dirname(self.path) or "."
         own = re.compile(
             re.escape(_TMP_PREFIX + os.path.basename(self.path)) + r"-[0-9a-f]{16}$"
         )
-        candidates = [
-            os.path.join(folder, n) for n in os.listdir(folder) if own.match(n)
-        ]
+        try:
+            candidates = [
+                os.path.join(folder, n) for n in os.listdir(folder) if own.match(n)
+            ]
+        except FileNotFoundError:
+            return []
         with contextlib.suppress(FileNotFoundError):
             candidates += [
                 os.path.join(self._parts_dir, n)
                 for n in os.listdir(self._parts_dir)
                 if n.startswith(_TMP_PREFIX)
             ]
-        for path in candidates:
+        return candidates
+
+    def _remove_stale_temps(self) -> None:
+        # Called with the lock held: every writer holds it, so any temporary
+        # file seen now was left by a process that died.
+        for path in self._stale_temp_candidates():
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
 
@@ -972,11 +1138,25 @@ class FeatureCache:
         shards: Sequence[str] = (),
         drop: str | None = None,
         remove_shards: bool = False,
+        set_aside_damaged: bool = False,
     ) -> int:
         """Merge parts (and shards) into main, dropping ``drop``; see module doc.
 
         Returns the number of new entries, or of removed entries when dropping.
+        With ``set_aside_damaged`` (a writer's consolidation), damaged files are
+        moved aside rather than reported.
         """
+
+        def once():
+            return self._consolidate_once(shards, drop, remove_shards)
+
+        if set_aside_damaged:
+            return self._without_damaged_files(once)
+        return once()
+
+    def _consolidate_once(
+        self, shards: Sequence[str], drop: str | None, remove_shards: bool
+    ) -> int:
         with _exclusive_lock(self._lock_path):
             if not os.path.isdir(os.path.dirname(self.path) or "."):
                 return 0
@@ -990,6 +1170,9 @@ class FeatureCache:
             except FileNotFoundError:
                 main = None
             counts = {"new": 0, "removed": set()}
+            if main is not None:
+                # The copy is read, not main: its damage is main's.
+                counts["main_signature"] = _open_signature(main)
             with main if main is not None else contextlib.nullcontext():
                 if main is not None:
                     # Checked before anything is written: a writer never
@@ -1047,7 +1230,12 @@ class FeatureCache:
                             f"{int(target.attrs['dim'])}; delete this file"
                         )
                     if ns not in known:
-                        known[ns] = set(_read_keys(target["keys"], self.path))
+                        try:
+                            known[ns] = set(_read_keys(target["keys"], self.path))
+                        except _DamagedError as err:
+                            raise _DamagedError(
+                                self.path, err.reason, counts.get("main_signature")
+                            ) from None
                     seen = known[ns]
                     rows = []
                     for row, key in enumerate(keys):
@@ -1152,11 +1340,11 @@ class CacheWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         self._active = False
         if exc_type is None:
-            self._cache._consolidate()
+            self._cache._consolidate(set_aside_damaged=True)
             return
         # The body's error matters more; the parts stay for the next writer.
         with contextlib.suppress(CacheError, OSError):
-            self._cache._consolidate()
+            self._cache._consolidate(set_aside_damaged=True)
 
     @contextlib.contextmanager
     def claim(self) -> Iterator[CacheWriter]:
@@ -1174,7 +1362,7 @@ class CacheWriter:
 
     def lookup(self, keys: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
         """Like :meth:`FeatureCache.lookup`, reading only parts not seen yet."""
-        return self._reader.lookup(keys)
+        return self._cache._without_damaged_files(lambda: self._reader.lookup(keys))
 
     def append(self, keys: Sequence[bytes], vectors: Any) -> None:
         """Write one batch as one part file, atomically.
@@ -1225,5 +1413,5 @@ class CacheWriter:
 
         name = f"part-{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(4)}.h5"
         part = os.path.join(self._cache._parts_dir, name)
-        _write_atomically(part, build)
+        _write_atomically(part, build, in_memory=True)
         self._reader.remember_part(part, unique)

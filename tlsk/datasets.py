@@ -279,7 +279,7 @@ def split_image_folder(
         )
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
         raise ValueError(f"seed must be a non-negative int; received {seed!r}")
-    root, out = os.fspath(root), os.fspath(out)
+    root, out = os.fsdecode(os.fspath(root)), os.fsdecode(os.fspath(out))
     _check_out(root, out, force)
 
     report, good = _survey(root, n_jobs)
@@ -351,7 +351,9 @@ def _list_folder(root):
     ``ignored``: names in ``root`` that are neither hidden nor class folders
     (files, symbolic links), which a user may have expected to be read.
     """
-    root = os.fspath(root)
+    # str throughout: bytes paths (names that are not UTF-8) become str with
+    # surrogate escapes, which open() and os.scandir() take back unchanged.
+    root = os.fsdecode(os.fspath(root))
     if not os.path.isdir(root):
         raise ValueError(f"root must be an existing folder; received {root!r}")
     classes, ignored = [], []
@@ -409,7 +411,7 @@ def _relative(path, root):
 def _survey(root, n_jobs):
     """``(check report, good files)``; each good file a dict of path, class, key."""
     classes, paths, labels, ignored = _list_folder(root)
-    root = os.path.abspath(os.fspath(root))
+    root = os.path.abspath(os.fsdecode(os.fspath(root)))
     counts = dict.fromkeys(classes, 0)
     good, bad = [], []
     by_key = defaultdict(list)

@@ -51,8 +51,11 @@ releases the GIL while it decodes and this module keeps no mutable state, so
 :meth:`ImageInput.load` may run in threads.
 
 Array inputs: uint8 is used as is; other integer dtypes must lie in [0, 255];
-float dtypes must be finite and lie in [0, 255] (floats in [0, 1] are *not*
-detected: they are valid, very dark images). Values are checked per image in
+float dtypes must be finite and lie in [0, 255]: floats are always read on the
+0-255 scale, never rescaled. A float image whose values all lie in [0, 1] (and
+are not all 0) is still read that way, as a nearly black image, but with an
+:class:`ImageRangeWarning` naming it, as it was most likely scaled to [0, 1] by
+mistake: multiply such images by 255 first. Values are checked per image in
 :meth:`ImageInput.load`, so a huge array is not scanned twice.
 """
 
@@ -61,6 +64,7 @@ import io
 import os
 import threading
 import time
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -77,6 +81,7 @@ __all__ = [
     "FileInput",
     "ImageError",
     "ImageInput",
+    "ImageRangeWarning",
     "decode_image",
     "image_inputs",
     "load_batch",
@@ -122,6 +127,17 @@ _TRANSPARENCY_MODES = ("1", "L", "P", "RGB")
 _PILLOW_TO_RGB_MODES = ("1", "L", "P", "RGB", "CMYK", "YCbCr", "LAB", "HSV", "RGBX")
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 _ARRAY_KEY_PREFIX = b"tlsk-array\0"
+
+
+class ImageRangeWarning(UserWarning):
+    """A float image array whose values all lie in [0, 1].
+
+    tlsk reads float pixels on the 0-255 scale, so such an image is nearly
+    black; it was most likely scaled to [0, 1] by mistake. Multiply it by 255,
+    or silence this warning with
+    ``warnings.filterwarnings("ignore", category=ImageRangeWarning)`` if the
+    images really are that dark.
+    """
 
 
 class ImageError(ValueError):
@@ -380,6 +396,14 @@ def _image_values(array, label):
                 "scale the images to 0-255 (e.g. (x + 1) * 127.5 for [-1, 1]) "
                 "before passing them"
             )
+        if 0 < high <= 1:
+            warnings.warn(
+                f"{label} has float values in [{low:g}, {high:g}]: tlsk reads float "
+                "pixels on the 0-255 scale, so this is a nearly black image; if "
+                "the images were scaled to [0, 1], multiply them by 255",
+                ImageRangeWarning,
+                stacklevel=3,
+            )
         image = array.astype(np.float32, copy=False)
     if image.ndim == 2:
         return _gray_to_rgb(image)
@@ -567,7 +591,8 @@ def image_inputs(X):
           (H, W); paths and arrays may be mixed.
 
         uint8 is used as is; other integer dtypes must hold values in
-        [0, 255]; float dtypes must be finite and in [0, 255]; bool is refused.
+        [0, 255]; float dtypes must be finite and in [0, 255] (a float image
+        entirely in [0, 1] warns, :class:`ImageRangeWarning`); bool is refused.
 
     Returns
     -------

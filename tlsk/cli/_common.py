@@ -125,27 +125,71 @@ def metadata_path(model_path):
     return model_file(model_path, ".json")
 
 
+def _write_json(path, record):
+    write_atomically(
+        path,
+        lambda file: file.write(json.dumps(record, indent=2, default=str).encode()),
+    )
+
+
 def save_model(model, path, metadata, force=False):
-    """Write ``model`` (joblib) and its metadata (JSON) beside it, atomically."""
+    """Write ``model`` (joblib) and its metadata (JSON) beside it, atomically.
+
+    The metadata names the exact model file it describes (its SHA-256), and
+    two files cannot be replaced in one atomic step, so an existing model is
+    replaced in three: the new model is written under a temporary name; the
+    metadata is replaced by one that describes the new model and keeps the
+    old model's record under ``"previous"``; the new model takes the old
+    one's name; the metadata is rewritten without ``"previous"``. Killed at
+    any moment, the pair on disk loads (:func:`load_model` picks the record
+    whose SHA-256 matches): the old model before its replacement, the new one
+    after. A failed write (a full disk) leaves the old pair as it was.
+    """
     import joblib
 
     from tlsk._version import __version__
 
     check_writable(path, force)
     check_writable(metadata_path(path), force)
-    write_atomically(path, lambda file: joblib.dump(model, file))
-    # The metadata names the exact model file it describes: two files cannot be
-    # replaced in one atomic step, so load_model checks that they still agree.
-    record = {
-        "format": MODEL_FORMAT,
-        "tlsk_version": __version__,
-        **metadata,
-        "model_sha256": file_sha256(path),
-    }
+    previous = _matching_record(path)
+    record = {"format": MODEL_FORMAT, "tlsk_version": __version__, **metadata}
+
+    def describe_first(tmp):
+        record["model_sha256"] = file_sha256(tmp)
+        if previous is not None:
+            _write_json(metadata_path(path), {**record, "previous": previous})
+
     write_atomically(
-        metadata_path(path),
-        lambda file: file.write(json.dumps(record, indent=2, default=str).encode()),
+        path, lambda file: joblib.dump(model, file), before_replace=describe_first
     )
+    _write_json(metadata_path(path), record)
+
+
+def _read_metadata(path):
+    with open(metadata_path(path), encoding="utf-8") as file:
+        metadata = json.load(file)
+    if not isinstance(metadata, dict) or metadata.get("format") != MODEL_FORMAT:
+        raise CommandError(f"{metadata_path(path)!r} is not a tlsk model's metadata")
+    return metadata
+
+
+def _pick_record(metadata, sha256):
+    """The record of ``metadata`` that describes a model file of ``sha256``."""
+    previous = metadata.pop("previous", None)
+    expected = metadata.get("model_sha256")
+    if expected is None or expected == sha256:
+        return metadata
+    if isinstance(previous, dict) and previous.get("model_sha256") == sha256:
+        return previous  # killed while the model was being replaced
+    return None
+
+
+def _matching_record(path):
+    """The record of the model at ``path`` if its pair is intact, else None."""
+    try:
+        return _pick_record(_read_metadata(path), file_sha256(path))
+    except (OSError, ValueError, CommandError):
+        return None
 
 
 def load_model(path):
@@ -159,17 +203,14 @@ def load_model(path):
     if not os.path.isfile(path):
         raise CommandError(f"no model file at {path!r}")
     try:
-        with open(metadata_path(path), encoding="utf-8") as file:
-            metadata = json.load(file)
+        metadata = _read_metadata(path)
     except (OSError, ValueError) as err:
         raise CommandError(
             f"cannot read the metadata of model {path!r} at "
             f"{metadata_path(path)!r}: {err}"
         ) from err
-    if metadata.get("format") != MODEL_FORMAT:
-        raise CommandError(f"{metadata_path(path)!r} is not a tlsk model's metadata")
-    expected = metadata.get("model_sha256")
-    if expected is not None and file_sha256(path) != expected:
+    metadata = _pick_record(metadata, file_sha256(path))
+    if metadata is None:
         raise CommandError(
             f"model {path!r} is not the file its metadata {metadata_path(path)!r} "
             "describes (SHA-256 differs: one was replaced or damaged); train again "
