@@ -3,7 +3,7 @@
 The bottleneck path: :class:`VGG16FeatureExtractor` turns images into vectors
 (cached in HDF5 when ``cache=`` names a file) for any scikit-learn classifier.
 Fine-tuning: :class:`KerasFineTuneClassifier`. The from-scratch baseline:
-:class:`SmallCNNClassifier`.
+:class:`SmallCNNClassifier`. On a Dask cluster: :func:`featurize`.
 """
 
 from tlsk._version import __version__
@@ -15,15 +15,17 @@ from tlsk.datasets import (
     load_image_folder,
     split_image_folder,
 )
+from tlsk.distributed import featurize, local_cluster
 from tlsk.features import VGG16FeatureExtractor
 from tlsk.finetune import KerasFineTuneClassifier
-from tlsk.images import ImageError
+from tlsk.images import ImageError, ImageRangeWarning
 from tlsk.scratch import SmallCNNClassifier
 
 __all__ = [
     "CacheError",
     "FeatureCache",
     "ImageError",
+    "ImageRangeWarning",
     "KerasFineTuneClassifier",
     "SmallCNNClassifier",
     "VGG16FeatureExtractor",
@@ -31,7 +33,9 @@ __all__ = [
     "WeightsUnavailableError",
     "__version__",
     "check_image_folder",
+    "featurize",
     "find_bad_images",
     "load_image_folder",
+    "local_cluster",
     "split_image_folder",
 ]

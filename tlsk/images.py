@@ -54,9 +54,9 @@ Array inputs: uint8 is used as is; other integer dtypes must lie in [0, 255];
 float dtypes must be finite and lie in [0, 255]: floats are always read on the
 0-255 scale, never rescaled. A float image whose values all lie in [0, 1] (and
 are not all 0) is still read that way, as a nearly black image, but with an
-:class:`ImageRangeWarning` naming it, as it was most likely scaled to [0, 1] by
-mistake: multiply such images by 255 first. Values are checked per image in
-:meth:`ImageInput.load`, so a huge array is not scanned twice.
+:class:`ImageRangeWarning` (one per call, naming the first such images), as
+it was most likely scaled to [0, 1] by mistake: multiply such images by 255
+first. Other values are checked per image in :meth:`ImageInput.load`.
 """
 
 import hashlib
@@ -396,14 +396,6 @@ def _image_values(array, label):
                 "scale the images to 0-255 (e.g. (x + 1) * 127.5 for [-1, 1]) "
                 "before passing them"
             )
-        if 0 < high <= 1:
-            warnings.warn(
-                f"{label} has float values in [{low:g}, {high:g}]: tlsk reads float "
-                "pixels on the 0-255 scale, so this is a nearly black image; if "
-                "the images were scaled to [0, 1], multiply them by 255",
-                ImageRangeWarning,
-                stacklevel=3,
-            )
         image = array.astype(np.float32, copy=False)
     if image.ndim == 2:
         return _gray_to_rgb(image)
@@ -578,8 +570,9 @@ def _from_batch_array(X):
 def image_inputs(X):
     """Turn ``X`` into a list of :class:`ImageInput`, one per image.
 
-    Checks shapes and dtypes now; pixel values are checked per image when it
-    is loaded. Arrays are not copied (items are views) and never modified.
+    Checks shapes and dtypes now, and warns once if float images look scaled
+    to [0, 1]; pixel values are checked per image when it is loaded. Arrays
+    are not copied (items are views) and never modified.
 
     Parameters
     ----------
@@ -620,6 +613,12 @@ def image_inputs(X):
     >>> [item.load()[1].shape for item in image_inputs(gray)]
     [(5, 7, 3), (9, 4, 3)]
     """
+    items = _items(X)
+    _warn_if_scaled_to_one(items)
+    return items
+
+
+def _items(X):
     if isinstance(X, str | bytes | os.PathLike):
         raise TypeError(
             f"expected a sequence of images; received a single path {X!r}; "
@@ -638,13 +637,40 @@ def image_inputs(X):
         return [_as_item(item, i) for i, item in enumerate(X)]
     if hasattr(X, "__array__"):
         # pandas Series, xarray, ...: numpy knows how to read them.
-        return image_inputs(np.asarray(X))
+        return _items(np.asarray(X))
     if isinstance(X, Iterable) and not isinstance(X, Mapping):
         return [_as_item(item, i) for i, item in enumerate(X)]
     raise TypeError(
         "expected file paths, an array of images or a list of arrays; "
         f"received {type(X).__name__}"
     )
+
+
+def _warn_if_scaled_to_one(items):
+    """One ImageRangeWarning for all float images whose values lie in [0, 1]."""
+    suspects = []
+    for item in items:
+        array = getattr(item, "array", None)
+        if array is None or array.dtype.kind != "f" or array.size == 0:
+            continue
+        with np.errstate(invalid="ignore"):
+            low, high = np.min(array), np.max(array)
+        if 0 <= low and 0 < high <= 1:  # NaN compares False: refused at load
+            suspects.append(item.label)
+    if suspects:
+        named = ", ".join(suspects[:_NAMED_SUSPECTS])
+        more = len(suspects) - _NAMED_SUSPECTS
+        warnings.warn(
+            f"{len(suspects)} of {len(items)} float images have values in [0, 1] "
+            f"({named}{f' and {more} more' if more > 0 else ''}): tlsk reads "
+            "float pixels on the 0-255 scale, so they are nearly black; if the "
+            "images were scaled to [0, 1], multiply them by 255",
+            ImageRangeWarning,
+            stacklevel=3,
+        )
+
+
+_NAMED_SUSPECTS = 5
 
 
 def decode_image(data, label="<bytes>", max_pixels=DEFAULT_MAX_PIXELS):

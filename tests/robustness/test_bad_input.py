@@ -43,7 +43,7 @@ test that proves it (``test_images``: decoding, ``test_datasets`` and
     test_images::test_float_nan_or_inf_names_the_index
     test_properties (every shape, dtype and value range)
 - float data in [0, 1] versus [0, 255] (documented, warned where ambiguous):
-    test_float_images_in_0_1_warn_naming_the_image
+    test_float_images_in_0_1_warn_once_naming_the_images
     test_float_images_in_0_255_are_read_as_pixels
 - 1x1 images:
     test_one_pixel_images_give_finite_features
@@ -253,13 +253,17 @@ def test_training_on_a_single_class_is_one_line_naming_it(tmp_path, capsys):
     assert not (tmp_path / "m.joblib").exists()
 
 
-def test_float_images_in_0_1_warn_naming_the_image(extractor, pixels):
+def test_float_images_in_0_1_warn_once_naming_the_images(extractor, pixels):
     scaled = pixels.astype(np.float64) / 255
     with pytest.warns(ImageRangeWarning) as record:
         out = extractor.transform(scaled)
-    messages = sorted(str(w.message) for w in record)
-    assert [m.split()[0] for m in messages] == ["X[0]", "X[1]", "X[2]"]
-    assert all("0-255 scale" in m and "multiply them by 255" in m for m in messages)
+    assert len(record) == 1
+    message = str(record[0].message)
+    assert message.startswith("3 of 3 float images have values in [0, 1] (X[0], ")
+    assert "0-255 scale" in message and "multiply them by 255" in message
+    many = np.concatenate([scaled] * 3)
+    with pytest.warns(ImageRangeWarning, match=r"9 of 9 .*X\[4\] and 4 more"):
+        extractor.transform(many)
     # Read as 0-255 all the same, as documented: nearly black images.
     np.testing.assert_allclose(out, extractor.transform(scaled * 0), atol=0.05)
 

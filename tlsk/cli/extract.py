@@ -13,10 +13,17 @@ identical file), failures, seconds. Files that cannot be
 decoded are named on stderr and skipped (--on-error skip, the default: the
 exit code is 0 unless every file failed), or stop the run (--on-error raise:
 exit code 1, and the batches finished before stay in the cache).
+
+With --scheduler ADDRESS the images are computed on a running Dask cluster,
+with --workers N on N worker processes started on this machine (one thread
+each); see tlsk.distributed. Workers read the files and write shard files
+beside the cache at the same paths as this machine (shared storage); the
+shards join the cache once, at the end.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -27,6 +34,8 @@ from tlsk.cli._common import (
     add_extractor_options,
     extractor_params,
     image_files,
+    int_at_least,
+    note,
     print_json,
 )
 
@@ -34,6 +43,8 @@ HELP = "compute VGG16 features of images into an HDF5 feature cache"
 EXAMPLE = """example:
   tlsk extract photos/ --cache features.h5 --layer block5_pool --pooling avg
   tlsk train photos/ --method bottleneck --cache features.h5 --out model.joblib
+  tlsk extract /shared/photos --cache /shared/features.h5 --scheduler tcp://host:8786
+  tlsk extract photos/ --cache features.h5 --workers 2
 """
 
 # Images per transform call: bounds the memory the returned vectors take.
@@ -55,6 +66,23 @@ def add_arguments(parser):
         "(default), or stop with exit code 1",
     )
     parser.add_argument("--json", action="store_true", help="summary as JSON")
+    dask = parser.add_argument_group(
+        "Dask (pip install 'tlsk[dask]')"
+    ).add_mutually_exclusive_group()
+    dask.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="compute on the running Dask cluster whose scheduler is at ADDRESS "
+        "(e.g. tcp://host:8786); its workers must see the files and the "
+        "cache's folder at the same paths",
+    )
+    dask.add_argument(
+        "--workers",
+        type=int_at_least(1),
+        metavar="N",
+        help="compute on a Dask cluster of N worker processes (one thread each) "
+        "started on this machine for this run",
+    )
     add_extractor_options(parser)
 
 
@@ -87,18 +115,20 @@ def run(args):
     cache = FeatureCache(extractor._cache_path)
     namespace = namespace_id(extractor.fingerprint_)
     before = _entries(cache, namespace)
-    chunk = max(args.batch_size, _CHUNK_BYTES // (4 * extractor.n_features_out_))
-    failed = []
-    for offset in range(0, len(files), chunk):
-        paths = files[offset : offset + chunk]
-        with warnings.catch_warnings():
-            # The bad rows are reported below, each file with its reason.
-            warnings.filterwarnings(
-                "ignore", message=r".* could not be decoded", category=UserWarning
-            )
-            features = extractor.transform(paths)
-        for row in np.flatnonzero(np.isnan(features).any(axis=1)):
-            failed.append(_reason(paths[row]))
+    with _dask_client(args) as client, warnings.catch_warnings():
+        # The bad rows are reported below, each file with its reason.
+        warnings.filterwarnings(
+            "ignore", message=r".* could not be decoded", category=UserWarning
+        )
+        if client is None:
+            bad_rows = _extract_here(files, extractor, args.batch_size)
+        else:
+            from tlsk.distributed import featurize
+
+            # One call: its shards join the cache once, whatever the count.
+            in_cache = featurize(files, extractor, client, return_features=False)
+            bad_rows = np.flatnonzero(~in_cache)
+    failed = [_reason(files[row]) for row in bad_rows]
     for err in failed:
         # Not silenced by --quiet: a skipped file is a result, not a remark.
         print(f"tlsk extract: skipped {err}", file=sys.stderr)
@@ -124,6 +154,53 @@ def run(args):
     if failed and len(failed) == len(files):
         raise CommandError(f"none of the {len(files)} files could be decoded")
     return 0
+
+
+def _extract_here(files, extractor, batch_size):
+    """Features in this process, by chunks; return the rows that failed."""
+    import numpy as np
+
+    chunk = max(batch_size, _CHUNK_BYTES // (4 * extractor.n_features_out_))
+    bad_rows = []
+    for offset in range(0, len(files), chunk):
+        features = extractor.transform(files[offset : offset + chunk])
+        bad_rows.extend(offset + np.flatnonzero(np.isnan(features).any(axis=1)))
+    return bad_rows
+
+
+@contextlib.contextmanager
+def _dask_client(args):
+    """A Dask client for --scheduler or --workers, closed afterwards; else None."""
+    if args.scheduler is None and args.workers is None:
+        yield None
+        return
+    try:
+        from distributed import Client
+
+        from tlsk.distributed import local_cluster
+    except ImportError as err:
+        raise CommandError(
+            "--scheduler and --workers need Dask's distributed package; install "
+            "it with pip install 'tlsk[dask]'"
+        ) from err
+    if args.scheduler is not None:
+        try:
+            client = Client(args.scheduler)
+        except (OSError, ValueError) as err:
+            raise CommandError(
+                f"cannot reach the Dask scheduler at {args.scheduler!r}: {err}"
+            ) from err
+        with client:
+            note(args, f"Dask: {_workers(client)} workers at {args.scheduler}")
+            yield client
+        return
+    with local_cluster(args.workers) as cluster, Client(cluster) as client:
+        note(args, f"Dask: {args.workers} local worker processes")
+        yield client
+
+
+def _workers(client):
+    return len(client.scheduler_info().get("workers", {}))
 
 
 def _entries(cache, namespace):
