@@ -499,3 +499,23 @@ def test_repeated_lookups_see_what_was_added_and_removed_since(cache):
     assert not cache.lookup(FINGERPRINT, keys, DIM)[0].any()
     _write(cache, keys[:1])
     assert cache.lookup(FINGERPRINT, keys, DIM)[0].tolist() == [1, 0, 0, 0, 0, 0]
+
+
+def test_an_unchanged_small_cache_is_read_once_per_process(cache, monkeypatch):
+    import tlsk.cache
+
+    keys = _keys(5)
+    _write(cache, keys)
+    cache.lookup(FINGERPRINT, keys, DIM)
+    opened = []
+    open_file = tlsk.cache._open
+    monkeypatch.setattr(
+        tlsk.cache, "_open", lambda path: opened.append(path) or open_file(path)
+    )
+    found, vectors = cache.lookup(FINGERPRINT, keys[::-1], DIM)
+    assert found.all() and opened == []
+    np.testing.assert_array_equal(vectors, fake_vectors(keys[::-1]))
+    _write(cache, _keys(7, start=5))  # a new main file: read again
+    opened.clear()
+    assert cache.lookup(FINGERPRINT, _keys(7), DIM)[0].all()
+    assert opened == [cache.path]

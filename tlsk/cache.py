@@ -132,6 +132,8 @@ _CHUNK_BYTES = 1 << 16
 # Reads go block by block so that memory stays flat however large the file.
 _READ_BLOCK_BYTES = 1 << 25
 _READ_RETRIES = 50
+# A namespace up to this size is kept in memory by a reader between lookups.
+_MEMORY_COPY_BYTES = 1 << 26
 _KEY_VOID = np.dtype((np.void, KEY_BYTES))
 # Damaged files one operation may move aside before it gives up.
 _SET_ASIDE_ATTEMPTS = 4
@@ -624,6 +626,10 @@ class _Reader:
 
     Part files never change once in place, so their key index is kept by name;
     the main file's index is kept while its inode, size and mtime stay the same.
+    A main file is never changed in place either (it is replaced), so while
+    its signature stays the same a small namespace's vectors are served from
+    a copy in memory: the repeated transforms of a GridSearchCV then neither
+    open nor check the file again.
     """
 
     def __init__(self, path: str, ns: str, fp_json: str, dim: int):
@@ -631,6 +637,7 @@ class _Reader:
         self.parts_dir = path + ".parts"
         self.ns, self.fp_json, self.dim = ns, fp_json, dim
         self._main: tuple[tuple, dict[bytes, int]] | None = None
+        self._main_vectors: np.ndarray | None = None  # of self._main's file
         self._parts: dict[str, dict[bytes, int]] = {}
         self.lock = threading.Lock()  # for readers shared between threads
 
@@ -658,6 +665,38 @@ class _Reader:
             )
         return found[inverse], vectors[inverse]
 
+    def _take_from_memory(self, pending: _Pending, found, vectors) -> bool:
+        """Serve from the in-memory copy if the main file is still that file."""
+        if self._main_vectors is None:
+            return False
+        try:
+            signature = _stat_signature(self.path)
+        except FileNotFoundError:
+            return False
+        if signature != self._main[0]:
+            return False
+        copy = self._main_vectors
+        pending.take_rows(copy.__getitem__, self._main[1], found, vectors)
+        return True
+
+    def _take_from_main_file(self, pending: _Pending, found, vectors) -> None:
+        try:
+            f = _open(self.path)
+        except FileNotFoundError:
+            return
+        with f:
+            st = os.fstat(f.id.get_vfd_handle())
+            sig = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+            group = _matching_namespace(f, self.path, self.ns, self.fp_json, self.dim)
+            if self._main is None or self._main[0] != sig:
+                self._main_vectors = None
+                self._main = (sig, self._index(group, self.path))
+                if group is not None and group.n * self.dim * 4 <= _MEMORY_COPY_BYTES:
+                    self._main_vectors = np.empty((group.n, self.dim), np.float32)
+                    for start, block in _read_all(group.vectors, self.path):
+                        self._main_vectors[start : start + len(block)] = block
+            pending.take(group, self.path, self._main[1], found, vectors)
+
     def _index(self, group: _Namespace | None, path: str) -> dict[bytes, int]:
         if group is None:
             return {}
@@ -669,20 +708,8 @@ class _Reader:
         parts = _list_parts(self.parts_dir)
         listed = set(parts)
         self._parts = {p: ix for p, ix in self._parts.items() if p in listed}
-        try:
-            f = _open(self.path)
-        except FileNotFoundError:
-            f = None
-        if f is not None:
-            with f:
-                st = os.fstat(f.id.get_vfd_handle())
-                sig = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-                group = _matching_namespace(
-                    f, self.path, self.ns, self.fp_json, self.dim
-                )
-                if self._main is None or self._main[0] != sig:
-                    self._main = (sig, self._index(group, self.path))
-                pending.take(group, self.path, self._main[1], found, vectors)
+        if not self._take_from_memory(pending, found, vectors):
+            self._take_from_main_file(pending, found, vectors)
         for part in parts:
             if not pending.keys:
                 break
@@ -729,6 +756,12 @@ class _Pending:
 
     def take(self, group, path, index, found, vectors) -> None:
         """Copy the vectors of the pending keys that ``index`` holds."""
+        self.take_rows(
+            lambda rows: _read_rows(group.vectors, rows, path), index, found, vectors
+        )
+
+    def take_rows(self, read_rows, index, found, vectors) -> None:
+        """Like :meth:`take`, with ``read_rows(sorted rows) -> vectors``."""
         rows = np.fromiter(
             map(index.get, self.keys, itertools.repeat(-1)),
             dtype=np.int64,
@@ -739,7 +772,7 @@ class _Pending:
             return
         targets, rows = self.positions[hit], rows[hit]
         order = np.argsort(rows)
-        vectors[targets[order]] = _read_rows(group.vectors, rows[order], path)
+        vectors[targets[order]] = read_rows(rows[order])
         found[targets] = True
         self.keys = list(itertools.compress(self.keys, (~hit).tolist()))
         self.positions = self.positions[~hit]
