@@ -435,6 +435,10 @@ class ImageInput:
         """The content key if it is known without reading the content, else None."""
         return None
 
+    def size_hint(self):
+        """About how many bytes hashing the content reads (0 if unknown)."""
+        return 0
+
     def load(self, max_pixels=DEFAULT_MAX_PIXELS):
         """Read the content once; return ``(content_key, rgb_image)``.
 
@@ -488,6 +492,10 @@ class FileInput(ImageInput):
     def known_key(self):
         return _KEY_MEMO.get(_stat_signature(self.path))
 
+    def size_hint(self):
+        signature = _stat_signature(self.path)
+        return 0 if signature is None else signature[2]
+
     def load(self, max_pixels=DEFAULT_MAX_PIXELS):
         _check_max_pixels(max_pixels)
         data = _read_bytes(self.label, self.path)
@@ -518,6 +526,9 @@ class ArrayInput(ImageInput):
         C-contiguous bytes, so equal bytes of another dtype or shape differ.
         """
         return _array_key(self.array)
+
+    def size_hint(self):
+        return self.array.nbytes
 
     def load(self, max_pixels=DEFAULT_MAX_PIXELS):
         # max_pixels guards decoding; an array in memory has been decoded.
