@@ -6,6 +6,7 @@ calls them in turn and writes their tables to Markdown and JSON.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import time
@@ -28,12 +29,23 @@ class Section:
     def add(self, *row):
         self.rows.append(tuple(row))
 
-    def target(self, name, value, op, limit):
-        """Record ``value op limit`` (op ">=" or "<="), e.g. a ratio and its target."""
+    def target(self, name, value, op, limit, why_not_applicable=None):
+        """Record ``value op limit`` (op ">=" or "<="), e.g. a ratio and its target.
+
+        ``why_not_applicable``: the target means nothing on this machine (met
+        is then None, and the reason is shown).
+        """
         value = float(f"{value:.6g}")
         met = value >= limit if op == ">=" else value <= limit
         self.targets.append(
-            {"target": name, "value": value, "op": op, "limit": limit, "met": met}
+            {
+                "target": name,
+                "value": value,
+                "op": op,
+                "limit": limit,
+                "met": None if why_not_applicable else met,
+                "why_not_applicable": why_not_applicable,
+            }
         )
 
     def as_dict(self):
@@ -44,6 +56,25 @@ class Section:
             "targets": self.targets,
             "notes": self.notes,
         }
+
+
+def cosine(a, b):
+    """Row-wise cosine similarity of two feature matrices."""
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return np.sum(a * b, axis=1) / norms
+
+
+@contextlib.contextmanager
+def keras_policy(name):
+    """Keras's global dtype policy set the way its users do, then put back."""
+    import keras
+
+    users_policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(users_policy)
 
 
 def seconds(function, *args, **kwargs):

@@ -7,7 +7,7 @@ LogisticRegression; float32 and bfloat16 features of the same images.
 from __future__ import annotations
 
 import numpy as np
-from _suite import Section, digits, seconds
+from _suite import Section, cosine, digits, seconds
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -39,10 +39,10 @@ def run(settings, workdir):
             precision, round(accuracy[precision], 4), round(n_train / elapsed, 1)
         )
     a, b = features["float32"], features["bfloat16"]
-    cosine = np.sum(a * b, 1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    similarity = cosine(a, b)
     section.target(
         "mean cosine, bfloat16 vs float32 features (digits)",
-        float(cosine.mean()),
+        float(similarity.mean()),
         ">=",
         0.999,
     )
@@ -53,7 +53,8 @@ def run(settings, workdir):
         1.0,
     )
     section.notes.append(
-        f"cosine similarity: mean {cosine.mean():.6f}, min {cosine.min():.6f}; "
+        f"cosine similarity: mean {similarity.mean():.6f}, "
+        f"min {similarity.min():.6f}; "
         f"weights: {settings['weights'] or 'seeded random'}"
     )
     return section

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
-from _suite import Section, seconds, write_photos
+from _suite import Section, keras_policy, seconds, write_photos
 
 from tlsk import KerasFineTuneClassifier
 from tlsk.images import preprocess_vgg16, read_image, resize_image
@@ -33,7 +33,7 @@ def run(settings, workdir):
         f"batch 32 (auto = {auto} here)",
         ("precision", "tlsk s", "plain Keras s", "tlsk / Keras"),
     )
-    rounds = settings["rounds"]
+    rounds = settings["finetune_rounds"]
     measured = {}
     for precision in ("float32", "auto"):
         resolved = resolve_precision(precision)
@@ -92,9 +92,7 @@ def _keras_epoch(arrays, y, size, precision, settings):
     """What a Keras user writes, mixed precision through the global policy."""
     import keras
 
-    users_policy = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(keras_dtype(precision))
-    try:
+    with keras_policy(keras_dtype(precision)):
         base = keras.applications.VGG16(
             include_top=False,
             weights=settings["weights"],
@@ -113,5 +111,3 @@ def _keras_epoch(arrays, y, size, precision, settings):
             metrics=["accuracy"],
         )
         model.fit(arrays, y, batch_size=32, epochs=1, verbose=0)
-    finally:
-        keras.config.set_dtype_policy(users_policy)

@@ -358,3 +358,20 @@ def test_a_worker_that_cannot_see_the_shard_folder_says_so(
     shard = str(tmp_path / "nowhere" / "shard.h5")
     with pytest.raises(FileNotFoundError, match="storage that every worker mounts"):
         tlsk_distributed._featurize_shard(_extractor(tmp_path), images[0][:1], shard)
+
+
+def test_only_a_run_alone_on_the_cache_tidies_up(tmp_path):
+    # Joining leftover shards and deleting temporary files are for a run that
+    # is alone: another run's shards and temporaries may be in flight.
+    from tlsk.distributed import _registered_run
+
+    cache = str(tmp_path / "features.h5")
+    with _registered_run(cache) as first:
+        with first.alone() as alone:
+            assert alone
+        with _registered_run(cache) as second:
+            for run in (first, second):
+                with run.alone() as alone:
+                    assert not alone
+        with first.alone() as alone:
+            assert alone  # the second has ended; the first kept its place

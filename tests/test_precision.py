@@ -9,6 +9,7 @@ import pytest
 import tlsk.precision
 from tests._datasets import coloured_images
 from tlsk import KerasFineTuneClassifier, SmallCNNClassifier, VGG16FeatureExtractor
+from tlsk.backbone import BackboneConfig, clear_backbones, get_backbone
 from tlsk.precision import cpu_flags, resolve_precision
 
 ZEN3_FLAGS = {"fpu", "sse4_2", "avx", "avx2", "fma", "sha_ni", "vaes"}
@@ -22,7 +23,7 @@ def machine(monkeypatch):
 
     def pretend(flags):
         monkeypatch.setattr(tlsk.precision, "cpu_flags", lambda: set(flags))
-        monkeypatch.setattr(tlsk.precision, "_gpu_has_bfloat16", lambda: False)
+        monkeypatch.setattr(tlsk.precision, "_gpu_has_bfloat16", lambda: None)
 
     return pretend
 
@@ -38,6 +39,16 @@ def machine(monkeypatch):
 )
 def test_auto_picks_bfloat16_only_where_the_cpu_computes_it(machine, flags, expected):
     machine(flags)
+    assert resolve_precision("auto") == expected
+
+
+@pytest.mark.parametrize(("gpu", "expected"), [(True, "bfloat16"), (False, "float32")])
+def test_a_visible_gpu_decides_alone(monkeypatch, gpu, expected):
+    # An AMX CPU beside a V100: TensorFlow computes on the GPU, which has no
+    # native bfloat16; an Ampere GPU beside an old CPU: it does.
+    cpu = SAPPHIRE_RAPIDS_FLAGS if not gpu else ZEN3_FLAGS
+    monkeypatch.setattr(tlsk.precision, "cpu_flags", lambda: set(cpu))
+    monkeypatch.setattr(tlsk.precision, "_gpu_has_bfloat16", lambda: gpu)
     assert resolve_precision("auto") == expected
 
 
@@ -141,7 +152,17 @@ def test_float32_extractor_computes_in_float32_under_a_users_mixed_policy():
     images, _ = coloured_images(4, size=32, seed=6)
     expected = _extract("float32", images)
     keras.config.set_dtype_policy("mixed_float16")
+    keras.config.set_floatx("float16")
+    clear_backbones()  # built again, under the user's settings
     np.testing.assert_allclose(_extract("float32", images), expected, rtol=1e-5)
+    model = get_backbone(
+        BackboneConfig(weights=None, input_size=64, precision="float32")
+    ).model
+    computing = [
+        layer for layer in model.layers if type(layer).__name__ != "InputLayer"
+    ]
+    assert {layer.dtype_policy.name for layer in computing} == {"float32"}
+    assert model.input.dtype == "float32"
 
 
 def _compute_dtypes(model):

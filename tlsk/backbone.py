@@ -44,12 +44,11 @@ from pathlib import Path
 import numpy as np
 
 from tlsk._files import write_atomically
-from tlsk.precision import COMPUTE_PRECISIONS, PRECISIONS, keras_dtype
+from tlsk.precision import COMPUTE_PRECISIONS, keras_dtype
 
 __all__ = [
     "LAYERS",
     "POOLINGS",
-    "PRECISIONS",
     "IMAGENET_WEIGHTS_FILE",
     "IMAGENET_WEIGHTS_URL",
     "MIN_INPUT_SIZE",
@@ -215,7 +214,9 @@ def _vgg16_notop(path, input_size, precision="float32"):
     if precision not in COMPUTE_PRECISIONS:
         raise ValueError(f"precision must be resolved first; received {precision!r}")
     dtype = keras_dtype(precision)
-    inputs = keras.Input((input_size, input_size, 3), name="input_layer")
+    inputs = keras.Input(
+        (input_size, input_size, 3), dtype="float32", name="input_layer"
+    )
     x = inputs
     for block, (convolutions, filters) in enumerate(VGG16_BLOCKS, start=1):
         for conv in range(1, convolutions + 1):
@@ -241,16 +242,25 @@ def _build(config, path, weights_sha256):
 
     base = _vgg16_notop(path, config.input_size, config.precision)
     features = base.get_layer(config.layer).output
-    # Pooled in float32 whatever the precision: an average of 49 bfloat16
-    # values would round away the differences between images.
-    pooling = {
+    features = pooling_layer(config.pooling, name=f"{config.pooling}_pool")(features)
+    model = keras.Model(base.input, features, name=f"vgg16_{config.layer}")
+    return Backbone(config, model, weights_sha256)
+
+
+def pooling_layer(pooling, name):
+    """The Keras layer that turns a feature map into a vector, in float32.
+
+    Float32 whatever the precision: an average of 49 bfloat16 values would
+    round away the differences between images.
+    """
+    import keras
+
+    layer = {
         "avg": keras.layers.GlobalAveragePooling2D,
         "max": keras.layers.GlobalMaxPooling2D,
         "flatten": keras.layers.Flatten,
-    }[config.pooling]
-    features = pooling(name=f"{config.pooling}_pool", dtype="float32")(features)
-    model = keras.Model(base.input, features, name=f"vgg16_{config.layer}")
-    return Backbone(config, model, weights_sha256)
+    }[pooling]
+    return layer(name=name, dtype="float32")
 
 
 def _initialise_randomly(model):

@@ -633,6 +633,7 @@ class _Reader:
     """
 
     def __init__(self, path: str, ns: str, fp_json: str, dim: int):
+        path = os.path.abspath(path)  # shared readers outlive a chdir
         self.path = path
         self.parts_dir = path + ".parts"
         self.ns, self.fp_json, self.dim = ns, fp_json, dim
@@ -689,12 +690,16 @@ class _Reader:
             sig = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
             group = _matching_namespace(f, self.path, self.ns, self.fp_json, self.dim)
             if self._main is None or self._main[0] != sig:
-                self._main_vectors = None
-                self._main = (sig, self._index(group, self.path))
+                # Both or neither: a read that fails half-way (a bad checksum)
+                # must leave no half-filled copy behind for this signature.
+                self._main, self._main_vectors = None, None
+                index = self._index(group, self.path)
+                copy = None
                 if group is not None and group.n * self.dim * 4 <= _MEMORY_COPY_BYTES:
-                    self._main_vectors = np.empty((group.n, self.dim), np.float32)
+                    copy = np.empty((group.n, self.dim), np.float32)
                     for start, block in _read_all(group.vectors, self.path):
-                        self._main_vectors[start : start + len(block)] = block
+                        copy[start : start + len(block)] = block
+                self._main, self._main_vectors = (sig, index), copy
             pending.take(group, self.path, self._main[1], found, vectors)
 
     def _index(self, group: _Namespace | None, path: str) -> dict[bytes, int]:
@@ -729,7 +734,8 @@ class _Reader:
 
 # Readers kept across lookups, so that the key index of an unchanged main file
 # is read once per process, not once per transform (GridSearchCV transforms
-# the same data fifty times). A few at most: an index costs ~150 bytes a key.
+# the same data fifty times). A few at most: an index costs ~250 bytes a key,
+# and a namespace up to _MEMORY_COPY_BYTES is also kept in memory.
 _READERS: dict[tuple, _Reader] = {}
 _READERS_MAX = 4
 _READERS_LOCK = threading.Lock()

@@ -29,6 +29,9 @@ How a run goes
 
 The shard's name is the digest of its keys (in its fingerprint's folder), so a
 task run twice writes the same file and a finished shard is never recomputed.
+Several runs may share one cache: each holds ``<cache>.runs.lock`` shared
+while it runs, and only a run that is alone joins shards it did not make or
+deletes temporary files (another run's may still be in flight).
 Workers need the image files and the cache's folder at the same paths as the
 client (shared storage); they take no lock on it, only the client does.
 
@@ -56,11 +59,11 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import fcntl
 import hashlib
 import logging
 import os
 import re
-import secrets
 import shutil
 import tempfile
 import threading
@@ -73,18 +76,23 @@ from numbers import Integral
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
+from tlsk._files import write_atomically
 from tlsk.cache import CacheError, FeatureCache, namespace_id
-from tlsk.features import VGG16FeatureExtractor, _content_keys, _progress
+from tlsk.features import (
+    VGG16FeatureExtractor,
+    _content_keys,
+    _progress,
+    warn_undecodable,
+)
 from tlsk.images import ArrayInput, ImageError, image_inputs
 
 __all__ = ["featurize", "local_cluster"]
 
 SHARD_SIZE = 256
 _SHARD_RE = re.compile(r"^shard-[0-9a-f]{32}\.h5$")
-_TMP_PREFIX = ".tmp-"
+_TMP_PREFIX = ".tmp-"  # what tlsk._files.write_atomically names its files
 # Keys looked up per call: bounds the memory of the vectors read back.
 _LOOKUP_BLOCK = 1 << 14
-_NAMED = 5  # failures named in a warning; the rest are counted
 _VISIBLE_TIMEOUT = 60.0  # seconds; see _wait_until_visible
 _DECODED_NAN = r".* could not be decoded"
 
@@ -231,36 +239,39 @@ def featurize(
     if failures and extractor.on_error == "raise":
         raise failures[min(failures)]
     folder = _shard_folder(extractor)
-    _join(cache, _finished_shards(folder), why="left by an interrupted run")
+    with _registered_run(extractor._cache_path) as run:
+        with run.alone() as alone:
+            # Another run's finished shards are its own to join.
+            if alone:
+                _join(cache, _finished_shards(folder), "left by an interrupted run")
+        first_of_key = {}
+        for index, key in enumerate(keys):
+            if index not in failures:
+                first_of_key.setdefault(key, index)
+        todo = _missing(cache, extractor, list(first_of_key))
+        indices = [first_of_key[key] for key in todo]
+        shards = _plan(inputs, keys, indices, shard_size, folder)
+        reports = _run(client, distributed, extractor, shards, retries, cache, run)
 
-    first_of_key = {}
-    for index, key in enumerate(keys):
-        if index not in failures:
-            first_of_key.setdefault(key, index)
-    todo = _missing(cache, extractor, list(first_of_key))
-    indices = [first_of_key[key] for key in todo]
-    shards = _plan(inputs, keys, indices, shard_size, folder)
-    reports = _run(client, distributed, extractor, shards, retries, cache)
-
-    twins = {}
-    for index, key in enumerate(keys):
-        if key is not None:
-            twins.setdefault(key, []).append(index)
-    for shard, report in reports:
-        for position, reason in report.failures:
-            first = shard.indices[position]
-            for index in twins[keys[first]]:
-                failures[index] = ImageError(inputs[index].label, reason)
-    if failures and extractor.on_error == "raise":
-        raise failures[min(failures)]
-    if return_features:
-        result = _read_back(cache, extractor, keys, failures)
-    else:
-        result = np.ones(len(inputs), dtype=bool)
-        result[list(failures)] = False
-    if failures:
-        _warn_failures(failures, len(inputs))
-    return result
+        twins = {}
+        for index, key in enumerate(keys):
+            if key is not None:
+                twins.setdefault(key, []).append(index)
+        for shard, report in reports:
+            for position, reason in report.failures:
+                first = shard.indices[position]
+                for index in twins[keys[first]]:
+                    failures[index] = ImageError(inputs[index].label, reason)
+        if failures and extractor.on_error == "raise":
+            raise failures[min(failures)]
+        if return_features:
+            result = _read_back(cache, extractor, keys, failures)
+        else:
+            result = np.ones(len(inputs), dtype=bool)
+            result[list(failures)] = False
+        if failures:
+            warn_undecodable(failures, len(inputs), stacklevel=3)
+        return result
 
 
 def local_cluster(n_workers, *, threads_per_worker=1, processes=True):
@@ -421,7 +432,7 @@ def _payload(item):
     return os.path.abspath(item.path)
 
 
-def _run(client, distributed, extractor, shards, retries, cache):
+def _run(client, distributed, extractor, shards, retries, cache, run):
     """Run the shards' tasks; join the finished shards (also on failure)."""
     if not shards:
         return []
@@ -457,7 +468,9 @@ def _run(client, distributed, extractor, shards, retries, cache):
         client.cancel(list(futures))
         raise
     _join(cache, [report.path for _, report in reports if report.path], "computed")
-    _remove_temporaries(os.path.dirname(shards[0].path))
+    with run.alone() as alone:
+        if alone:  # another run's temporary files may be live
+            _remove_temporaries(os.path.dirname(shards[0].path))
     return reports
 
 
@@ -475,13 +488,64 @@ def _log_report(shard, report):
 
 
 def _join(cache, shards, why):
-    """Join complete shard files into the cache and delete them."""
+    """Join complete shard files into the cache and delete them.
+
+    A shard that vanished meanwhile was joined by another run on the same
+    cache: its vectors are in the cache, which the read-back checks.
+    """
     if not shards:
         return
     _wait_until_visible(shards)
-    added = cache.add_shards(shards, remove=True)
-    logger.info("joined %d shards (%s): %d new vectors", len(shards), why, added)
+    for _ in range(3):
+        present = [path for path in shards if os.path.exists(path)]
+        try:
+            added = cache.add_shards(present, remove=True)
+            break
+        except FileNotFoundError:
+            continue  # joined by another run between the check and the join
+    else:
+        added = 0
+    logger.info("joined %d shards (%s): %d new vectors", len(present), why, added)
     _remove_if_empty(os.path.dirname(shards[0]))
+
+
+class _RegisteredRun:
+    """A featurize run, known to the others on the same cache by a shared flock.
+
+    Tidying up (joining shards left by interrupted runs, deleting temporary
+    files) is done only by a run that is alone: another run's shards and
+    temporary files may still be in flight.
+    """
+
+    def __init__(self, fd):
+        self._fd = fd
+
+    @contextlib.contextmanager
+    def alone(self):
+        """Yield whether no other run is active, exclusive meanwhile."""
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            # A failed conversion may have dropped the shared lock: take it
+            # again (flock(2) does not promise to convert atomically).
+            fcntl.flock(self._fd, fcntl.LOCK_SH)
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_SH)
+
+
+@contextlib.contextmanager
+def _registered_run(cache_path):
+    """Hold ``<cache>.runs.lock`` shared for the run (the file stays, empty)."""
+    fd = os.open(cache_path + ".runs.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        yield _RegisteredRun(fd)
+    finally:
+        os.close(fd)
 
 
 def _wait_until_visible(paths):
@@ -531,18 +595,6 @@ def _read_back(cache, extractor, keys, failures):
         features[rows[start : start + len(found)]] = vectors
     features[list(failures)] = np.nan
     return features
-
-
-def _warn_failures(failures, n_images):
-    errors = [failures[i] for i in sorted(failures)]
-    named = "; ".join(str(err) for err in errors[:_NAMED])
-    more = len(errors) - _NAMED
-    warnings.warn(
-        f"{len(errors)} of {n_images} images could not be decoded; their rows are "
-        f"NaN: {named}" + (f"; and {more} more" if more > 0 else ""),
-        UserWarning,
-        stacklevel=3,
-    )
 
 
 # -- the worker's side -------------------------------------------------------
@@ -617,23 +669,16 @@ def _reason(item, max_pixels):
 
 
 def _publish(source, shard_path):
-    """Copy a finished private cache file to ``shard_path``, atomically."""
-    folder, name = os.path.split(shard_path)
-    tmp = os.path.join(folder, f"{_TMP_PREFIX}{name}-{secrets.token_hex(8)}")
-    try:
-        shutil.copyfile(source, tmp)
-        with open(tmp, "rb") as file:
-            os.fsync(file.fileno())
-        # A retried task writes the same content: replacing is harmless.
-        os.replace(tmp, shard_path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-    directory = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    """Copy a finished private cache file to ``shard_path``, atomically.
+
+    A retried task writes the same content: replacing is harmless.
+    """
+
+    def copy_source(out):
+        with open(source, "rb") as file:
+            shutil.copyfileobj(file, out, 1 << 20)
+
+    write_atomically(shard_path, copy_source)
 
 
 _threads_limited = False

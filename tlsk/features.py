@@ -80,8 +80,8 @@ class VGG16FeatureExtractor(TransformerMixin, BaseEstimator):
         ``"bfloat16"`` computes VGG16 in mixed bfloat16 (float32 pooling and
         output); ``"auto"`` picks it where the hardware computes bfloat16
         natively (CPUs with AMX or AVX512-BF16, recent GPUs), where it is
-        several times faster with features at a cosine similarity above
-        0.999 to float32 ones, and float32 elsewhere. Resolved at ``fit`` into
+        the fast choice (features agree with float32 ones to a cosine
+        similarity above 0.999), and float32 elsewhere. Resolved at ``fit`` into
         ``precision_``; part of the cache fingerprint. See
         :mod:`tlsk.precision`.
     cache : str, path or None, default=None
@@ -192,7 +192,7 @@ class VGG16FeatureExtractor(TransformerMixin, BaseEstimator):
         self : VGG16FeatureExtractor
         """
         if X is not None:
-            image_inputs(X)
+            image_inputs(X, warn_range=False)  # transform warns, once
         # Resolved once, so that worker processes in other folders agree.
         self._cache_path = None if self.cache is None else _check_cache(self.cache)
         self.precision_ = resolve_precision(self.precision)
@@ -239,15 +239,7 @@ class VGG16FeatureExtractor(TransformerMixin, BaseEstimator):
                 failures = self._compute_with_cache(backbone, inputs, features, pool)
         if failures:
             features[list(failures)] = np.nan
-            named = "; ".join(str(err) for err in list(failures.values())[:_NAMED])
-            more = len(failures) - _NAMED
-            warnings.warn(
-                f"{len(failures)} of {len(inputs)} images could not be decoded; "
-                f"their rows are NaN: {named}"
-                + (f"; and {more} more" if more > 0 else ""),
-                UserWarning,
-                stacklevel=2,
-            )
+            warn_undecodable(failures, len(inputs), stacklevel=3)
         return features
 
     def get_feature_names_out(self, input_features=None):
@@ -375,6 +367,19 @@ class VGG16FeatureExtractor(TransformerMixin, BaseEstimator):
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+
+
+def warn_undecodable(failures, n_images, stacklevel):
+    """One warning for the images (``{index: ImageError}``) whose rows are NaN."""
+    errors = [failures[i] for i in sorted(failures)]
+    named = "; ".join(str(err) for err in errors[:_NAMED])
+    more = len(errors) - _NAMED
+    warnings.warn(
+        f"{len(errors)} of {n_images} images could not be decoded; their rows "
+        f"are NaN: {named}" + (f"; and {more} more" if more > 0 else ""),
+        UserWarning,
+        stacklevel=stacklevel,
+    )
 
 
 def _fill_through_cache(backbone, writer, features, indices, keys, images):

@@ -13,7 +13,7 @@ from tlsk._keras_estimator import (
     Phase,
     make_optimizer,
 )
-from tlsk.backbone import POOLINGS, resolve_weights, vgg16_base
+from tlsk.backbone import POOLINGS, pooling_layer, resolve_weights, vgg16_base
 from tlsk.images import preprocess_vgg16
 from tlsk.precision import keras_dtype
 
@@ -170,16 +170,11 @@ class KerasFineTuneClassifier(KerasImageClassifier):
             resolve_weights(self.weights), self.input_size, precision
         )
         size = self.input_size
-        x = inputs = keras.Input((size, size, 3))
+        x = inputs = keras.Input((size, size, 3), dtype="float32")
         for layer in self._augmentation_layers(seed):
             x = layer(x)
         x = base(x)
-        pooling = {
-            "avg": keras.layers.GlobalAveragePooling2D,
-            "max": keras.layers.GlobalMaxPooling2D,
-            "flatten": keras.layers.Flatten,
-        }[self.pooling]
-        x = pooling(name="head_pool", dtype=dtype)(x)
+        x = pooling_layer(self.pooling, name="head_pool")(x)
         init = keras.initializers.GlorotUniform
         for i, units in enumerate(self.dense_units, start=1):
             x = keras.layers.Dense(

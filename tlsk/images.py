@@ -210,32 +210,47 @@ def _check_interpolation(interpolation):
 # fifty transforms of one folder in a GridSearchCV hash each file once. A file
 # is remembered only once its timestamps are _SETTLED_NS old: written twice
 # within the file system's timestamp resolution, it could otherwise keep the
-# same stat with new bytes (git's "racily clean" entries).
+# same stat with new bytes (git's "racily clean" entries). "Old" is by this
+# machine's clock: on a network file system whose server's clock runs behind,
+# a file still being written could look settled (git has the same limit).
 _KEY_MEMO: dict[tuple, bytes] = {}
-_KEY_MEMO_MAX = 1 << 18  # about 40 MB at most
+_KEY_MEMO_MAX = 1 << 18  # about 70 MB at most
 _KEY_MEMO_LOCK = threading.Lock()
 _SETTLED_NS = 2_000_000_000
 
 
 def _stat_signature(path):
-    """What identifies a file's bytes without reading them; None if unknown."""
+    """What identifies a file's bytes without reading them; None if unknown.
+
+    The path is part of it: some file systems (FUSE, vfat, CIFS) give no
+    stable inode numbers, and two files of one size and time must not meet.
+    """
     try:
         stat = os.stat(path)
     except OSError:
         return None  # reading it will name the problem
-    return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+    if stat.st_ino == 0:
+        return None  # no inode numbers at all: never remembered
+    return (
+        stat.st_size,
+        stat.st_mtime_ns,
+        stat.st_ctime_ns,
+        stat.st_dev,
+        stat.st_ino,
+        os.path.abspath(path),
+    )
 
 
 def _file_key(label, path):
-    """SHA-256 digest of a file's bytes, remembered per (device, inode, size, times)."""
+    """SHA-256 digest of a file's bytes, remembered per (path, inode, size, times)."""
     signature = _stat_signature(path)
     key = _KEY_MEMO.get(signature)
     if key is not None:
         return key
     data = _read_bytes(label, path)
     key = hashlib.sha256(data).digest()
-    if signature is not None and len(data) == signature[2]:
-        if time.time_ns() - max(signature[3], signature[4]) > _SETTLED_NS:
+    if signature is not None and len(data) == signature[0]:
+        if time.time_ns() - max(signature[1], signature[2]) > _SETTLED_NS:
             with _KEY_MEMO_LOCK:
                 if len(_KEY_MEMO) >= _KEY_MEMO_MAX:
                     del _KEY_MEMO[next(iter(_KEY_MEMO))]  # the oldest entry
@@ -493,8 +508,10 @@ class FileInput(ImageInput):
         return _KEY_MEMO.get(_stat_signature(self.path))
 
     def size_hint(self):
-        signature = _stat_signature(self.path)
-        return 0 if signature is None else signature[2]
+        try:
+            return os.stat(self.path).st_size
+        except OSError:
+            return 0
 
     def load(self, max_pixels=DEFAULT_MAX_PIXELS):
         _check_max_pixels(max_pixels)
@@ -578,7 +595,7 @@ def _from_batch_array(X):
     return [ArrayInput(X[i], f"X[{i}]") for i in range(X.shape[0])]
 
 
-def image_inputs(X):
+def image_inputs(X, warn_range=True):
     """Turn ``X`` into a list of :class:`ImageInput`, one per image.
 
     Checks shapes and dtypes now, and warns once if float images look scaled
@@ -597,6 +614,9 @@ def image_inputs(X):
         uint8 is used as is; other integer dtypes must hold values in
         [0, 255]; float dtypes must be finite and in [0, 255] (a float image
         entirely in [0, 1] warns, :class:`ImageRangeWarning`); bool is refused.
+    warn_range : bool, default=True
+        False: no ImageRangeWarning (for a caller that only checks X's kind
+        and will warn when it reads the images).
 
     Returns
     -------
@@ -625,7 +645,8 @@ def image_inputs(X):
     [(5, 7, 3), (9, 4, 3)]
     """
     items = _items(X)
-    _warn_if_scaled_to_one(items)
+    if warn_range:
+        _warn_if_scaled_to_one(items)
     return items
 
 
@@ -657,6 +678,9 @@ def _items(X):
     )
 
 
+_NAMED_SUSPECTS = 5  # images named in the warning; the rest are counted
+
+
 def _warn_if_scaled_to_one(items):
     """One ImageRangeWarning for all float images whose values lie in [0, 1]."""
     suspects = []
@@ -679,9 +703,6 @@ def _warn_if_scaled_to_one(items):
             ImageRangeWarning,
             stacklevel=3,
         )
-
-
-_NAMED_SUSPECTS = 5
 
 
 def decode_image(data, label="<bytes>", max_pixels=DEFAULT_MAX_PIXELS):

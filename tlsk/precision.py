@@ -10,10 +10,11 @@
     float32, and the final pooling, the softmax and every output are float32.
 ``"auto"`` (the default)
     ``"bfloat16"`` where the hardware computes it natively (x86 CPUs with AMX
-    or AVX512-BF16, NVIDIA GPUs of compute capability 8.0 or more), else
-    ``"float32"``. Without native support, TensorFlow emulates bfloat16 and it
-    is slower than float32 (0.88x for VGG16 on an AMD EPYC Zen 3, measured by
-    ``benchmarks/run.py``), so "auto" never picks it there.
+    or AVX512-BF16; with a GPU visible, a GPU of compute capability 8.0 or
+    more), else ``"float32"``. Without native support, TensorFlow emulates
+    bfloat16 and it is no faster than float32 (0.88x to 1.1x for VGG16 on an
+    AMD EPYC Zen 3, measured by ``benchmarks/run.py``), so "auto" never picks
+    it there.
 
 The precision is resolved once, at ``fit``, into ``precision_`` and the cache
 fingerprint, so features made in bfloat16 are never served as float32 ones.
@@ -67,13 +68,16 @@ def resolve_precision(precision, cpu_flags_=None):
 
 
 def native_bfloat16(cpu_flags_=None):
-    """True when this machine computes bfloat16 natively (CPU flags or a GPU).
+    """True when the device TensorFlow computes on does bfloat16 natively.
 
-    The GPU is only asked about when TensorFlow sees one; on CPU-only machines
-    the answer comes from the CPU flags alone.
+    With a GPU visible, TensorFlow runs VGG16 there, so the GPU alone decides
+    (compute capability 8.0 or more); otherwise the CPU's flags do.
     """
+    gpu = _gpu_has_bfloat16()
+    if gpu is not None:
+        return gpu
     flags = cpu_flags() if cpu_flags_ is None else set(cpu_flags_)
-    return bool(flags & NATIVE_BFLOAT16_CPU_FLAGS) or _gpu_has_bfloat16()
+    return bool(flags & NATIVE_BFLOAT16_CPU_FLAGS)
 
 
 def cpu_flags(cpuinfo="/proc/cpuinfo"):
@@ -90,16 +94,18 @@ def cpu_flags(cpuinfo="/proc/cpuinfo"):
 
 
 def _gpu_has_bfloat16():
+    """None without a visible GPU; else whether the first one does bfloat16."""
     if os.environ.get("CUDA_VISIBLE_DEVICES") == "":
-        return False
+        return None
     import tensorflow as tf
 
-    for gpu in tf.config.list_physical_devices("GPU"):
-        details = tf.config.experimental.get_device_details(gpu)
-        capability = details.get("compute_capability")
-        if capability and tuple(capability) >= _MIN_GPU_COMPUTE_CAPABILITY:
-            return True
-    return False
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return None
+    capability = tf.config.experimental.get_device_details(gpus[0]).get(
+        "compute_capability"
+    )
+    return bool(capability) and tuple(capability) >= _MIN_GPU_COMPUTE_CAPABILITY
 
 
 def keras_dtype(precision):

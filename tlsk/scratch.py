@@ -152,7 +152,7 @@ class SmallCNNClassifier(KerasImageClassifier):
         init = keras.initializers.GlorotUniform
         dtype = keras_dtype(precision)
         size = self.input_size
-        x = inputs = keras.Input((size, size, 3))
+        x = inputs = keras.Input((size, size, 3), dtype="float32")
         for layer in self._augmentation_layers(seed):
             x = layer(x)
         for block, channels in enumerate(self.filters, start=1):

@@ -264,6 +264,9 @@ def test_float_images_in_0_1_warn_once_naming_the_images(extractor, pixels):
     many = np.concatenate([scaled] * 3)
     with pytest.warns(ImageRangeWarning, match=r"9 of 9 .*X\[4\] and 4 more"):
         extractor.transform(many)
+    with pytest.warns(ImageRangeWarning) as record:
+        tiny().fit_transform(scaled)
+    assert len(record) == 1  # fit only checks the kind of X
     # Read as 0-255 all the same, as documented: nearly black images.
     np.testing.assert_allclose(out, extractor.transform(scaled * 0), atol=0.05)
 
