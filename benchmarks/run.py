@@ -17,7 +17,7 @@ VGG16 uses ImageNet weights when Keras's cache has them, else a seeded random
 initialisation (the same cost). Usage::
 
     python benchmarks/run.py                  # about 13 minutes on 2 cores
-    python benchmarks/run.py --quick          # smaller, about 3 minutes
+    python benchmarks/run.py --quick          # smaller images and fewer of them
     python benchmarks/run.py --sections cache memory
 """
 

@@ -326,6 +326,29 @@ def test_flipped_bytes_in_vectors_are_reported_and_set_aside(cache):
     assert aside.stat().st_size > 0 and cache.verify() == []
 
 
+def test_a_damaged_file_that_cannot_be_moved_aside_raises_every_time(
+    cache, monkeypatch
+):
+    # The reader keeps small namespaces in memory; a read that failed
+    # half-way must not leave a half-filled copy to serve the next lookup.
+    _write(cache, _keys(4))
+    with h5py.File(cache.path, "r") as f:
+        offset = f["namespaces"][NS]["vectors"].id.get_chunk_info(0).byte_offset
+    with open(cache.path, "r+b") as fh:
+        fh.seek(offset + 5)
+        byte = fh.read(1)
+        fh.seek(offset + 5)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+
+    def refuse(*args):
+        raise PermissionError("read-only folder")
+
+    monkeypatch.setattr(os, "rename", refuse)
+    for _ in range(2):
+        with pytest.raises(CacheError, match="is damaged"):
+            cache.lookup(FINGERPRINT, _keys(4), DIM)
+
+
 def test_truncated_main_is_set_aside_by_a_writer_and_never_reused(cache):
     _write(cache, _keys(40))
     size = os.path.getsize(cache.path)

@@ -12,7 +12,7 @@
     ``"bfloat16"`` where the hardware computes it natively (x86 CPUs with AMX
     or AVX512-BF16; with a GPU visible, a GPU of compute capability 8.0 or
     more), else ``"float32"``. Without native support, TensorFlow emulates
-    bfloat16 and it is no faster than float32 (0.88x to 1.1x for VGG16 on an
+    bfloat16 and it is no faster than float32 (0.87x to 1.08x for VGG16 on an
     AMD EPYC Zen 3, measured by ``benchmarks/run.py``), so "auto" never picks
     it there.
 
