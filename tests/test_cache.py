@@ -308,8 +308,8 @@ def test_two_processes_compute_each_key_once(cache, tmp_path):
 # -- damage and hostile files -------------------------------------------------
 
 
-def test_flipped_bytes_in_vectors_are_reported_and_set_aside(cache):
-    _write(cache, _keys(4))
+def _flip_a_vector_byte(cache):
+    """Damage the stored vectors: one byte flipped in the first chunk."""
     with h5py.File(cache.path, "r") as f:
         offset = f["namespaces"][NS]["vectors"].id.get_chunk_info(0).byte_offset
     with open(cache.path, "r+b") as fh:
@@ -317,6 +317,11 @@ def test_flipped_bytes_in_vectors_are_reported_and_set_aside(cache):
         byte = fh.read(1)
         fh.seek(offset + 5)
         fh.write(bytes([byte[0] ^ 0xFF]))
+
+
+def test_flipped_bytes_in_vectors_are_reported_and_set_aside(cache):
+    _write(cache, _keys(4))
+    _flip_a_vector_byte(cache)
     problems = cache.verify()
     assert len(problems) == 1 and "vectors" in problems[0], problems
     with pytest.warns(CacheWarning, match="damaged.*vectors.*moved it to"):
@@ -332,13 +337,7 @@ def test_a_damaged_file_that_cannot_be_moved_aside_raises_every_time(
     # The reader keeps small namespaces in memory; a read that failed
     # half-way must not leave a half-filled copy to serve the next lookup.
     _write(cache, _keys(4))
-    with h5py.File(cache.path, "r") as f:
-        offset = f["namespaces"][NS]["vectors"].id.get_chunk_info(0).byte_offset
-    with open(cache.path, "r+b") as fh:
-        fh.seek(offset + 5)
-        byte = fh.read(1)
-        fh.seek(offset + 5)
-        fh.write(bytes([byte[0] ^ 0xFF]))
+    _flip_a_vector_byte(cache)
 
     def refuse(*args):
         raise PermissionError("read-only folder")
