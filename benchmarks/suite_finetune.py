@@ -50,7 +50,7 @@ def run(settings, workdir):
         section.target(
             f"fine-tuning epoch, tlsk / plain Keras ({shown})", ratio, "<=", 1.05
         )
-    if auto in ("float32",):
+    if auto == "float32":
         section.notes.append(
             "auto resolves to float32 on this machine: its row is the float32 runs"
         )
