@@ -1,5 +1,9 @@
 """Weights files written by the tests: a random VGG16 (no top) in both formats."""
 
+import dataclasses
+import hashlib
+from pathlib import Path
+
 import h5py
 import numpy as np
 
@@ -55,3 +59,39 @@ def write_legacy_h5_weights(model, path):
                     weight_names.append(name.encode())
             group.attrs["weight_names"] = weight_names
     return path
+
+
+def pin_weights(monkeypatch, source, url, backbone="vgg16", top=False, digest=None):
+    """Make the registry pin ``source`` (its SHA-256 and size), served at ``url``.
+
+    The test's stand-in for a file Keras publishes: the registry entry of
+    ``backbone`` is replaced for the test only. ``digest`` pins another
+    SHA-256 (a download that is not the pinned file).
+    """
+    data = Path(source).read_bytes()
+    return _replace_pinned(
+        monkeypatch,
+        backbone,
+        top,
+        url=url,
+        digest=digest or hashlib.sha256(data).hexdigest(),
+        algorithm="sha256",
+        size=len(data),
+    )
+
+
+def pin_url(monkeypatch, url, backbone="vgg16", top=False):
+    """Make the registry's file of ``backbone`` come from ``url`` (digest kept)."""
+    return _replace_pinned(monkeypatch, backbone, top, url=url)
+
+
+def _replace_pinned(monkeypatch, backbone, top, **changes):
+    from tlsk.backbones import BACKBONES
+
+    spec = BACKBONES[backbone]
+    field = "imagenet_top" if top else "imagenet"
+    pinned = dataclasses.replace(getattr(spec, field), **changes)
+    monkeypatch.setitem(
+        BACKBONES, backbone, dataclasses.replace(spec, **{field: pinned})
+    )
+    return pinned

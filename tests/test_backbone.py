@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 from tests._weights import (
+    pin_url,
+    pin_weights,
     random_vgg16_notop,
     write_keras3_weights,
     write_legacy_h5_weights,
@@ -136,18 +138,15 @@ def keras_home(tmp_path, monkeypatch):
     return tmp_path / "keras_home"
 
 
-def _pin(monkeypatch, path, url):
-    data = Path(path).read_bytes()
-    monkeypatch.setattr(bb, "IMAGENET_WEIGHTS_URL", url)
-    monkeypatch.setattr(bb, "IMAGENET_WEIGHTS_SIZE", len(data))
-    monkeypatch.setattr(bb, "IMAGENET_WEIGHTS_SHA256", hashlib.sha256(data).hexdigest())
+def _pin(monkeypatch, path, url, **kwargs):
+    pin_weights(monkeypatch, path, url, **kwargs)
 
 
 def test_offline_without_cached_weights_fails_at_once_naming_the_file(
     keras_home, monkeypatch
 ):
     # Port 9 on loopback refuses at once, as an unreachable host would.
-    monkeypatch.setattr(bb, "IMAGENET_WEIGHTS_URL", "http://127.0.0.1:9/vgg16.h5")
+    pin_url(monkeypatch, "http://127.0.0.1:9/vgg16.h5")
     start = time.monotonic()
     with pytest.raises(bb.WeightsUnavailableError) as info:
         bb.imagenet_weights_path()
@@ -174,8 +173,8 @@ def test_imagenet_weights_are_downloaded_into_keras_cache_and_verified(
 def test_a_bad_download_never_lands_in_keras_cache(tmp_path, keras_home, monkeypatch):
     source = str(tmp_path / "published.h5")
     write_legacy_h5_weights(random_vgg16_notop(seed=3), source)
-    _pin(monkeypatch, source, (tmp_path / "published.h5").as_uri())
-    monkeypatch.setattr(bb, "IMAGENET_WEIGHTS_SHA256", "0" * 64)  # not what arrives
+    # The pinned digest is not that of what arrives.
+    _pin(monkeypatch, source, (tmp_path / "published.h5").as_uri(), digest="0" * 64)
     with pytest.raises(bb.WeightsMismatchError, match="SHA-256 0000"):
         bb.imagenet_weights_path()
     assert not any((keras_home / "models").iterdir())
@@ -198,6 +197,6 @@ def test_no_download_switch_fails_at_once_without_touching_the_url(
     keras_home, monkeypatch
 ):
     monkeypatch.setenv("TLSK_NO_DOWNLOAD", "1")
-    monkeypatch.setattr(bb, "IMAGENET_WEIGHTS_URL", "http://127.0.0.1:9/never")
+    pin_url(monkeypatch, "http://127.0.0.1:9/never")
     with pytest.raises(bb.WeightsUnavailableError, match="TLSK_NO_DOWNLOAD"):
         bb.imagenet_weights_path()

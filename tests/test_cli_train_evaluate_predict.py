@@ -389,8 +389,8 @@ def test_predict_imagenet_calls_predict_imagenet_with_all_paths(
     folder, good, bad = predict_input
     calls = []
 
-    def fake(paths, top_k, weights, class_index):
-        calls.append((list(paths), top_k, weights, class_index))
+    def fake(paths, top_k, weights, class_index, backbone):
+        calls.append((list(paths), top_k, weights, class_index, backbone))
         return [
             ImageError(p, "broken") if p == bad else [("n1", "tabby", 0.75)]
             for p in paths
@@ -398,10 +398,12 @@ def test_predict_imagenet_calls_predict_imagenet_with_all_paths(
 
     monkeypatch.setattr(imagenet, "predict_imagenet", fake)
     argv = ["predict", "--imagenet", str(folder), "--top-k", "2"]
+    argv += ["--backbone", "resnet50"]
     assert main(argv + ["--class-index", "index.json", "--weights-file", "w.h5"]) == 0
-    ((paths, top_k, weights, class_index),) = calls
+    ((paths, top_k, weights, class_index, backbone),) = calls
     assert sorted(paths) == sorted([*good, bad])
     assert (top_k, weights, class_index) == (2, "w.h5", "index.json")
+    assert backbone == "resnet50"
     rows = {row["path"]: row for row in read_csv(capsys.readouterr().out)}
     assert rows[good[0]]["wnid"] == "n1" and rows[good[0]]["label"] == "tabby"
     assert rows[good[0]]["label_2"] == "" and rows[bad]["error"] == "broken"

@@ -1,10 +1,11 @@
-"""Tests of tlsk.imagenet: VGG16's own ImageNet head, offline.
+"""Tests of tlsk.imagenet: a backbone's own ImageNet head (VGG16's here), offline.
 
 The full VGG16 (138M parameters, 2 GB of memory to build and save) runs only
 in the slow test; the others stand in a tiny model with the same 224 px input
 and 1000-way softmax, so that decoding, top-k and bad files are tested fast.
 """
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -15,9 +16,13 @@ from PIL import Image
 
 import tlsk.imagenet as inet
 from tests._image_files import random_rgb
-from tests._weights import write_legacy_h5_weights
+from tests._weights import pin_url, pin_weights, write_legacy_h5_weights
 from tlsk.backbone import WeightsMismatchError, WeightsUnavailableError
+from tlsk.backbones import get_spec
 from tlsk.images import ImageError, preprocess_vgg16, resize_image
+
+INPUT_SIZE = get_spec("vgg16").native_size
+WEIGHTS_FILE = get_spec("vgg16").imagenet_top.name
 
 
 @pytest.fixture(autouse=True)
@@ -52,7 +57,7 @@ def _tiny_head(seed=0):
 
     model = keras.Sequential(
         [
-            keras.Input((inet.INPUT_SIZE, inet.INPUT_SIZE, 3)),
+            keras.Input((INPUT_SIZE, INPUT_SIZE, 3)),
             keras.layers.GlobalAveragePooling2D(),
             keras.layers.Dense(inet.N_CLASSES, activation="softmax"),
         ]
@@ -72,7 +77,7 @@ def tiny(tmp_path, monkeypatch):
     _tiny_head(seed=0).save_weights(path)
     builds = []
 
-    def build(weights):
+    def build(spec, weights, imagenet):
         builds.append(weights)
         model = _tiny_head(seed=1)
         model.load_weights(weights)
@@ -231,17 +236,17 @@ def test_offline_without_cached_files_fails_at_once_naming_them(
     images, keras_home, monkeypatch, tiny, class_index
 ):
     # Port 9 on loopback refuses at once, as an unreachable host would.
-    monkeypatch.setattr(inet, "WEIGHTS_URL", "http://127.0.0.1:9/vgg16.h5")
-    monkeypatch.setattr(inet, "CLASS_INDEX_URL", "http://127.0.0.1:9/index.json")
+    pin_url(monkeypatch, "http://127.0.0.1:9/vgg16.h5", top=True)
+    _pin_class_index(monkeypatch, url="http://127.0.0.1:9/index.json")
     start = time.monotonic()
     with pytest.raises(WeightsUnavailableError) as info:
         inet.predict_imagenet(images, class_index=class_index)
     message = str(info.value)
-    weights_file = str(keras_home / "models" / inet.WEIGHTS_FILE)
+    weights_file = str(keras_home / "models" / WEIGHTS_FILE)
     assert f"is not in Keras's cache at {weights_file!r}" in message
     assert "Download http://127.0.0.1:9/vgg16.h5 on a machine" in message
     assert f"copy it to {weights_file!r}" in message
-    with pytest.raises(WeightsUnavailableError, match=inet.CLASS_INDEX_FILE):
+    with pytest.raises(WeightsUnavailableError, match=inet.CLASS_INDEX.name):
         inet.predict_imagenet(images, weights=tiny[0])
     assert time.monotonic() - start < 5
     assert tiny[1] == [], "no model was built"
@@ -253,12 +258,17 @@ def test_without_download_a_missing_file_fails_at_once(keras_home):
         inet.weights_path(download=False)
 
 
-def _pin(monkeypatch, source, prefix):
-    data = source.read_bytes()
-    monkeypatch.setattr(inet, f"{prefix}_URL", source.as_uri())
-    monkeypatch.setattr(inet, f"{prefix}_MD5", hashlib.md5(data).hexdigest())
-    if prefix == "WEIGHTS":
-        monkeypatch.setattr(inet, "WEIGHTS_SIZE", len(data))
+def _pin(monkeypatch, source, kind):
+    if kind == "WEIGHTS":
+        pin_weights(monkeypatch, source, source.as_uri(), top=True)
+    else:
+        digest = hashlib.md5(source.read_bytes()).hexdigest()
+        _pin_class_index(monkeypatch, url=source.as_uri(), digest=digest)
+
+
+def _pin_class_index(monkeypatch, **changes):
+    pinned = dataclasses.replace(inet.CLASS_INDEX, **changes)
+    monkeypatch.setattr(inet, "CLASS_INDEX", pinned)
 
 
 def test_both_files_are_downloaded_into_keras_cache_and_used(
@@ -271,9 +281,9 @@ def test_both_files_are_downloaded_into_keras_cache_and_used(
     _pin(monkeypatch, class_index, "CLASS_INDEX")
     results = inet.predict_imagenet(images, top_k=2)
     models = keras_home / "models"
-    assert (models / inet.WEIGHTS_FILE).read_bytes() == published.read_bytes()
-    assert (models / inet.CLASS_INDEX_FILE).read_bytes() == class_index.read_bytes()
-    assert tiny[1] == [str(models / inet.WEIGHTS_FILE)]
+    assert (models / WEIGHTS_FILE).read_bytes() == published.read_bytes()
+    assert (models / inet.CLASS_INDEX.name).read_bytes() == class_index.read_bytes()
+    assert tiny[1] == [str(models / WEIGHTS_FILE)]
     _assert_same(
         results,
         inet.predict_imagenet(
@@ -286,7 +296,7 @@ def test_a_download_that_is_not_the_pinned_file_never_lands(
     tmp_path, keras_home, monkeypatch, class_index
 ):
     _pin(monkeypatch, class_index, "CLASS_INDEX")
-    monkeypatch.setattr(inet, "CLASS_INDEX_MD5", "0" * 32)
+    _pin_class_index(monkeypatch, digest="0" * 32)
     with pytest.raises(WeightsMismatchError, match=r"expected MD5 0000"):
         inet.class_index_path()
     assert not any((keras_home / "models").iterdir())
@@ -304,7 +314,7 @@ def test_a_cached_class_index_is_checked_for_structure_too(
 
 def test_tampered_cached_weights_are_refused(tmp_path, keras_home, monkeypatch, tiny):
     _pin(monkeypatch, tiny[0], "WEIGHTS")
-    cached = keras_home / "models" / inet.WEIGHTS_FILE
+    cached = keras_home / "models" / WEIGHTS_FILE
     cached.parent.mkdir(parents=True)
     data = bytearray(tiny[0].read_bytes())
     data[-100] ^= 0xFF

@@ -1,13 +1,15 @@
-"""tlsk: transfer learning with a pretrained VGG16, as scikit-learn estimators.
+"""tlsk: transfer learning with pretrained Keras networks, as scikit-learn estimators.
 
-The bottleneck path: :class:`VGG16FeatureExtractor` turns images into vectors
-(cached in HDF5 when ``cache=`` names a file) for any scikit-learn classifier.
+The bottleneck path: :class:`ImageFeatureExtractor` (any network of
+:func:`list_backbones`, or your own ``.keras`` file) and its VGG16 case
+:class:`VGG16FeatureExtractor` turn images into vectors (cached in HDF5 when
+``cache=`` names a file) for any scikit-learn classifier.
 Fine-tuning: :class:`KerasFineTuneClassifier`. The from-scratch baseline:
 :class:`SmallCNNClassifier`. On a Dask cluster: :func:`featurize`.
 """
 
 from tlsk._version import __version__
-from tlsk.backbone import WeightsMismatchError, WeightsUnavailableError
+from tlsk.backbones import list_backbones
 from tlsk.cache import CacheError, FeatureCache
 from tlsk.datasets import (
     check_image_folder,
@@ -16,18 +18,21 @@ from tlsk.datasets import (
     split_image_folder,
 )
 from tlsk.distributed import featurize, local_cluster
-from tlsk.features import VGG16FeatureExtractor
+from tlsk.features import ImageFeatureExtractor, VGG16FeatureExtractor
 from tlsk.finetune import KerasFineTuneClassifier
-from tlsk.images import ImageError, ImageRangeWarning
+from tlsk.images import ImageError, ImageRangeWarning, UndecodableImageWarning
 from tlsk.scratch import SmallCNNClassifier
+from tlsk.weights import WeightsMismatchError, WeightsUnavailableError
 
 __all__ = [
     "CacheError",
     "FeatureCache",
     "ImageError",
+    "ImageFeatureExtractor",
     "ImageRangeWarning",
     "KerasFineTuneClassifier",
     "SmallCNNClassifier",
+    "UndecodableImageWarning",
     "VGG16FeatureExtractor",
     "WeightsMismatchError",
     "WeightsUnavailableError",
@@ -35,6 +40,7 @@ __all__ = [
     "check_image_folder",
     "featurize",
     "find_bad_images",
+    "list_backbones",
     "load_image_folder",
     "local_cluster",
     "split_image_folder",

@@ -16,14 +16,14 @@ from dataclasses import dataclass
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import train_test_split
-from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-from tlsk.images import INTERPOLATIONS, image_inputs
+from tlsk._sklearn_compat import Interval, StrOptions, _fit_context
+from tlsk.images import INTERPOLATIONS, decode_threads, image_inputs
 from tlsk.precision import PRECISIONS, resolve_precision
 
 __all__ = ["OPTIMIZERS", "KerasImageClassifier", "Phase", "make_optimizer"]
@@ -192,13 +192,17 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
             inputs,
             y,
             batch_size=self.batch_size,
-            size=self.input_size,
+            size=self._image_size(),
             interpolation=self.interpolation,
             preprocess=self._preprocess,
             shuffle=shuffle,
             seed=seed,
-            workers=self.n_jobs or min(4, os.cpu_count() or 1),
+            workers=decode_threads(self.n_jobs),
         )
+
+    def _image_size(self):
+        """The side images are resized to (a subclass may resolve a default)."""
+        return self.input_size
 
     def _split(self, encoded, seed):
         """Stratified train / validation indices."""

@@ -1,50 +1,77 @@
-"""The truncated VGG16 that turns images into feature vectors.
+"""A truncated network that turns images into feature vectors.
 
-A backbone is described by a :class:`BackboneConfig` (weights, cut layer,
-pooling, input size, precision). :func:`get_backbone` builds the Keras model
-for a configuration once per process and keeps it, so estimators never pickle
-a Keras model: they keep the configuration and ask for the backbone again.
+A backbone is described by a :class:`BackboneConfig` (which network, its
+weights, the cut layer, the pooling, the input size, the precision).
+:func:`get_backbone` builds the Keras model for a configuration once per
+process and keeps it, so estimators never pickle a Keras model: they keep the
+configuration and ask for the backbone again.
+
+Networks
+--------
+A name of the registry (:mod:`tlsk.backbones`: ``"vgg16"``, ``"resnet50"``,
+...) is built by Keras's own builder (``keras.applications.ResNet50(
+include_top=False, weights=None, ...)``), then given its weights as below. A
+path to a ``.keras`` model file (your own network) is loaded with
+``keras.saving.load_model(..., safe_mode=True)``, so a file can hold no code
+that runs when it is read.
 
 Weights
 -------
 ``"imagenet"``
-    Keras's VGG16 ImageNet weights without the fully connected top
-    (``vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5``, 58,889,256 bytes).
-    The file is looked up in Keras's cache folder (``$KERAS_HOME/models`` or
-    ``~/.keras/models``, where ``keras.applications.VGG16`` keeps it too) and
-    downloaded there when missing; its SHA-256 is verified before use.
-    Offline and not cached, :class:`WeightsUnavailableError` says at once which
-    file is missing and where to put it.
+    Keras's ImageNet weights without the fully connected top, the file the
+    registry names for that network. It is looked up in Keras's cache folder
+    (``$KERAS_HOME/models`` or ``~/.keras/models``, where
+    ``keras.applications`` keeps it too), downloaded there when missing and
+    verified against its pinned digest (:mod:`tlsk.weights`). Offline and not
+    cached, :class:`WeightsUnavailableError` says at once which file is
+    missing, its URL and where to put it. For a ``.keras`` file, the weights
+    saved in it.
 a path
-    A weights file for VGG16 without top: Keras 3 ``.weights.h5`` written by
-    ``model.save_weights``, or a legacy Keras ``.h5`` weights file such as the
-    ImageNet one.
+    A weights file of that network without its top: Keras 3 ``.weights.h5``
+    (``model.save_weights``) or a legacy Keras ``.h5`` such as the ImageNet
+    ones. A file of another network is refused with
+    :class:`WeightsMismatchError`, naming the file and the network.
 ``None``
-    Random initialisation, identical in every process (Glorot uniform drawn
-    from a fixed seed): for tests and as a lower bound on what the pretrained
-    weights bring.
+    Random initialisation, identical in every process: Glorot-uniform
+    kernels drawn from a fixed seed; biases, normalisation statistics and
+    scales as Keras's builder sets them (constants). For tests and as a lower
+    bound on what pretrained weights bring.
 
-The :attr:`Backbone.fingerprint` records everything that changes the output:
-the SHA-256 of the weights file, the layer, the pooling, the input size and
-the precision. The feature cache files vectors under it.
+Precision
+---------
+``"bfloat16"`` gives every layer Keras's ``"mixed_bfloat16"`` policy, except
+the network's own preprocessing layers (those before its first layer with
+trainable weights, e.g. EfficientNet's Rescaling and Normalization) and the
+final pooling, which stay float32. Keras's global dtype policy is never read
+or set: the network is cloned layer by layer with each layer's policy.
+
+The :attr:`Backbone.fingerprint` records everything of the network that
+changes the output: the network, the SHA-256 of its weights (and of the
+model file), the layer, the pooling, the input size and the precision. The
+feature cache files vectors under it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
-import tempfile
 import threading
-import urllib.error
-import urllib.request
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from tlsk._files import write_atomically
+from tlsk.backbones import DEFAULT_BACKBONE, get_spec, is_model_file
 from tlsk.precision import COMPUTE_PRECISIONS, keras_dtype
+from tlsk.weights import (
+    WeightsMismatchError,
+    WeightsUnavailableError,
+    fetch,
+    file_digest,
+    file_sha256,
+    keras_cache_dir,
+    keras_cached,
+)
 
 __all__ = [
     "LAYERS",
@@ -52,56 +79,49 @@ __all__ = [
     "IMAGENET_WEIGHTS_FILE",
     "IMAGENET_WEIGHTS_URL",
     "MIN_INPUT_SIZE",
+    "MODEL_FILE",
     "Backbone",
     "BackboneConfig",
     "WeightsUnavailableError",
     "WeightsMismatchError",
+    "base_network",
+    "clear_backbones",
+    "fetch",
+    "file_digest",
+    "file_sha256",
     "get_backbone",
     "imagenet_weights_path",
+    "keras_cache_dir",
+    "load_weights",
+    "pooling_layer",
+    "resolve_backbone",
+    "resolve_weights",
 ]
 
-# The layers a user may cut VGG16 at: every conv and pooling layer of blocks
-# 3-5. Earlier layers give low-level edges, rarely worth a classifier.
-LAYERS = tuple(
-    f"block{block}_{kind}"
-    for block in (3, 4, 5)
-    for kind in ("conv1", "conv2", "conv3", "pool")
-)
-POOLINGS = ("avg", "max", "flatten")
-MIN_INPUT_SIZE = 32  # five 2x2 poolings leave 1x1 at 32 px
+_VGG16 = get_spec("vgg16")
+# VGG16's cut points, pinned file and smallest input: tlsk's names for them
+# before there was a registry.
+LAYERS = _VGG16.cut_points
+IMAGENET_WEIGHTS_FILE = _VGG16.imagenet.name
+IMAGENET_WEIGHTS_URL = _VGG16.imagenet.url
+MIN_INPUT_SIZE = _VGG16.min_size
 
-IMAGENET_WEIGHTS_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
-IMAGENET_WEIGHTS_URL = (
-    "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
-    + IMAGENET_WEIGHTS_FILE
-)
-IMAGENET_WEIGHTS_SIZE = 58_889_256
-# Keras itself pins the MD5 6d6bbae143d832006294945121d1f1fc for this file;
-# tlsk pins its SHA-256, as published for the same 58,889,256 bytes elsewhere.
-IMAGENET_WEIGHTS_SHA256 = (
-    "bfe5187d0a272bed55ba430631598124cff8e880b98d38c9e56c8d66032abdc1"
-)
+POOLINGS = ("avg", "max", "flatten")
+MODEL_FILE = "keras-file"  # the fingerprint's "model" for a .keras backbone
 
 # Seed of the weights=None initialisation; part of the fingerprint.
 RANDOM_INIT_SEED = 0
-_DOWNLOAD_TIMEOUT_SECONDS = 10
-
-
-class WeightsUnavailableError(FileNotFoundError):
-    """The ImageNet weights are neither cached nor downloadable."""
-
-
-class WeightsMismatchError(ValueError):
-    """A weights file whose checksum or layout is not what was expected."""
 
 
 @dataclass(frozen=True)
 class BackboneConfig:
     """Everything that decides the backbone's output.
 
-    ``weights`` is ``"imagenet"``, ``None`` or an absolute path (str);
-    ``precision`` is a resolved precision, ``"float32"`` or ``"bfloat16"``
-    (see :mod:`tlsk.precision`).
+    ``backbone`` is a registry name or the absolute path of a ``.keras``
+    file; ``weights`` is ``"imagenet"``, ``None`` or an absolute path (str);
+    ``layer`` a cut point of that network (a layer name of a ``.keras``
+    file); ``precision`` a resolved precision, ``"float32"`` or
+    ``"bfloat16"`` (see :mod:`tlsk.precision`).
     """
 
     weights: str | None = "imagenet"
@@ -109,26 +129,32 @@ class BackboneConfig:
     pooling: str = "avg"
     input_size: int = 224
     precision: str = "float32"
+    backbone: str = DEFAULT_BACKBONE
 
 
 class Backbone:
-    """A built, truncated VGG16 for one :class:`BackboneConfig`.
+    """A built, truncated network for one :class:`BackboneConfig`.
 
     Obtain it with :func:`get_backbone`; do not pickle it.
     """
 
-    def __init__(self, config, model, weights_sha256):
+    def __init__(self, config, model, identity, layer):
         self.config = config
         self.model = model
         self.output_dim = int(model.output_shape[-1])
+        if is_model_file(config.backbone):
+            network = {"model": MODEL_FILE, "model_sha256": identity["model_sha256"]}
+        else:
+            network = {"model": config.backbone}
         self.fingerprint = {
-            "model": "vgg16",
-            "weights_sha256": weights_sha256,
-            "layer": config.layer,
+            **network,
+            "weights_sha256": identity["weights_sha256"],
+            "layer": layer,
             "pooling": config.pooling,
-            "input_size": config.input_size,
+            "input_size": int(model.input_shape[1]),
             "precision": config.precision,
         }
+        self._identity = identity
         # Keras models are not safe to call from several threads at once.
         self._lock = threading.Lock()
 
@@ -147,7 +173,6 @@ class Backbone:
 
 _BACKBONES: dict[BackboneConfig, Backbone] = {}
 _BACKBONES_LOCK = threading.Lock()
-_FILE_DIGESTS: dict[tuple, str] = {}
 
 
 def get_backbone(config):
@@ -163,11 +188,12 @@ def get_backbone(config):
     True
     """
     with _BACKBONES_LOCK:
-        path, weights_sha256 = _weights_file(config.weights)
+        identity = _identity(config.backbone, config.weights)
         backbone = _BACKBONES.get(config)
-        # A weights file replaced since the build must not serve stale features.
-        if backbone is None or backbone.fingerprint["weights_sha256"] != weights_sha256:
-            backbone = _build(config, path, weights_sha256)
+        # A weights or model file replaced since the build must not serve
+        # stale features.
+        if backbone is None or backbone._identity != identity:
+            backbone = _build(config)
             _BACKBONES[config] = backbone
         return backbone
 
@@ -178,164 +204,327 @@ def clear_backbones():
         _BACKBONES.clear()
 
 
-def _weights_file(weights):
-    """``(path, sha256)`` of the weights to load; ``(None, seed tag)`` for None."""
-    if weights is None:
-        return None, f"random-glorot-uniform-seed-{RANDOM_INIT_SEED}"
-    path = imagenet_weights_path() if weights == "imagenet" else weights
-    return path, file_sha256(path)
+def base_network(backbone, weights, input_size, precision="float32"):
+    """A fresh Keras network without top, with its weights: ``(model, identity)``.
 
-
-def vgg16_base(weights, input_size, precision="float32"):
-    """A fresh Keras VGG16 without top, with its weights: ``(model, weights_sha256)``.
-
-    ``weights`` as resolved by :func:`resolve_weights`, ``precision`` resolved
-    (``"float32"`` or ``"bfloat16"``). Unlike :func:`get_backbone`, the model
-    is new at each call and the caller's to train (fine-tuning).
+    ``backbone`` and ``weights`` as resolved by :func:`resolve_backbone` and
+    :func:`resolve_weights`, ``precision`` resolved (``"float32"`` or
+    ``"bfloat16"``). ``input_size`` None means the network's own: its native
+    size, or a ``.keras`` file's input size (224 when it takes any).
+    ``identity`` holds the SHA-256 of the weights (``"weights_sha256"``)
+    and, for a ``.keras`` file, of the file (``"model_sha256"``). Unlike
+    :func:`get_backbone`, the model is new at each call and the caller's to
+    train (fine-tuning).
     """
-    path, weights_sha256 = _weights_file(weights)
-    return _vgg16_notop(path, input_size, precision), weights_sha256
-
-
-# VGG16's convolution blocks: (convolutions, filters), each block ending in a
-# 2x2 max pooling.
-VGG16_BLOCKS = ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512))
-
-
-def _vgg16_notop(path, input_size, precision="float32"):
-    """VGG16 without top, with weights from ``path`` (None: seeded random).
-
-    The same layers, names and order as ``keras.applications.VGG16(
-    include_top=False)``, so its weights files load, but each layer gets the
-    precision's dtype policy: Keras's global policy is neither read nor set.
-    """
-    import keras
-
     if precision not in COMPUTE_PRECISIONS:
         raise ValueError(f"precision must be resolved first; received {precision!r}")
-    dtype = keras_dtype(precision)
-    inputs = keras.Input(
-        (input_size, input_size, 3), dtype="float32", name="input_layer"
-    )
-    x = inputs
-    for block, (convolutions, filters) in enumerate(VGG16_BLOCKS, start=1):
-        for conv in range(1, convolutions + 1):
-            x = keras.layers.Conv2D(
-                filters,
-                3,
-                padding="same",
-                activation="relu",
-                name=f"block{block}_conv{conv}",
-                dtype=dtype,
-            )(x)
-        x = keras.layers.MaxPooling2D(2, 2, name=f"block{block}_pool", dtype=dtype)(x)
-    base = keras.Model(inputs, x, name="vgg16")
-    if path is None:
-        _initialise_randomly(base)
+    identity = _identity(backbone, weights)
+    fixup = None
+    if is_model_file(backbone):
+        model = _model_file_network(backbone, input_size, precision)
+        if weights == "imagenet":  # the weights saved in the file
+            return model, identity
+        name = repr(os.path.basename(backbone))
     else:
-        _load_weights(base, path)
-    return base
+        spec = get_spec(backbone)
+        model = _with_precision(spec.build(input_size=input_size), precision)
+        name = spec.builder
+        fixup = spec.imagenet_fixup
+    if weights is None:
+        _initialise_randomly(model)
+    elif weights == "imagenet":
+        load_weights(model, imagenet_weights_path(backbone=backbone), name)
+        if fixup is not None:
+            fixup(model)
+    else:
+        load_weights(model, weights, name)
+    return model, identity
 
 
-def _build(config, path, weights_sha256):
+def _identity(backbone, weights):
+    """What identifies the network's parameters: the SHA-256 of its files."""
+    identity = {}
+    if is_model_file(backbone):
+        identity["model_sha256"] = file_sha256(backbone)
+        if weights == "imagenet":
+            identity["weights_sha256"] = identity["model_sha256"]
+            return identity
+    if weights is None:
+        identity["weights_sha256"] = f"random-glorot-uniform-seed-{RANDOM_INIT_SEED}"
+    elif weights == "imagenet":
+        path = imagenet_weights_path(backbone=backbone)
+        identity["weights_sha256"] = file_sha256(path)
+    else:
+        identity["weights_sha256"] = file_sha256(weights)
+    return identity
+
+
+def _build(config):
     import keras
 
-    base = _vgg16_notop(path, config.input_size, config.precision)
-    features = base.get_layer(config.layer).output
-    features = pooling_layer(config.pooling, name=f"{config.pooling}_pool")(features)
-    model = keras.Model(base.input, features, name=f"vgg16_{config.layer}")
-    return Backbone(config, model, weights_sha256)
+    base, identity = base_network(
+        config.backbone, config.weights, config.input_size, config.precision
+    )
+    layer, features = _cut(base, config.backbone, config.layer)
+    rank = len(features.shape)
+    if rank == 2 and config.pooling != "flatten":
+        raise ValueError(
+            f"layer {layer!r} of {_network_name(config.backbone)} gives vectors "
+            f"{tuple(features.shape)}, not feature maps: use pooling='flatten' "
+            f"(received pooling={config.pooling!r})"
+        )
+    if rank not in (2, 3, 4):
+        raise ValueError(
+            f"layer {layer!r} of {_network_name(config.backbone)} gives outputs of "
+            f"shape {tuple(features.shape)}; a cut point gives feature maps "
+            "(n, h, w, c), token sequences (n, t, c) or vectors (n, c)"
+        )
+    features = pooling_layer(config.pooling, f"{config.pooling}_pool", rank)(features)
+    name = f"{base.name}_{layer}".replace("/", "_")
+    model = keras.Model(base.input, features, name=name)
+    return Backbone(config, model, identity, layer)
 
 
-def pooling_layer(pooling, name):
+def _cut(base, backbone, layer):
+    """``(layer, its output in base)``; None is the default cut point.
+
+    A registry network's last cut point is its output (some networks' last
+    layer has no stable name); a ``.keras`` file's default is its last layer.
+    """
+    if not is_model_file(backbone):
+        spec = get_spec(backbone)
+        layer = spec.default_layer if layer is None else layer
+        if layer == spec.default_layer:
+            return layer, base.output
+        return layer, base.get_layer(layer).output
+    if layer is None:
+        return base.layers[-1].name, base.layers[-1].output
+    names = [candidate.name for candidate in base.layers]
+    if layer not in names:
+        raise ValueError(
+            f"layer must be a layer of the model in {os.path.basename(backbone)!r}; "
+            f"received {layer!r}; its layers are {_listing(names)}"
+        )
+    return layer, base.get_layer(layer).output
+
+
+def _listing(names, most=12):
+    if len(names) <= most:
+        return repr(names)
+    return repr(names[: most // 2])[:-1] + ", ..., " + repr(names[-most // 2 :])[1:]
+
+
+def pooling_layer(pooling, name, rank=4):
     """The Keras layer that turns a feature map into a vector, in float32.
 
     Float32 whatever the precision: an average of 49 bfloat16 values would
-    round away the differences between images.
+    round away the differences between images. ``rank`` is that of the
+    layer's output: 4 for feature maps ``(n, h, w, c)``, 3 for sequences of
+    tokens ``(n, t, c)``, 2 for vectors (only ``"flatten"``, which keeps them).
     """
     import keras
 
-    layer = {
-        "avg": keras.layers.GlobalAveragePooling2D,
-        "max": keras.layers.GlobalMaxPooling2D,
-        "flatten": keras.layers.Flatten,
-    }[pooling]
+    layers = {
+        4: (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D),
+        3: (keras.layers.GlobalAveragePooling1D, keras.layers.GlobalMaxPooling1D),
+    }
+    if pooling == "flatten":
+        return keras.layers.Flatten(name=name, dtype="float32")
+    average, maximum = layers[rank]
+    layer = average if pooling == "avg" else maximum
     return layer(name=name, dtype="float32")
 
 
+def _with_precision(model, precision, input_size=None):
+    """``model`` computing in ``precision``, on float32 inputs of ``input_size``.
+
+    Keras's builders give layers the global dtype policy, which belongs to the
+    user; so unless ``model`` already computes in float32 from float32
+    inputs of the wanted size, it is cloned layer by layer with an explicit
+    policy each. Layers before the first one with trainable weights (a
+    network's own preprocessing: Rescaling, Normalization) compute in
+    float32, as do the input and whatever the caller puts after. A clone has
+    the weights of ``model``.
+    """
+    import keras
+
+    target = keras_dtype(precision)
+    size = int(model.input_shape[1]) if input_size is None else int(input_size)
+    if (
+        target == "float32"
+        and model.input.dtype == "float32"
+        and int(model.input_shape[1]) == size
+        and _policies(model) == {"float32"}
+    ):
+        return model
+    first = next(
+        (i for i, layer in enumerate(model.layers) if layer.trainable_weights),
+        len(model.layers),
+    )
+    preprocessing = {id(layer) for layer in model.layers[:first]}
+
+    def clone(layer):
+        config = layer.get_config()
+        if "dtype" in config:
+            config["dtype"] = "float32" if id(layer) in preprocessing else target
+        return layer.__class__.from_config(config)
+
+    cloned = keras.models.clone_model(
+        model,
+        input_tensors=keras.Input((size, size, 3), dtype="float32"),
+        clone_function=clone,
+        recursive=True,
+    )
+    cloned.set_weights(model.get_weights())
+    return cloned
+
+
+def _policies(model):
+    """The dtype policy names of every layer of ``model``, nested ones included."""
+    import keras
+
+    names = set()
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            names |= _policies(layer)
+        elif not isinstance(layer, keras.layers.InputLayer):
+            names.add(layer.dtype_policy.name)
+    return names
+
+
 def _initialise_randomly(model):
-    """Glorot-uniform kernels and zero biases from a fixed seed.
+    """Glorot-uniform kernels from a fixed seed; the rest as Keras built it.
 
     Keras's own initialisers draw from a global seed, so two processes would
-    build different "random" VGG16s; this one is the same everywhere.
+    build different "random" networks; this one is the same everywhere. Only
+    kernels (variables of rank 2 or more) are drawn: biases, normalisation
+    statistics and scales are constants in every Keras builder.
     """
     rng = np.random.default_rng(RANDOM_INIT_SEED)
-    for layer in model.layers:
-        if not layer.weights:
+    for variable in model.weights:
+        shape = tuple(variable.shape)
+        if len(shape) < 2:
             continue
-        kernel, bias = layer.get_weights()
-        receptive = int(np.prod(kernel.shape[:-2]))
-        fan_in, fan_out = receptive * kernel.shape[-2], receptive * kernel.shape[-1]
+        receptive = int(np.prod(shape[:-2]))
+        fan_in, fan_out = receptive * shape[-2], receptive * shape[-1]
         limit = np.sqrt(6.0 / (fan_in + fan_out))
-        kernel = rng.uniform(-limit, limit, size=kernel.shape).astype(np.float32)
-        layer.set_weights([kernel, np.zeros_like(bias)])
+        variable.assign(rng.uniform(-limit, limit, size=shape).astype(np.float32))
 
 
-def _load_weights(model, path):
+def load_weights(model, path, network, top=False):
+    """Load ``path`` into ``model``, refusing a file of another network.
+
+    ``network`` names it in messages; ``top``: ``model`` is the complete
+    network, with its classifier top.
+
+    Keras raises for some mismatches and, for Keras 3 ``.weights.h5`` files,
+    only warns and leaves the layers it could not match as they were; tlsk
+    compares the file's arrays with the network's first, and refuses a load
+    that Keras warned about.
+    """
+
+    part = "with its top (include_top=True)" if top else "without its top"
+    full = "full " if top else ""
+
+    def mismatch(reason):
+        return WeightsMismatchError(
+            f"cannot load {full}{network} weights from {path!r}: {reason}. "
+            f"Expected weights of {network} {part}, as a Keras '.weights.h5' "
+            "file or a legacy '.h5' weights file"
+        )
+
+    if path.endswith(".weights.h5"):
+        problem = _layout_mismatch(model, path)
+        if problem:
+            raise mismatch(problem)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            model.load_weights(path)
+        except Exception as err:  # Keras raises several types for a bad file
+            raise mismatch(err) from err
+    complaints = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    if complaints:
+        raise mismatch(f"Keras could not match the file: {complaints[0]}")
+
+
+def _layout_mismatch(model, path):
+    """Why the arrays of a ``.weights.h5`` file cannot be ``model``'s, or None."""
+    import h5py
+
+    shapes = []
     try:
-        model.load_weights(path)
-    except Exception as err:  # Keras raises several types for a bad file
-        raise WeightsMismatchError(
-            f"cannot load VGG16 weights from {path!r}: {err}. Expected weights "
-            "of VGG16 without its top (include_top=False), as a Keras "
-            "'.weights.h5' file or a legacy '.h5' weights file"
-        ) from err
-
-
-def file_sha256(path):
-    """SHA-256 hex digest of a file, remembered per (path, size, mtime)."""
-    return file_digest(path, "sha256")
-
-
-def file_digest(path, algorithm):
-    """Hex digest of a file with a ``hashlib`` algorithm, remembered per file state.
-
-    MD5 is only for checking files against the digests Keras itself pins.
-    """
-    stat = os.stat(path)
-    # Inode and ctime too: a file replaced by `cp -p` keeps size and mtime.
-    memo_key = (
-        algorithm,
-        os.path.abspath(path),
-        stat.st_ino,
-        stat.st_size,
-        stat.st_mtime_ns,
-        stat.st_ctime_ns,
+        with h5py.File(path, "r") as file:
+            file.visititems(
+                lambda _, obj: (
+                    shapes.append(tuple(obj.shape))
+                    if isinstance(obj, h5py.Dataset)
+                    else None
+                )
+            )
+    except OSError as err:
+        return f"not an HDF5 file ({err})"
+    expected = sorted(tuple(v.shape) for v in model.weights)
+    if sorted(shapes) == expected:
+        return None
+    return (
+        f"the file holds {len(shapes)} arrays, the network has {len(expected)} "
+        "variables" + ("" if len(shapes) != len(expected) else " of other shapes")
     )
-    digest = _FILE_DIGESTS.get(memo_key)
-    if digest is None:
-        hasher = hashlib.new(algorithm)
-        with open(path, "rb") as file:
-            for chunk in iter(lambda: file.read(1 << 20), b""):
-                hasher.update(chunk)
-        digest = _FILE_DIGESTS[memo_key] = hasher.hexdigest()
-    return digest
 
 
-def keras_cache_dir():
-    """The folder where Keras keeps downloaded models (``<KERAS_HOME>/models``).
+def _model_file_network(path, input_size, precision):
+    """The network of a ``.keras`` file, loaded safely, in ``precision``.
 
-    The same rule as ``keras.utils.get_file``: ``$KERAS_HOME`` or ``~/.keras``,
-    or ``/tmp/.keras`` when that is not writable.
+    A network with a fixed input size keeps it (``input_size`` must then be
+    None or that size); one that takes any size is rebuilt on an input of
+    ``input_size`` (None: 224) so that every shape is known.
     """
-    base = os.path.expanduser(os.environ.get("KERAS_HOME", os.path.join("~", ".keras")))
-    if os.path.isdir(base) and not os.access(base, os.W_OK):
-        base = os.path.join(tempfile.gettempdir(), ".keras")
-    return os.path.join(base, "models")
+    import keras
+
+    try:
+        model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    except Exception as err:  # Keras raises several types for a bad file
+        raise ValueError(
+            f"cannot load the Keras model file {path!r} (with safe_mode=True): {err}"
+        ) from err
+    if not isinstance(model, keras.Model) or len(model.inputs) != 1:
+        raise ValueError(
+            f"the Keras model file {path!r} must hold a model with one image input"
+        )
+    shape = tuple(model.inputs[0].shape[1:])
+    if len(shape) != 3 or shape[-1] != 3:
+        raise ValueError(
+            f"the model in {path!r} takes inputs of shape {shape}; a backbone "
+            "takes RGB images (height, width, 3)"
+        )
+    if shape[0] is not None:
+        if shape[0] != shape[1] or input_size not in (None, shape[0]):
+            raise ValueError(
+                f"the model in {path!r} takes {shape[0]} x {shape[1]} images; "
+                f"received input_size={input_size}"
+                + ("" if shape[0] == shape[1] else " (tlsk resizes to squares)")
+            )
+        return _with_precision(model, precision)
+    return _with_precision(model, precision, input_size or 224)
 
 
-def imagenet_weights_path(download=True):
-    """Path of the verified VGG16 ImageNet weights (no top), fetching them if needed.
+def _network_name(backbone):
+    return repr(os.path.basename(backbone)) if is_model_file(backbone) else backbone
+
+
+def imagenet_weights_path(download=True, backbone=DEFAULT_BACKBONE, top=False):
+    """Path of a backbone's verified ImageNet weights, fetching them if needed.
+
+    Parameters
+    ----------
+    download : bool, default=True
+        Download the file into Keras's cache folder when it is not there.
+    backbone : str, default="vgg16"
+        A registry name.
+    top : bool, default=False
+        The weights with the 1000-class top (``tlsk predict --imagenet``)
+        rather than without it.
 
     Raises
     ------
@@ -344,67 +533,34 @@ def imagenet_weights_path(download=True):
     WeightsMismatchError
         The cached or downloaded file does not have the pinned checksum.
     """
-    path = os.path.join(keras_cache_dir(), IMAGENET_WEIGHTS_FILE)
-    if not os.path.exists(path):
-        if not download:
-            raise WeightsUnavailableError(_missing_weights_message(path, None))
-        fetch(
-            IMAGENET_WEIGHTS_URL,
-            path,
-            _verify_imagenet_weights,
-            lambda err: _missing_weights_message(path, err),
-        )
-    else:
-        _verify_imagenet_weights(path)
-    return path
-
-
-def _verify_imagenet_weights(path):
-    size = os.path.getsize(path)
-    if size != IMAGENET_WEIGHTS_SIZE or file_sha256(path) != IMAGENET_WEIGHTS_SHA256:
-        raise WeightsMismatchError(
-            f"the VGG16 ImageNet weights file {path!r} is damaged or not the "
-            f"expected file ({size} bytes, expected {IMAGENET_WEIGHTS_SIZE} "
-            f"bytes with SHA-256 {IMAGENET_WEIGHTS_SHA256}); delete it and let "
-            f"tlsk download it again from {IMAGENET_WEIGHTS_URL}"
-        )
-
-
-def fetch(url, path, verify, unavailable_message):
-    """Fetch ``url`` into ``path`` through a temporary file in the same folder.
-
-    ``verify(temporary_path)`` runs before the file takes its place (raising
-    to refuse it), so a partial download or a proxy's error page never lands
-    in Keras's cache. A network or file system failure raises
-    :class:`WeightsUnavailableError` with ``unavailable_message(error)``,
-    which should say what is missing and where to put it by hand. With the
-    environment variable ``TLSK_NO_DOWNLOAD`` set (air-gapped machines, test
-    suites), nothing is fetched and that error comes at once.
-    """
-    if os.environ.get("TLSK_NO_DOWNLOAD"):
-        raise WeightsUnavailableError(
-            unavailable_message("downloads are switched off by TLSK_NO_DOWNLOAD")
-        )
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-
-    def download(out):
-        with urllib.request.urlopen(url, timeout=_DOWNLOAD_TIMEOUT_SECONDS) as src:
-            shutil.copyfileobj(src, out, 1 << 20)
-
-    try:
-        write_atomically(path, download, verify)
-    except (urllib.error.URLError, OSError) as err:
-        raise WeightsUnavailableError(unavailable_message(err)) from err
-
-
-def _missing_weights_message(path, err):
-    reason = f" and could not be downloaded ({err})" if err is not None else ""
-    return (
-        f"VGG16 ImageNet weights are not in Keras's cache at {path!r}{reason}. "
-        f"Download {IMAGENET_WEIGHTS_URL} on a machine with network access and "
-        f"copy it to {path!r}, or pass weights='/path/to/{IMAGENET_WEIGHTS_FILE}'"
-        ", or weights=None for a random initialisation"
+    spec = get_spec(backbone)
+    pinned = spec.imagenet_top if top else spec.imagenet
+    part = "with its top" if top else "no top"
+    instead = (
+        ""
+        if top
+        else f", or pass weights='/path/to/{pinned.name}', or weights=None for a "
+        "random initialisation"
     )
+    return keras_cached(
+        pinned, f"{spec.builder} ImageNet weights ({part})", download, instead=instead
+    )
+
+
+def resolve_backbone(backbone):
+    """Validate ``backbone``: a registry name, or the absolute path of a .keras file.
+
+    Raises ``ValueError`` listing the known names for anything else.
+    """
+    if is_model_file(backbone):
+        path = Path(backbone).expanduser()
+        if not path.is_file():
+            raise ValueError(
+                f"backbone {os.fspath(backbone)!r} names a '.keras' model file "
+                "that does not exist"
+            )
+        return str(path.resolve())
+    return get_spec(backbone).name
 
 
 def resolve_weights(weights):

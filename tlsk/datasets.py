@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from tlsk._files import safe_join, write_atomically
-from tlsk.images import FileInput, ImageError
+from tlsk.images import FileInput, ImageError, decode_threads
 
 __all__ = [
     "SPLIT_MANIFEST",
@@ -388,7 +388,7 @@ def _scan(paths, n_jobs):
             return None, err
         return key.hex(), None
 
-    with ThreadPoolExecutor(n_jobs or min(4, os.cpu_count() or 1)) as pool:
+    with ThreadPoolExecutor(decode_threads(n_jobs)) as pool:
         return list(pool.map(load, paths))
 
 

@@ -1,6 +1,6 @@
-"""Scale-out on Dask: VGG16 features of a long image list, computed on a cluster.
+"""Scale-out on Dask: features of a long image list, computed on a cluster.
 
-:func:`featurize` fills a fitted :class:`~tlsk.VGG16FeatureExtractor`'s HDF5
+:func:`featurize` fills a fitted :class:`~tlsk.ImageFeatureExtractor`'s HDF5
 feature cache with the help of Dask's ``distributed`` scheduler
 (``pip install "tlsk[dask]"``). Nothing here is cluster code of its own: Dask
 places the tasks, retries them and restarts dead workers.
@@ -40,7 +40,7 @@ Worker threads
 In a worker process run by a nanny (what ``dask worker`` and
 ``LocalCluster(processes=True)`` start), the first tlsk task sizes
 TensorFlow's thread pools to the worker's ``nthreads`` (intra-op) and one
-inter-op thread (VGG16 is a chain of ops), and each task decodes with one
+inter-op thread (a backbone is a chain of ops), and each task decodes with one
 thread, so ``nthreads`` tasks in flight use ``nthreads`` decoders and the
 machine is not oversubscribed. If TensorFlow already ran an op in that
 process its pools are fixed: they stay as they are and the features are the
@@ -57,7 +57,6 @@ the cluster through joblib's Dask backend; see the example of
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import fcntl
 import hashlib
@@ -76,15 +75,17 @@ from numbers import Integral
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
+from tlsk._extraction import content_keys, progress, warn_undecodable
 from tlsk._files import write_atomically
 from tlsk.cache import CacheError, FeatureCache, namespace_id
-from tlsk.features import (
-    VGG16FeatureExtractor,
-    _content_keys,
-    _progress,
-    warn_undecodable,
+from tlsk.features import ImageFeatureExtractor
+from tlsk.images import (
+    ArrayInput,
+    ImageError,
+    UndecodableImageWarning,
+    decode_threads,
+    image_inputs,
 )
-from tlsk.images import ArrayInput, ImageError, image_inputs
 
 __all__ = ["featurize", "local_cluster"]
 
@@ -94,7 +95,6 @@ _TMP_PREFIX = ".tmp-"  # what tlsk._files.write_atomically names its files
 # Keys looked up per call: bounds the memory of the vectors read back.
 _LOOKUP_BLOCK = 1 << 14
 _VISIBLE_TIMEOUT = 60.0  # seconds; see _wait_until_visible
-_DECODED_NAN = r".* could not be decoded"
 
 logger = logging.getLogger(__name__)
 
@@ -140,11 +140,11 @@ def featurize(
     Parameters
     ----------
     X : sequence of paths, array (N, H, W, 3) or (N, H, W), or list of arrays
-        The images, as for :meth:`VGG16FeatureExtractor.transform`. File paths
+        The images, as for :meth:`ImageFeatureExtractor.transform`. File paths
         are made absolute and must name the same files on every worker
         (shared storage); arrays travel inside the tasks, so file paths are
         the input to use at scale.
-    extractor : VGG16FeatureExtractor
+    extractor : ImageFeatureExtractor
         Fitted, with a ``cache``. Its cache's folder must be writable by the
         workers at the same path: shard files are written to
         ``<cache>.shards/``. Its ``on_error`` applies as in ``transform``; its
@@ -233,13 +233,13 @@ def featurize(
     shard_size = _check_int("shard_size", shard_size, minimum=1)
     retries = _check_int("retries", retries, minimum=0)
     client = _client_or_default(client, distributed)
-    cache = FeatureCache(extractor._cache_path)
+    cache = FeatureCache(extractor.cache_path_)
     inputs = image_inputs(X)
     keys, failures = _hash(inputs, extractor)
     if failures and extractor.on_error == "raise":
         raise failures[min(failures)]
     folder = _shard_folder(extractor)
-    with _registered_run(extractor._cache_path) as run:
+    with _registered_run(extractor.cache_path_) as run:
         with run.alone() as alone:
             # Another run's finished shards are its own to join.
             if alone:
@@ -333,16 +333,16 @@ def _import_distributed():
 
 
 def _check_extractor(extractor):
-    if not isinstance(extractor, VGG16FeatureExtractor):
+    if not isinstance(extractor, ImageFeatureExtractor):
         raise TypeError(
-            "extractor must be a fitted tlsk.VGG16FeatureExtractor; received "
-            f"{type(extractor).__name__}"
+            "extractor must be a fitted tlsk.ImageFeatureExtractor (or "
+            f"VGG16FeatureExtractor); received {type(extractor).__name__}"
         )
     check_is_fitted(extractor)
-    if extractor._cache_path is None:
+    if extractor.cache_path_ is None:
         raise ValueError(
             "extractor must have a feature cache, which featurize fills: fit "
-            "VGG16FeatureExtractor(cache='features.h5', ...) on a file the "
+            "ImageFeatureExtractor(cache='features.h5', ...) on a file the "
             "workers can reach; received an extractor fitted with cache=None"
         )
 
@@ -373,15 +373,15 @@ def _client_or_default(client, distributed):
 
 def _hash(inputs, extractor):
     """``(keys, failures)`` of every input, hashed in threads on the client."""
-    n_threads = extractor._n_threads()
+    n_threads = decode_threads(extractor.n_jobs)
     with ThreadPoolExecutor(n_threads, "tlsk-hash") as pool:
-        return _content_keys(inputs, pool, n_threads)
+        return content_keys(inputs, pool, n_threads)
 
 
 def _shard_folder(extractor):
     """``<cache>.shards/<namespace id>``: one folder per fingerprint."""
     return os.path.join(
-        extractor._cache_path + ".shards", namespace_id(extractor.fingerprint_)
+        extractor.cache_path_ + ".shards", namespace_id(extractor.fingerprint_)
     )
 
 
@@ -451,7 +451,7 @@ def _run(client, distributed, extractor, shards, retries, cache, run):
     reports = []
     try:
         total = sum(len(shard.indices) for shard in shards)
-        with _progress(total, extractor.verbose) as bar:
+        with progress(total, extractor.verbose, "features") as bar:
             for future in distributed.as_completed(futures):
                 shard = futures[future]
                 report = future.result()
@@ -618,17 +618,17 @@ def _featurize_shard(extractor, payload, shard_path):
         )
     if os.path.exists(shard_path):
         return _report(shard_path, 0, [], reused=True, worker=worker)
-    local = copy.copy(extractor)  # the original may be shared by other tasks
-    local.set_params(on_error="nan", verbose=0)
-    if nthreads is not None:
-        # One decoder per task: the worker runs nthreads tasks at once.
-        local.set_params(n_jobs=1)
     scratch = worker.local_directory if worker is not None else None
     with tempfile.TemporaryDirectory(prefix="tlsk-shard-", dir=scratch) as private:
-        local._cache_path = os.path.join(private, "shard.h5")
+        # A copy: the original may be shared by other tasks.
+        local = extractor.with_cache_file(os.path.join(private, "shard.h5"))
+        local.set_params(on_error="nan", verbose=0)
+        if nthreads is not None:
+            # One decoder per task: the worker runs nthreads tasks at once.
+            local.set_params(n_jobs=1)
         with warnings.catch_warnings():
             # Reported to the client below, each image with its reason.
-            warnings.filterwarnings("ignore", _DECODED_NAN, UserWarning)
+            warnings.simplefilter("ignore", UndecodableImageWarning)
             vectors = local.transform(payload)
         failed = np.flatnonzero(np.isnan(vectors).any(axis=1))
         failures = [
@@ -636,7 +636,7 @@ def _featurize_shard(extractor, payload, shard_path):
         ]
         computed = len(payload) - len(failed)
         if computed:
-            _publish(local._cache_path, shard_path)
+            _publish(local.cache_path_, shard_path)
     return _report(shard_path if computed else None, computed, failures, False, worker)
 
 

@@ -1,105 +1,132 @@
-"""VGG16 bottleneck features as a scikit-learn transformer.
+"""Bottleneck features of a pretrained network, as scikit-learn transformers.
 
-:class:`VGG16FeatureExtractor` turns images (file paths or arrays) into one
-float32 vector per image with a truncated VGG16, optionally through an HDF5
+:class:`ImageFeatureExtractor` turns images (file paths or arrays) into one
+float32 vector per image with a truncated network of the registry
+(:mod:`tlsk.backbones`) or of a ``.keras`` file, optionally through an HDF5
 feature cache so that model selection on the vectors never recomputes them.
+:class:`VGG16FeatureExtractor` is its VGG16 case, with the parameters,
+defaults and cache namespaces tlsk had before there were other backbones.
 """
 
 from __future__ import annotations
 
+import copy
 import os
-import sys
-import warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from numbers import Integral
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from tlsk._extraction import (
+    batches,
+    check_cache_path,
+    content_keys,
+    progress,
+    warn_undecodable,
+)
+from tlsk._sklearn_compat import Interval, StrOptions, _fit_context
 from tlsk.backbone import (
     LAYERS,
+    MIN_INPUT_SIZE,
     POOLINGS,
     BackboneConfig,
     get_backbone,
+    resolve_backbone,
     resolve_weights,
 )
+from tlsk.backbones import get_spec, is_model_file
 from tlsk.cache import FeatureCache
 from tlsk.images import (
     DECODE_POLICY,
     DEFAULT_MAX_PIXELS,
     INTERPOLATIONS,
     ImageError,
+    decode_threads,
     image_inputs,
-    preprocess_vgg16,
     resize_image,
 )
 from tlsk.precision import PRECISIONS, resolve_precision
+from tlsk.preprocessing import PREPROCESSINGS, fingerprint_tag, preprocess
 
-__all__ = ["VGG16FeatureExtractor"]
+__all__ = ["ImageFeatureExtractor", "VGG16FeatureExtractor"]
 
-PREPROCESSING = "vgg16-caffe-bgr-mean"
 _ON_ERROR = ("raise", "nan")
-_NAMED = 5  # bad files named in a warning; the rest are counted
-# Contents this large on average are hashed in threads (see _content_keys).
-_THREADED_HASH_BYTES = 64 * 1024
-_SIZE_SAMPLE = 16
 
 
-class VGG16FeatureExtractor(TransformerMixin, BaseEstimator):
-    """Bottleneck features of a pretrained VGG16, as a scikit-learn transformer.
+class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
+    """Bottleneck features of a pretrained network, as a scikit-learn transformer.
 
     Each image is decoded to RGB, resized to ``input_size`` x ``input_size``,
-    preprocessed as VGG16 expects (BGR, ImageNet mean subtracted), run through
-    VGG16 up to ``layer`` and pooled into one vector.
+    preprocessed as the network expects, run through the network up to
+    ``layer`` and pooled into one vector.
 
     Parameters
     ----------
+    backbone : str or path, default="vgg16"
+        A network of the registry, by name: ``"vgg16"``, ``"vgg19"``,
+        ``"resnet50"``, ``"resnet50v2"``, ``"inception_v3"``,
+        ``"xception"``, ``"densenet121"``, ``"mobilenet_v3_large"``,
+        ``"efficientnet_b0"``, ``"efficientnet_v2_s"``, ``"convnext_tiny"``
+        (see :func:`tlsk.list_backbones` for their sizes, cut points and
+        costs). Or the path of a ``.keras`` model file, your own network,
+        loaded with ``safe_mode=True``; then ``preprocessing`` must be given,
+        and ``layer`` is any of its layer names (default: its last layer).
     weights : "imagenet", None or path, default="imagenet"
-        ``"imagenet"``: Keras's pretrained weights, from Keras's cache folder,
-        downloaded when missing and verified. ``None``: a random
-        initialisation that is the same in every process. A path: a VGG16
-        (no top) weights file, ``.weights.h5`` or legacy ``.h5``.
-    layer : str, default="block5_pool"
-        Where VGG16 is cut: any conv or pooling layer of blocks 3 to 5, e.g.
-        ``"block4_pool"``, ``"block5_conv3"``.
+        ``"imagenet"``: the network's ImageNet weights (no top) from Keras's
+        cache folder, downloaded when missing and verified; for a ``.keras``
+        file, the weights saved in it. ``None``: a random initialisation that
+        is the same in every process. A path: weights of that network without
+        its top, ``.weights.h5`` or legacy ``.h5``; a file of another network
+        is refused.
+    layer : str or None, default=None
+        Where the network is cut: one of its cut points
+        (``list_backbones()``), e.g. ``"conv4_block6_out"`` for ResNet50.
+        None: the last one, the output of the network without its top.
     pooling : {"avg", "max", "flatten"}, default="avg"
         How the layer's feature map becomes a vector. ``"flatten"`` keeps every
-        position (7 x 7 x 512 = 25,088 values at 224 px and block5_pool).
-    input_size : int, default=224
-        Side of the square the images are resized to; at least 32.
+        position (7 x 7 x 512 = 25,088 values for VGG16 at 224 px).
+    input_size : int or None, default=None
+        Side of the square the images are resized to; None: the network's
+        native size (224, 299 for InceptionV3 and Xception, 384 for
+        EfficientNetV2-S). At least the network's minimum (32; 75 for
+        InceptionV3, 71 for Xception).
     interpolation : str, default="bilinear"
         Pillow resampling filter for resizing: "nearest", "bilinear",
         "bicubic", "lanczos", "box" or "hamming". Images are squashed to the
         square (aspect ratio not kept), as ``keras.utils.load_img`` does.
+    preprocessing : {"caffe", "tf", "torch", "none"} or None, default=None
+        How pixels are prepared for the network (:mod:`tlsk.preprocessing`);
+        None: the network's own convention. Required for a ``.keras`` file.
     batch_size : int, default=32
-        Images per VGG16 call.
+        Images per network call.
     precision : {"auto", "float32", "bfloat16"}, default="auto"
-        ``"bfloat16"`` computes VGG16 in mixed bfloat16 (float32 pooling and
+        ``"bfloat16"`` computes in mixed bfloat16 (float32 pooling and
         output); ``"auto"`` picks it where the hardware computes bfloat16
-        natively (CPUs with AMX or AVX512-BF16, recent GPUs), where it is
-        the fast choice (features agree with float32 ones to a cosine
-        similarity above 0.999), and float32 elsewhere. Resolved at ``fit`` into
-        ``precision_``; part of the cache fingerprint. See
-        :mod:`tlsk.precision`.
+        natively (CPUs with AMX or AVX512-BF16, recent GPUs), and float32
+        elsewhere. Resolved at ``fit`` into ``precision_``; part of the cache
+        fingerprint. See :mod:`tlsk.precision`.
     cache : str, path or None, default=None
         HDF5 feature cache file. Vectors are looked up by the SHA-256 of the
         image content within the fingerprint of this configuration; only
         misses are computed, and each finished batch is stored at once.
+        Several backbones (or configurations) share one file, each in its
+        own namespace.
     on_error : {"raise", "nan"}, default="raise"
         A file that cannot be decoded raises :class:`tlsk.images.ImageError`
         naming it (after storing the batches already done), or, with
-        ``"nan"``, gets a row of NaN and a warning naming it. A transformer
-        cannot drop rows without breaking ``y``; to skip bad files, filter them
-        first with :func:`tlsk.load_image_folder`.
+        ``"nan"``, gets a row of NaN and a
+        :class:`~tlsk.images.UndecodableImageWarning` naming it. A
+        transformer cannot drop rows without breaking ``y``; to skip bad
+        files, filter them first with :func:`tlsk.load_image_folder`.
     max_image_pixels : int, default=89_478_485
         Images with more pixels are refused before decoding (decompression
         bomb guard). Pillow's global limit is never changed.
     n_jobs : int or None, default=None
-        Threads that read, decode and resize images while VGG16 runs;
-        ``None`` means ``min(4, os.cpu_count())``.
+        Threads that read, decode and resize images while the network runs;
+        ``None`` means ``min(4, os.cpu_count())``, -1 all CPUs.
     verbose : int, default=0
         ``1`` or more shows a progress bar on stderr while features are
         computed.
@@ -107,35 +134,50 @@ class VGG16FeatureExtractor(TransformerMixin, BaseEstimator):
     Attributes
     ----------
     fingerprint_ : dict
-        Everything that decides the output (weights SHA-256, layer, pooling,
-        input size, resizing, preprocessing, precision); the cache namespace.
+        Everything that decides the output (network, weights SHA-256, layer,
+        pooling, input size, resizing, preprocessing, precision); the cache
+        namespace.
     n_features_out_ : int
         Length of each feature vector.
     precision_ : str
         The precision computed in, ``"float32"`` or ``"bfloat16"``.
+    layer_ : str
+        The layer the network is cut at.
+    input_size_ : int
+        The side images are resized to.
+    preprocessing_ : str
+        The preprocessing mode applied.
+    cache_path_ : str or None
+        The absolute path of the feature cache.
 
     See Also
     --------
+    VGG16FeatureExtractor : the VGG16 case, with tlsk's original parameters.
+    tlsk.list_backbones : the registered networks.
     tlsk.cache.FeatureCache : the HDF5 feature store behind ``cache``.
 
     Examples
     --------
     >>> import numpy as np
-    >>> from tlsk import VGG16FeatureExtractor
+    >>> from tlsk import ImageFeatureExtractor
     >>> images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3))
-    >>> extractor = VGG16FeatureExtractor(weights=None, input_size=32)
+    >>> extractor = ImageFeatureExtractor(
+    ...     backbone="resnet50", weights=None, input_size=32, precision="float32"
+    ... )
     >>> extractor.fit_transform(images).shape
-    (4, 512)
-    >>> extractor.get_feature_names_out()[:2]
-    array(['vgg16_block5_pool_avg0', 'vgg16_block5_pool_avg1'], dtype=object)
+    (4, 2048)
+    >>> extractor.layer_, extractor.preprocessing_
+    ('conv5_block3_out', 'caffe')
     """
 
     _parameter_constraints: dict = {
+        "backbone": [str, os.PathLike],
         "weights": [StrOptions({"imagenet"}), None, str, os.PathLike],
-        "layer": [StrOptions(set(LAYERS))],
+        "layer": [None, str],
         "pooling": [StrOptions(set(POOLINGS))],
-        "input_size": [Interval(Integral, 32, None, closed="left")],
+        "input_size": [None, Interval(Integral, 1, None, closed="left")],
         "interpolation": [StrOptions(set(INTERPOLATIONS))],
+        "preprocessing": [None, StrOptions(set(PREPROCESSINGS))],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "precision": [StrOptions(set(PRECISIONS))],
         "cache": [None, str, os.PathLike],
@@ -151,11 +193,13 @@ class VGG16FeatureExtractor(TransformerMixin, BaseEstimator):
 
     def __init__(
         self,
+        backbone="vgg16",
         weights="imagenet",
-        layer="block5_pool",
+        layer=None,
         pooling="avg",
-        input_size=224,
+        input_size=None,
         interpolation="bilinear",
+        preprocessing=None,
         batch_size=32,
         precision="auto",
         cache=None,
@@ -164,11 +208,13 @@ class VGG16FeatureExtractor(TransformerMixin, BaseEstimator):
         n_jobs=None,
         verbose=0,
     ):
+        self.backbone = backbone
         self.weights = weights
         self.layer = layer
         self.pooling = pooling
         self.input_size = input_size
         self.interpolation = interpolation
+        self.preprocessing = preprocessing
         self.batch_size = batch_size
         self.precision = precision
         self.cache = cache
@@ -179,7 +225,7 @@ class VGG16FeatureExtractor(TransformerMixin, BaseEstimator):
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X=None, y=None):
-        """Validate the parameters and build the backbone; learns nothing from X.
+        """Validate the parameters and build the network; learns nothing from X.
 
         Parameters
         ----------
@@ -189,27 +235,32 @@ class VGG16FeatureExtractor(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        self : VGG16FeatureExtractor
+        self : ImageFeatureExtractor
         """
         if X is not None:
             image_inputs(X, warn_range=False)  # transform warns, once
         # Resolved once, so that worker processes in other folders agree.
-        self._cache_path = None if self.cache is None else _check_cache(self.cache)
+        self.cache_path_ = None if self.cache is None else check_cache_path(self.cache)
         self.precision_ = resolve_precision(self.precision)
+        network = resolve_backbone(self.backbone)
+        self.preprocessing_ = self._resolved_preprocessing(network)
         self._backbone_config = BackboneConfig(
             weights=resolve_weights(self.weights),
-            layer=self.layer,
+            layer=self._resolved_layer(network),
             pooling=self.pooling,
-            input_size=int(self.input_size),
+            input_size=self._resolved_input_size(network),
             precision=self.precision_,
+            backbone=network,
         )
         backbone = get_backbone(self._backbone_config)
         self.fingerprint_ = {
             **backbone.fingerprint,
             "interpolation": self.interpolation,
             "decode": DECODE_POLICY,
-            "preprocessing": PREPROCESSING,
+            "preprocessing": fingerprint_tag(self.preprocessing_),
         }
+        self.layer_ = backbone.fingerprint["layer"]
+        self.input_size_ = backbone.fingerprint["input_size"]
         self.n_features_out_ = backbone.output_dim
         return self
 
@@ -231,24 +282,38 @@ class VGG16FeatureExtractor(TransformerMixin, BaseEstimator):
         features = np.zeros((len(inputs), self.n_features_out_), dtype=np.float32)
         if not inputs:
             return features
-        with ThreadPoolExecutor(self._n_threads(), "tlsk-decode") as pool:
-            if self._cache_path is None:
+        with ThreadPoolExecutor(decode_threads(self.n_jobs), "tlsk-decode") as pool:
+            if self.cache_path_ is None:
                 todo = range(len(inputs))
                 failures = self._compute(backbone, inputs, todo, features, pool)
             else:
                 failures = self._compute_with_cache(backbone, inputs, features, pool)
         if failures:
             features[list(failures)] = np.nan
-            warn_undecodable(failures, len(inputs), stacklevel=3)
+            warn_undecodable(failures, len(inputs), stacklevel=2)
         return features
 
     def get_feature_names_out(self, input_features=None):
-        """Names of the output columns: ``vgg16_<layer>_<pooling><i>``."""
+        """Names of the output columns: ``<network>_<layer>_<pooling><i>``."""
         check_is_fitted(self)
-        prefix = f"vgg16_{self.layer}_{self.pooling}"
+        prefix = f"{self._network_label()}_{self.layer_}_{self.pooling}"
         return np.asarray(
             [f"{prefix}{i}" for i in range(self.n_features_out_)], dtype=object
         )
+
+    def with_cache_file(self, path):
+        """A copy of this fitted extractor that reads and writes another cache.
+
+        The copy keeps this one's fitted state, fingerprint included (so its
+        vectors are filed in the same namespace), and ``n_jobs`` and the
+        other parameters; only ``cache`` and ``cache_path_`` change. Used by
+        :func:`tlsk.featurize` to point workers at private shard files.
+        """
+        check_is_fitted(self)
+        other = copy.copy(self)
+        other.cache = path
+        other.cache_path_ = None if path is None else check_cache_path(path)
+        return other
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -259,36 +324,83 @@ class VGG16FeatureExtractor(TransformerMixin, BaseEstimator):
         tags.transformer_tags.preserves_dtype = ["float32"]
         return tags
 
-    # -- internals ---------------------------------------------------------
+    # -- fit: parameters against the network ---------------------------------
+
+    def _resolved_layer(self, network):
+        if is_model_file(network):
+            return self.layer  # checked against the file's layers when built
+        spec = get_spec(network)
+        if self.layer is None:
+            return spec.default_layer
+        if self.layer not in spec.cut_points:
+            raise ValueError(
+                f"layer must be a cut point of {spec.name}, one of "
+                f"{list(spec.cut_points)}; received {self.layer!r}"
+            )
+        return self.layer
+
+    def _resolved_input_size(self, network):
+        if is_model_file(network):
+            return self.input_size  # checked against the file's input when built
+        spec = get_spec(network)
+        if self.input_size is None:
+            return spec.native_size
+        if self.input_size < spec.min_size:
+            raise ValueError(
+                f"input_size must be at least {spec.min_size} for {spec.name}; "
+                f"received {self.input_size}"
+            )
+        return int(self.input_size)
+
+    def _resolved_preprocessing(self, network):
+        if self.preprocessing is not None:
+            return self.preprocessing
+        if is_model_file(network):
+            raise ValueError(
+                f"preprocessing must be given for a '.keras' backbone ({network!r}): "
+                f"one of {list(PREPROCESSINGS)}, as the network was trained; "
+                "received None"
+            )
+        return get_spec(network).preprocessing
+
+    def _network_label(self):
+        network = self._backbone_config.backbone
+        if is_model_file(network):
+            return os.path.basename(network)[: -len(".keras")]
+        return network
+
+    # -- transform -----------------------------------------------------------
 
     def _current_backbone(self):
         backbone = get_backbone(self._backbone_config)
-        expected = self.fingerprint_["weights_sha256"]
-        if backbone.fingerprint["weights_sha256"] != expected:
+        changed = [
+            key
+            for key, value in backbone.fingerprint.items()
+            if self.fingerprint_.get(key) != value
+        ]
+        if changed:
+            files = {"weights_sha256": "weights", "model_sha256": "model"}
+            what = ", ".join(files.get(key, key) for key in changed)
             raise ValueError(
-                f"the weights file {self._backbone_config.weights!r} changed since "
-                f"this extractor was fitted (SHA-256 {expected[:12]}... then, "
-                f"{backbone.fingerprint['weights_sha256'][:12]}... now); fit again"
+                f"the {what} file of this extractor changed since it was fitted "
+                f"({self._backbone_config.weights or self._backbone_config.backbone!r}"
+                "); fit again"
             )
         return backbone
 
-    def _n_threads(self):
-        if self.n_jobs is None:
-            return min(4, os.cpu_count() or 1)
-        if self.n_jobs > 0:
-            return self.n_jobs
-        return max(1, (os.cpu_count() or 1) + 1 + self.n_jobs)  # -1: all CPUs
+    def _features(self, backbone, images):
+        return backbone.predict(preprocess(np.stack(images), self.preprocessing_))
 
     def _compute(self, backbone, inputs, todo, features, pool):
         """Fill ``features[i]`` for each index in ``todo``; return the failures."""
         failures = {}
         for indices, _, images in self._decoded_batches(inputs, todo, pool, failures):
-            features[indices] = backbone.predict(preprocess_vgg16(np.stack(images)))
+            features[indices] = self._features(backbone, images)
         return failures
 
     def _compute_with_cache(self, backbone, inputs, features, pool):
-        cache = FeatureCache(self._cache_path)
-        keys, failures = _content_keys(inputs, pool, self._n_threads())
+        cache = FeatureCache(self.cache_path_)
+        keys, failures = content_keys(inputs, pool, decode_threads(self.n_jobs))
         if failures and self.on_error == "raise":
             raise next(iter(failures.values()))
         readable = [i for i in range(len(inputs)) if i not in failures]
@@ -306,14 +418,14 @@ class VGG16FeatureExtractor(TransformerMixin, BaseEstimator):
                 twins.append((index, first))
         if first_of_key:
             with cache.writer(self.fingerprint_, self.n_features_out_) as writer:
-                batches = self._decoded_batches(
+                decoded = self._decoded_batches(
                     inputs, list(first_of_key.values()), pool, failures
                 )
-                for indices, batch_keys, images in batches:
+                for indices, batch_keys, images in decoded:
                     # Under the lock, so that another process sharing the cache
                     # never computes what this one is computing, and vice versa.
                     with writer.claim():
-                        _fill_through_cache(
+                        self._fill_through_cache(
                             backbone, writer, features, indices, batch_keys, images
                         )
         for index, first in twins:
@@ -322,14 +434,27 @@ class VGG16FeatureExtractor(TransformerMixin, BaseEstimator):
                 failures[index] = failures[first]
         return failures
 
+    def _fill_through_cache(self, backbone, writer, features, indices, keys, images):
+        """Take what the cache holds now; compute, store and fill in the rest."""
+        hit, stored = writer.lookup(keys)
+        features[indices] = stored
+        miss = np.flatnonzero(~hit)
+        if miss.size:
+            computed = self._features(backbone, [images[i] for i in miss])
+            features[[indices[i] for i in miss]] = computed
+            writer.append([keys[i] for i in miss], computed)
+
     def _decoded_batches(self, inputs, todo, pool, failures):
         """Yield ``(indices, keys, images)`` batches of decoded, resized images.
 
         Files that cannot be decoded raise, or go into ``failures`` with
         ``on_error="nan"``. Progress is shown per image.
         """
-        with _progress(len(todo), self.verbose) as bar:
-            for batch in _batches(self._decoded(inputs, todo, pool), self.batch_size):
+        network = self._backbone_config.backbone
+        label = self._network_label() if is_model_file(network) else None
+        desc = f"{label or get_spec(network).builder} features"
+        with progress(len(todo), self.verbose, desc) as bar:
+            for batch in batches(self._decoded(inputs, todo, pool), self.batch_size):
                 indices, keys, images = [], [], []
                 for index, result in batch:
                     if isinstance(result, ImageError):
@@ -369,98 +494,102 @@ class VGG16FeatureExtractor(TransformerMixin, BaseEstimator):
             yield pending.popleft().result()
 
 
-def warn_undecodable(failures, n_images, stacklevel):
-    """One warning for the images (``{index: ImageError}``) whose rows are NaN."""
-    errors = [failures[i] for i in sorted(failures)]
-    named = "; ".join(str(err) for err in errors[:_NAMED])
-    more = len(errors) - _NAMED
-    warnings.warn(
-        f"{len(errors)} of {n_images} images could not be decoded; their rows "
-        f"are NaN: {named}" + (f"; and {more} more" if more > 0 else ""),
-        UserWarning,
-        stacklevel=stacklevel,
-    )
+class VGG16FeatureExtractor(ImageFeatureExtractor):
+    """Bottleneck features of a pretrained VGG16, as a scikit-learn transformer.
 
+    The VGG16 case of :class:`ImageFeatureExtractor`, with the parameters
+    and defaults it has always had: its vectors, fingerprints and cache
+    namespaces are those of every earlier tlsk, so existing caches keep
+    hitting. Each image is decoded to RGB, resized to ``input_size`` x
+    ``input_size``, preprocessed as VGG16 expects (BGR, ImageNet mean
+    subtracted), run through VGG16 up to ``layer`` and pooled into one vector.
 
-def _fill_through_cache(backbone, writer, features, indices, keys, images):
-    """Take what the cache holds now; compute, store and fill in the rest."""
-    hit, stored = writer.lookup(keys)
-    features[indices] = stored
-    miss = np.flatnonzero(~hit)
-    if miss.size:
-        computed = backbone.predict(
-            preprocess_vgg16(np.stack([images[i] for i in miss]))
-        )
-        features[[indices[i] for i in miss]] = computed
-        writer.append([keys[i] for i in miss], computed)
+    Parameters
+    ----------
+    weights : "imagenet", None or path, default="imagenet"
+        ``"imagenet"``: Keras's pretrained weights, from Keras's cache folder,
+        downloaded when missing and verified. ``None``: a random
+        initialisation that is the same in every process. A path: a VGG16
+        (no top) weights file, ``.weights.h5`` or legacy ``.h5``.
+    layer : str, default="block5_pool"
+        Where VGG16 is cut: any conv or pooling layer of blocks 3 to 5, e.g.
+        ``"block4_pool"``, ``"block5_conv3"``.
+    pooling : {"avg", "max", "flatten"}, default="avg"
+        How the layer's feature map becomes a vector. ``"flatten"`` keeps every
+        position (7 x 7 x 512 = 25,088 values at 224 px and block5_pool).
+    input_size : int, default=224
+        Side of the square the images are resized to; at least 32.
+    interpolation, batch_size, precision, cache, on_error, max_image_pixels, \
+n_jobs, verbose
+        As for :class:`ImageFeatureExtractor`.
 
+    Attributes
+    ----------
+    fingerprint_ : dict
+        Everything that decides the output (weights SHA-256, layer, pooling,
+        input size, resizing, preprocessing, precision); the cache namespace.
+    n_features_out_ : int
+        Length of each feature vector.
+    precision_ : str
+        The precision computed in, ``"float32"`` or ``"bfloat16"``.
+    layer_, input_size_, preprocessing_, cache_path_
+        As for :class:`ImageFeatureExtractor`.
 
-def _content_keys(inputs, pool, n_threads):
-    """``(keys, failures)``: the SHA-256 key of each input, None where unreadable.
+    See Also
+    --------
+    ImageFeatureExtractor : the same for any registered network or .keras file.
+    tlsk.cache.FeatureCache : the HDF5 feature store behind ``cache``.
 
-    hashlib releases the GIL, so threads help for large contents. For small
-    files (typical JPEGs) the per-file Python work dominates, and threads
-    fighting over the GIL are slower than one (2,000 files of 16 kB: 23,000
-    keys/s in one thread, 14,000 in two), so those are hashed here. A few
-    large tasks rather than one per image: per-task overhead would dominate.
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tlsk import VGG16FeatureExtractor
+    >>> images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3))
+    >>> extractor = VGG16FeatureExtractor(weights=None, input_size=32)
+    >>> extractor.fit_transform(images).shape
+    (4, 512)
+    >>> extractor.get_feature_names_out()[:2]
+    array(['vgg16_block5_pool_avg0', 'vgg16_block5_pool_avg1'], dtype=object)
     """
 
-    def key_or_error(item):
-        try:
-            return item.content_key()
-        except ImageError as err:
-            return err
+    # Not parameters of this class: the general extractor's, fixed here.
+    backbone = "vgg16"
+    preprocessing = None
 
-    # Files hashed before in this process and unchanged since need no thread.
-    results = [item.known_key() for item in inputs]
-    unknown = [i for i, key in enumerate(results) if key is None]
-    sample = [inputs[i].size_hint() for i in unknown[:_SIZE_SAMPLE]]
-    if not sample or sum(sample) < _THREADED_HASH_BYTES * len(sample):
-        for i in unknown:
-            results[i] = key_or_error(inputs[i])
-        unknown = []
-    step = max(1, -(-len(unknown) // (4 * n_threads)))
-    chunks = [unknown[start : start + step] for start in range(0, len(unknown), step)]
-    keyed = pool.map(lambda chunk: [key_or_error(inputs[i]) for i in chunk], chunks)
-    for chunk, chunk_results in zip(chunks, keyed, strict=True):
-        for index, result in zip(chunk, chunk_results, strict=True):
-            results[index] = result
-    failures = {i: r for i, r in enumerate(results) if isinstance(r, ImageError)}
-    keys = [None if i in failures else r for i, r in enumerate(results)]
-    return keys, failures
+    _parameter_constraints: dict = {
+        **{
+            key: value
+            for key, value in ImageFeatureExtractor._parameter_constraints.items()
+            if key not in ("backbone", "preprocessing")
+        },
+        "layer": [StrOptions(set(LAYERS))],
+        "input_size": [Interval(Integral, MIN_INPUT_SIZE, None, closed="left")],
+    }
 
-
-def _check_cache(cache):
-    """The cache file's absolute path; a ValueError naming ``cache`` if unusable."""
-    path = os.path.abspath(os.fspath(cache))
-    folder = os.path.dirname(path)
-    if os.path.isdir(path) or not os.path.isdir(folder):
-        raise ValueError(
-            "cache must be the path of an HDF5 file in an existing folder; "
-            f"received {os.fspath(cache)!r}"
-            + (", which is a folder" if os.path.isdir(path) else "")
-        )
-    return path
-
-
-def _batches(items, size):
-    batch = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-def _progress(total, verbose):
-    from tqdm.auto import tqdm
-
-    return tqdm(
-        total=total,
-        desc="VGG16 features",
-        unit="img",
-        disable=not verbose or total == 0,
-        file=sys.stderr,
-    )
+    def __init__(
+        self,
+        weights="imagenet",
+        layer="block5_pool",
+        pooling="avg",
+        input_size=224,
+        interpolation="bilinear",
+        batch_size=32,
+        precision="auto",
+        cache=None,
+        on_error="raise",
+        max_image_pixels=DEFAULT_MAX_PIXELS,
+        n_jobs=None,
+        verbose=0,
+    ):
+        self.weights = weights
+        self.layer = layer
+        self.pooling = pooling
+        self.input_size = input_size
+        self.interpolation = interpolation
+        self.batch_size = batch_size
+        self.precision = precision
+        self.cache = cache
+        self.on_error = on_error
+        self.max_image_pixels = max_image_pixels
+        self.n_jobs = n_jobs
+        self.verbose = verbose

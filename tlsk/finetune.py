@@ -1,11 +1,9 @@
-"""KerasFineTuneClassifier: VGG16 with a new head, trained in two phases."""
+"""KerasFineTuneClassifier: a pretrained network with a new head, in two phases."""
 
 from __future__ import annotations
 
 import os
 from numbers import Integral, Real
-
-from sklearn.utils._param_validation import Interval, StrOptions
 
 from tlsk._keras_estimator import (
     OPTIMIZERS,
@@ -13,35 +11,44 @@ from tlsk._keras_estimator import (
     Phase,
     make_optimizer,
 )
-from tlsk.backbone import POOLINGS, pooling_layer, resolve_weights, vgg16_base
-from tlsk.images import preprocess_vgg16
+from tlsk._sklearn_compat import Interval, StrOptions
+from tlsk.backbone import POOLINGS, base_network, pooling_layer, resolve_weights
+from tlsk.backbones import BACKBONES, DEFAULT_BACKBONE, get_spec
 from tlsk.precision import keras_dtype
+from tlsk.preprocessing import preprocess
 
-__all__ = ["KerasFineTuneClassifier"]
-
-_BLOCKS = 5
+__all__ = ["KerasFineTuneClassifier", "freeze_base"]
 
 
 class KerasFineTuneClassifier(KerasImageClassifier):
-    """Fine-tune VGG16 on images: the classic two-phase recipe.
+    """Fine-tune a pretrained network on images: the classic two-phase recipe.
 
-    VGG16 without its top, then a new head: ``pooling`` of the last
-    convolution block, ``dense_units`` dense ReLU layers with ``dropout``, and
-    a softmax over the classes (two units for two classes, so that binary and
-    multiclass share one loss and ``predict_proba`` is the network's output).
+    The network (``backbone``, VGG16 by default) without its top, then a new
+    head: ``pooling`` of its last stage, ``dense_units`` dense ReLU layers
+    with ``dropout``, and a softmax over the classes (two units for two
+    classes, so that binary and multiclass share one loss and
+    ``predict_proba`` is the network's output).
 
-    Phase 1 ("head"): the whole VGG16 base is frozen; the head trains for
+    Phase 1 ("head"): the whole base is frozen; the head trains for
     ``head_epochs`` with ``head_optimizer`` at ``head_learning_rate``.
-    Phase 2 ("finetune"): the last ``trainable_blocks`` convolution blocks
-    unfreeze (1: block5) and training goes on for ``finetune_epochs`` with SGD
-    at the very low ``finetune_learning_rate`` and ``finetune_momentum``, so
-    that the pretrained filters adapt without being destroyed.
+    Phase 2 ("finetune"): the last ``trainable_blocks`` stages of the base
+    unfreeze (for VGG16, 1 is block5) and training goes on for
+    ``finetune_epochs`` with SGD at the very low ``finetune_learning_rate``
+    and ``finetune_momentum``, so that the pretrained filters adapt without
+    being destroyed.
+
+    As Keras's transfer-learning guide prescribes, the base runs in inference
+    mode in both phases (``base(x, training=False)``): its
+    BatchNormalization layers keep their ImageNet statistics and never
+    train, so a few hundred images cannot wreck them.
 
     Parameters
     ----------
     weights : "imagenet", None or path, default="imagenet"
-        As for :class:`tlsk.VGG16FeatureExtractor`.
-    input_size : int, default=224
+        As for :class:`tlsk.ImageFeatureExtractor`.
+    input_size : int or None, default=None
+        Side of the square images are resized to; None: the network's native
+        size (224 for VGG16).
     pooling : {"avg", "max", "flatten"}, default="avg"
     dense_units : tuple of int, default=(256,)
     dropout : float, default=0.5
@@ -49,7 +56,13 @@ class KerasFineTuneClassifier(KerasImageClassifier):
     head_learning_rate : float, default=1e-3
     head_optimizer : {"adam", "sgd", "rmsprop"}, default="adam"
     trainable_blocks : int, default=1
-        Convolution blocks unfrozen in phase 2, counted from the top (0-5).
+        Stages of the base unfrozen in phase 2, counted from the top, from 0
+        to the network's number of stages (``n_stages`` in
+        :func:`tlsk.list_backbones`: 5 for VGG16, VGG19, ResNet50,
+        ResNet50V2, DenseNet121, MobileNetV3Large and ConvNeXtTiny; 8 for
+        EfficientNetV2-S, 9 for EfficientNetB0, 11 for InceptionV3 (its
+        "mixed" blocks), 14 for Xception). Each stage ends at one of the
+        registry's ``stage_ends``.
     finetune_epochs : int, default=10
     finetune_learning_rate : float, default=1e-4
     finetune_momentum : float, default=0.9
@@ -62,6 +75,9 @@ class KerasFineTuneClassifier(KerasImageClassifier):
     class_weight, batch_size, n_jobs, random_state, verbose
         As for :class:`tlsk.SmallCNNClassifier`; early stopping applies to each
         phase and restores that phase's best weights.
+    backbone : str, default="vgg16"
+        The network, a name of the registry (:func:`tlsk.list_backbones`);
+        images are preprocessed as that network expects.
 
     Attributes
     ----------
@@ -98,16 +114,18 @@ class KerasFineTuneClassifier(KerasImageClassifier):
         "head_epochs": [Interval(Integral, 0, None, closed="left")],
         "head_learning_rate": [Interval(Real, 0, None, closed="neither")],
         "head_optimizer": [StrOptions(set(OPTIMIZERS))],
-        "trainable_blocks": [Interval(Integral, 0, _BLOCKS, closed="both")],
+        "input_size": [None, Interval(Integral, 1, None, closed="left")],
+        "trainable_blocks": [Interval(Integral, 0, None, closed="left")],
         "finetune_epochs": [Interval(Integral, 0, None, closed="left")],
         "finetune_learning_rate": [Interval(Real, 0, None, closed="neither")],
         "finetune_momentum": [Interval(Real, 0, 1, closed="left")],
+        "backbone": [StrOptions(set(BACKBONES))],
     }
 
     def __init__(
         self,
         weights="imagenet",
-        input_size=224,
+        input_size=None,
         pooling="avg",
         dense_units=(256,),
         dropout=0.5,
@@ -129,6 +147,7 @@ class KerasFineTuneClassifier(KerasImageClassifier):
         n_jobs=None,
         random_state=None,
         verbose=0,
+        backbone=DEFAULT_BACKBONE,
     ):
         self.weights = weights
         self.input_size = input_size
@@ -153,9 +172,21 @@ class KerasFineTuneClassifier(KerasImageClassifier):
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
+        self.backbone = backbone
+
+    def _image_size(self):
+        spec = get_spec(self.backbone)
+        if self.input_size is None:
+            return spec.native_size
+        if self.input_size < spec.min_size:
+            raise ValueError(
+                f"input_size must be at least {spec.min_size} for {spec.name}; "
+                f"received {self.input_size}"
+            )
+        return int(self.input_size)
 
     def _preprocess(self, batch):
-        return preprocess_vgg16(batch)
+        return preprocess(batch, get_spec(self.backbone).preprocessing)
 
     def _build_model(self, n_classes, seed, precision):
         import keras
@@ -165,15 +196,25 @@ class KerasFineTuneClassifier(KerasImageClassifier):
                 "dense_units must be a tuple of positive ints; received "
                 f"{self.dense_units!r}"
             )
+        spec = get_spec(self.backbone)
+        if self.trainable_blocks > spec.n_stages:
+            raise ValueError(
+                f"The 'trainable_blocks' parameter of {type(self).__name__} must be "
+                f"at most {spec.n_stages} for {spec.name}, its number of stages. "
+                f"Got {self.trainable_blocks} instead."
+            )
         dtype = keras_dtype(precision)
-        base, self.weights_sha256_ = vgg16_base(
-            resolve_weights(self.weights), self.input_size, precision
+        size = self._image_size()
+        base, identity = base_network(
+            spec.name, resolve_weights(self.weights), size, precision
         )
-        size = self.input_size
+        self.weights_sha256_ = identity["weights_sha256"]
         x = inputs = keras.Input((size, size, 3), dtype="float32")
         for layer in self._augmentation_layers(seed):
             x = layer(x)
-        x = base(x)
+        # Inference mode: batch statistics of a few images never replace the
+        # pretrained ones (Keras's transfer-learning guide).
+        x = base(x, training=False)
         x = pooling_layer(self.pooling, name="head_pool")(x)
         init = keras.initializers.GlorotUniform
         for i, units in enumerate(self.dense_units, start=1):
@@ -193,7 +234,7 @@ class KerasFineTuneClassifier(KerasImageClassifier):
             name="predictions",
             dtype="float32",
         )(x)
-        return keras.Model(inputs, outputs, name="vgg16_finetune")
+        return keras.Model(inputs, outputs, name=f"{spec.name}_finetune")
 
     def _phases(self, model):
         return [
@@ -201,7 +242,7 @@ class KerasFineTuneClassifier(KerasImageClassifier):
                 "head",
                 self.head_epochs,
                 make_optimizer(self.head_optimizer, self.head_learning_rate),
-                prepare=lambda m: freeze_base(m, trainable_blocks=0),
+                prepare=lambda m: freeze_base(m, 0, self.backbone),
             ),
             Phase(
                 "finetune",
@@ -209,19 +250,44 @@ class KerasFineTuneClassifier(KerasImageClassifier):
                 make_optimizer(
                     "sgd", self.finetune_learning_rate, self.finetune_momentum
                 ),
-                prepare=lambda m: freeze_base(m, self.trainable_blocks),
+                prepare=lambda m: freeze_base(m, self.trainable_blocks, self.backbone),
             ),
         ]
 
 
-def freeze_base(model, trainable_blocks):
-    """Freeze the VGG16 base of ``model`` but its last ``trainable_blocks`` blocks.
+def freeze_base(model, trainable_blocks, backbone=DEFAULT_BACKBONE):
+    """Freeze the base of ``model`` but its last ``trainable_blocks`` stages.
 
-    The head always trains. Returns the names of the base's trainable layers.
+    The base is the network inside ``model`` (the only nested Keras model);
+    its stages end at the registry's ``stage_ends`` of ``backbone``. The head
+    always trains; BatchNormalization layers never do. Returns the names of
+    the base's trainable layers that have weights.
     """
-    base = model.get_layer("vgg16")
-    open_blocks = {f"block{b}_" for b in range(_BLOCKS - trainable_blocks + 1, 6)}
+    import keras
+
+    spec = get_spec(backbone)
+    base = next(layer for layer in model.layers if isinstance(layer, keras.Model))
+    names = [layer.name for layer in base.layers]
+    if trainable_blocks >= spec.n_stages:
+        first_open = 0
+    elif trainable_blocks == 0:
+        first_open = len(names)
+    else:
+        first_open = names.index(spec.stage_ends[-trainable_blocks]) + 1
     base.trainable = True
-    for layer in base.layers:
-        layer.trainable = any(layer.name.startswith(b) for b in open_blocks)
-    return [layer.name for layer in base.layers if layer.trainable and layer.weights]
+    for index, layer in enumerate(base.layers):
+        layer.trainable = index >= first_open
+    for layer in _batch_normalizations(base):
+        layer.trainable = False
+    return [layer.name for layer in base.layers[first_open:] if layer.trainable_weights]
+
+
+def _batch_normalizations(model):
+    """Every BatchNormalization layer of ``model``, nested models included."""
+    import keras
+
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            yield layer
+        elif isinstance(layer, keras.Model):
+            yield from _batch_normalizations(layer)

@@ -1,29 +1,32 @@
-"""VGG16's own ImageNet classifier: the 1000 ImageNet classes of an image, top-k.
+"""A backbone's own ImageNet classifier: the 1000 ImageNet classes of an image.
 
-What ``tlsk predict --imagenet`` runs. Unlike the rest of tlsk, which cuts
-VGG16 before its fully connected top, this is the complete network with its
-original 1000-way softmax, so it needs two files besides the images:
+What ``tlsk predict --imagenet`` runs. Unlike the rest of tlsk, which cuts a
+network before its top, this is the complete network of a registered
+backbone (:mod:`tlsk.backbones`, VGG16 by default) with its original
+1000-way softmax, so it needs two files besides the images:
 
 weights
-    Keras's full VGG16 ImageNet weights, with the top
-    (``vgg16_weights_tf_dim_ordering_tf_kernels.h5``, 553,467,096 bytes).
+    Keras's ImageNet weights of that network with its top (for VGG16,
+    ``vgg16_weights_tf_dim_ordering_tf_kernels.h5``, 553,467,096 bytes): the
+    registry's ``imagenet_top`` file.
 class index
     ``imagenet_class_index.json``, which names each output:
-    ``{"0": ["n01440764", "tench"], ..., "999": [...]}``.
+    ``{"0": ["n01440764", "tench"], ..., "999": [...]}``; the same for every
+    network.
 
 Both are looked up in Keras's cache folder (``$KERAS_HOME/models`` or
-``~/.keras/models``, where ``keras.applications.VGG16`` and
+``~/.keras/models``, where ``keras.applications`` and
 ``keras.applications.imagenet_utils.decode_predictions`` keep them too) and
 downloaded there when missing, through a temporary file checked before it
-takes its place (see :func:`tlsk.backbone.fetch`). Offline and not cached,
-:class:`~tlsk.backbone.WeightsUnavailableError` says at once which file is
+takes its place (see :mod:`tlsk.weights`). Offline and not cached,
+:class:`~tlsk.weights.WeightsUnavailableError` says at once which file is
 missing, its URL, and where to put it.
 
 Images are decoded as everywhere in tlsk (:mod:`tlsk.images`), squashed to
-224 x 224 with bilinear interpolation and preprocessed as
-``keras.applications.vgg16.preprocess_input`` does. Keras's own examples load
-images with ``keras.utils.load_img``, whose default interpolation is
-"nearest", so their probabilities differ slightly from these.
+the network's native size with bilinear interpolation and preprocessed as
+that network's ``preprocess_input`` does. Keras's own examples load images
+with ``keras.utils.load_img``, whose default interpolation is "nearest", so
+their probabilities differ slightly from these.
 """
 
 from __future__ import annotations
@@ -35,55 +38,32 @@ from numbers import Integral
 
 import numpy as np
 
-from tlsk.backbone import (
-    WeightsMismatchError,
-    WeightsUnavailableError,
-    fetch,
-    file_digest,
-    keras_cache_dir,
-)
-from tlsk.images import (
-    DEFAULT_MAX_PIXELS,
-    FileInput,
-    ImageError,
-    preprocess_vgg16,
-    resize_image,
-)
+from tlsk.backbone import imagenet_weights_path, load_weights
+from tlsk.backbones import DEFAULT_BACKBONE, WeightsFile, get_spec
+from tlsk.images import DEFAULT_MAX_PIXELS, FileInput, ImageError, resize_image
+from tlsk.preprocessing import preprocess
+from tlsk.weights import WeightsMismatchError, keras_cached
 
 __all__ = [
-    "CLASS_INDEX_FILE",
-    "CLASS_INDEX_URL",
-    "INPUT_SIZE",
+    "CLASS_INDEX",
     "N_CLASSES",
-    "WEIGHTS_FILE",
-    "WEIGHTS_URL",
     "class_index_path",
     "load_class_index",
     "predict_imagenet",
     "weights_path",
 ]
 
-INPUT_SIZE = 224  # the fully connected top takes 7 x 7 x 512: 224 px, no other
 N_CLASSES = 1000
 INTERPOLATION = "bilinear"
 
-WEIGHTS_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels.h5"
-WEIGHTS_URL = (
-    "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/" + WEIGHTS_FILE
-)
-WEIGHTS_SIZE = 553_467_096
-# The MD5 that keras.applications.VGG16 pins for this file. No SHA-256 of it
-# could be confirmed offline, so tlsk checks what Keras checks: size and MD5.
-# MD5 guards here against damaged or wrong files, not against a forger.
-WEIGHTS_MD5 = "64373286793e3c8b2b4e3219cbf3544b"
-
-CLASS_INDEX_FILE = "imagenet_class_index.json"
-CLASS_INDEX_URL = (
-    "https://storage.googleapis.com/download.tensorflow.org/data/" + CLASS_INDEX_FILE
-)
 # The MD5 that keras.applications.imagenet_utils.decode_predictions pins (Keras
 # 3.x); the structure is validated as well, as for any class index file.
-CLASS_INDEX_MD5 = "c2c37ea517e94d9795004a39431a14cb"
+CLASS_INDEX = WeightsFile(
+    "imagenet_class_index.json",
+    "https://storage.googleapis.com/download.tensorflow.org/data/"
+    "imagenet_class_index.json",
+    "c2c37ea517e94d9795004a39431a14cb",
+)
 
 _MODELS: dict[tuple, object] = {}
 _MODELS_LOCK = threading.Lock()
@@ -93,13 +73,15 @@ _MODELS_LOCK = threading.Lock()
 # The two files
 
 
-def weights_path(download=True):
-    """Path of the verified full VGG16 ImageNet weights, fetching them if needed.
+def weights_path(download=True, backbone=DEFAULT_BACKBONE):
+    """Path of a backbone's verified ImageNet weights with the top, fetched if needed.
 
     Parameters
     ----------
     download : bool, default=True
         Download the file into Keras's cache folder when it is not there.
+    backbone : str, default="vgg16"
+        A name of the registry.
 
     Returns
     -------
@@ -112,13 +94,7 @@ def weights_path(download=True):
     WeightsMismatchError
         The cached or downloaded file is not the expected one.
     """
-    return _keras_cached(
-        WEIGHTS_FILE,
-        WEIGHTS_URL,
-        _verify_weights,
-        "VGG16's full ImageNet weights (with the top)",
-        download,
-    )
+    return imagenet_weights_path(download, backbone, top=True)
 
 
 def class_index_path(download=True):
@@ -140,57 +116,9 @@ def class_index_path(download=True):
     WeightsMismatchError
         The cached or downloaded file is not the expected one.
     """
-    return _keras_cached(
-        CLASS_INDEX_FILE,
-        CLASS_INDEX_URL,
-        _verify_class_index,
-        "the ImageNet class index",
-        download,
+    return keras_cached(
+        CLASS_INDEX, "the ImageNet class index", download, verify=load_class_index
     )
-
-
-def _keras_cached(name, url, verify, what, download):
-    path = os.path.join(keras_cache_dir(), name)
-
-    def unavailable(err):
-        reason = f" and could not be downloaded ({err})" if err is not None else ""
-        return (
-            f"{what} {name!r} is not in Keras's cache at {path!r}{reason}. "
-            f"Download {url} on a machine with network access and copy it to "
-            f"{path!r}"
-        )
-
-    if os.path.exists(path):
-        verify(path)
-    elif download:
-        fetch(url, path, verify, unavailable)
-    else:
-        raise WeightsUnavailableError(unavailable(None))
-    return path
-
-
-def _check_digest(path, size, md5, url):
-    actual = os.path.getsize(path)
-    if actual != size or file_digest(path, "md5") != md5:
-        raise WeightsMismatchError(
-            f"{path!r} is damaged or not the expected file ({actual} bytes, "
-            f"expected {size} bytes with MD5 {md5}); delete it and let tlsk "
-            f"download it again from {url}"
-        )
-
-
-def _verify_weights(path):
-    _check_digest(path, WEIGHTS_SIZE, WEIGHTS_MD5, WEIGHTS_URL)
-
-
-def _verify_class_index(path):
-    if file_digest(path, "md5") != CLASS_INDEX_MD5:
-        raise WeightsMismatchError(
-            f"{path!r} is damaged or not the expected file (expected MD5 "
-            f"{CLASS_INDEX_MD5}); delete it and let tlsk download it again from "
-            f"{CLASS_INDEX_URL}"
-        )
-    load_class_index(path)
 
 
 def load_class_index(path):
@@ -235,7 +163,7 @@ def load_class_index(path):
         return ValueError(
             f"class index {path!r} is not an ImageNet class index: {problem}; "
             f'expected {{"0": [wnid, name], ..., "{N_CLASSES - 1}": [wnid, name]}} '
-            f"as in {CLASS_INDEX_URL}"
+            f"as in {CLASS_INDEX.url}"
         )
 
     if not isinstance(data, dict):
@@ -266,37 +194,29 @@ def load_class_index(path):
 # The model
 
 
-def _build_model(path):
-    """Keras's full VGG16 (224 px, 1000-way softmax) with the weights in ``path``."""
-    import keras
+def _build_model(spec, path, imagenet):
+    """Keras's complete network of ``spec`` (1000-way softmax) with ``path``'s weights.
 
-    model = keras.applications.VGG16(
-        include_top=True,
-        weights=None,
-        classes=N_CLASSES,
-        classifier_activation="softmax",
-    )
-    try:
-        model.load_weights(path)
-    except Exception as err:  # Keras raises several types for a bad file
-        raise WeightsMismatchError(
-            f"cannot load full VGG16 weights from {path!r}: {err}. Expected the "
-            f"weights of VGG16 with its ImageNet top (include_top=True, "
-            f"{N_CLASSES} classes), as Keras's {WEIGHTS_FILE!r}, a legacy '.h5' "
-            "or a Keras '.weights.h5' file"
-        ) from err
+    ``imagenet``: ``path`` is the registry's ImageNet file, after which the
+    entry's fix-up (if any) makes the network the one Keras builds for it.
+    """
+    model = spec.build(include_top=True)
+    load_weights(model, path, spec.builder, top=True)
+    if imagenet and spec.imagenet_fixup is not None:
+        spec.imagenet_fixup(model)
     return model
 
 
-def _model(path):
+def _model(spec, path, imagenet):
     """The model for a weights file, built once per process per file state."""
     stat = os.stat(path)
     # A file replaced since the build must not serve the old weights.
-    key = (os.path.realpath(path), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    key = (spec.name, imagenet, os.path.realpath(path), stat.st_ino, stat.st_size)
+    key += (stat.st_mtime_ns,)
     with _MODELS_LOCK:
         model = _MODELS.get(key)
         if model is None:
-            model = _MODELS[key] = _build_model(path)
+            model = _MODELS[key] = _build_model(spec, path, imagenet)
         return model
 
 
@@ -306,15 +226,15 @@ def clear_models():
         _MODELS.clear()
 
 
-def _resolve_weights(weights):
+def _resolve_weights(weights, spec):
     if isinstance(weights, str) and weights == "imagenet":
-        return weights_path()
+        return weights_path(backbone=spec.name)
     if isinstance(weights, (str, os.PathLike)):
         path = os.path.expanduser(os.fspath(weights))
         if not os.path.isfile(path):
             raise ValueError(
-                "weights must be 'imagenet' or the path of a full VGG16 weights "
-                f"file; received {os.fspath(weights)!r}, which is not a file"
+                f"weights must be 'imagenet' or the path of a full {spec.name} "
+                f"weights file; received {os.fspath(weights)!r}, which is not a file"
             )
         if not path.endswith(".h5"):
             raise ValueError(
@@ -323,8 +243,8 @@ def _resolve_weights(weights):
             )
         return path
     raise ValueError(
-        "weights must be 'imagenet' or the path of a full VGG16 weights file "
-        f"(with its top); received {weights!r}"
+        f"weights must be 'imagenet' or the path of a full {spec.name} weights "
+        f"file (with its top); received {weights!r}"
     )
 
 
@@ -342,9 +262,14 @@ def _check_positive_int(name, value, high=None):
 
 
 def predict_imagenet(
-    paths, top_k=5, weights="imagenet", class_index=None, batch_size=16
+    paths,
+    top_k=5,
+    weights="imagenet",
+    class_index=None,
+    batch_size=16,
+    backbone=DEFAULT_BACKBONE,
 ):
-    """The ``top_k`` ImageNet classes of each image, by VGG16's own classifier.
+    """The ``top_k`` ImageNet classes of each image, by a backbone's own classifier.
 
     Parameters
     ----------
@@ -353,15 +278,18 @@ def predict_imagenet(
     top_k : int, default=5
         Classes per image, most probable first; 1 to 1000.
     weights : "imagenet" or path, default="imagenet"
-        ``"imagenet"``: Keras's full VGG16 ImageNet weights from Keras's cache
-        folder, downloaded when missing and verified. A path: weights of the
-        full VGG16 with its 1000-way top, legacy ``.h5`` or ``.weights.h5``.
+        ``"imagenet"``: Keras's ImageNet weights of the network with its top,
+        from Keras's cache folder, downloaded when missing and verified. A
+        path: weights of that network with its 1000-way top, legacy ``.h5``
+        or ``.weights.h5``.
     class_index : path or None, default=None
         A class index JSON file (see :func:`load_class_index`); ``None`` takes
         Keras's ``imagenet_class_index.json`` from Keras's cache folder,
         downloaded when missing and verified.
     batch_size : int, default=16
-        Images per VGG16 call.
+        Images per network call.
+    backbone : str, default="vgg16"
+        The network, a name of the registry (:func:`tlsk.list_backbones`).
 
     Returns
     -------
@@ -379,7 +307,8 @@ def predict_imagenet(
         ``weights="imagenet"`` or ``class_index=None`` and the file is neither
         cached nor downloadable: raised before any image is read.
     WeightsMismatchError
-        A weights file that is not the full VGG16's, or a damaged cached file.
+        A weights file that is not the complete network's, or a damaged
+        cached file.
     """
     if isinstance(paths, (str, bytes, os.PathLike)):
         raise TypeError(
@@ -387,12 +316,14 @@ def predict_imagenet(
             f"{paths!r}; wrap it in a list: [path]"
         )
     inputs = [FileInput(path) for path in paths]
+    spec = get_spec(backbone)
     top_k = _check_positive_int("top_k", top_k, N_CLASSES)
     batch_size = _check_positive_int("batch_size", batch_size)
     classes = load_class_index(
         class_index_path() if class_index is None else class_index
     )
-    model = _model(_resolve_weights(weights))
+    imagenet = isinstance(weights, str) and weights == "imagenet"
+    model = _model(spec, _resolve_weights(weights, spec), imagenet)
     results = [None] * len(inputs)
     for start in range(0, len(inputs), batch_size):
         indices, images = [], []
@@ -403,10 +334,10 @@ def predict_imagenet(
                 results[index] = err
                 continue
             indices.append(index)
-            images.append(resize_image(image, INPUT_SIZE, INTERPOLATION))
+            images.append(resize_image(image, spec.native_size, INTERPOLATION))
         if not images:
             continue
-        batch = preprocess_vgg16(np.stack(images))
+        batch = preprocess(np.stack(images), spec.preprocessing)
         probabilities = np.asarray(model.predict_on_batch(batch), dtype=np.float64)
         if probabilities.shape != (len(images), N_CLASSES):
             raise WeightsMismatchError(

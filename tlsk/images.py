@@ -2,8 +2,8 @@
 
 This module turns whatever the user passes as ``X`` (file paths, one big
 numpy array, or a list of arrays of different sizes) into RGB images, resizes
-them to a square batch, and applies the VGG16 ("caffe") preprocessing. It
-knows nothing about Keras models; the VGG16 preprocessing here is arithmetic.
+them to a square batch. It knows nothing about Keras models or any network;
+how a network wants its pixels prepared is :mod:`tlsk.preprocessing`.
 
 Decoding policy (``DECODE_POLICY``; bump it when output pixels change)
 ----------------------------------------------------------------------
@@ -70,6 +70,9 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 from PIL import Image, ImageOps
 
+# Re-exported: this module was their home before tlsk.preprocessing existed.
+from tlsk.preprocessing import VGG16_MEAN_BGR, preprocess_vgg16
+
 __all__ = [
     "ALPHA_BACKGROUND",
     "DECODE_POLICY",
@@ -82,7 +85,9 @@ __all__ = [
     "ImageError",
     "ImageInput",
     "ImageRangeWarning",
+    "UndecodableImageWarning",
     "decode_image",
+    "decode_threads",
     "image_inputs",
     "load_batch",
     "preprocess_vgg16",
@@ -101,7 +106,6 @@ INTERPOLATIONS: tuple[str, ...] = (
     "hamming",
 )
 DECODE_POLICY: str = "rgb-v1"
-VGG16_MEAN_BGR = (103.939, 116.779, 123.68)
 
 _RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,
@@ -137,6 +141,16 @@ class ImageRangeWarning(UserWarning):
     or silence this warning with
     ``warnings.filterwarnings("ignore", category=ImageRangeWarning)`` if the
     images really are that dark.
+    """
+
+
+class UndecodableImageWarning(UserWarning):
+    """Images that could not be decoded, whose feature rows are NaN.
+
+    Raised (as a warning) by a transform with ``on_error="nan"``; one warning
+    per call names the first few files and counts the rest. Silence it with
+    ``warnings.filterwarnings("ignore", category=UndecodableImageWarning)``
+    where the NaN rows are handled.
     """
 
 
@@ -595,6 +609,24 @@ def _from_batch_array(X):
     return [ArrayInput(X[i], f"X[{i}]") for i in range(X.shape[0])]
 
 
+def decode_threads(n_jobs):
+    """How many threads decode images for a ``n_jobs`` parameter.
+
+    ``None``: ``min(4, os.cpu_count())`` (decoding overlaps the network, which
+    needs the cores); a positive int: that many; a negative int: all CPUs but
+    ``-n_jobs - 1`` (``-1``: all), as in scikit-learn.
+
+    >>> decode_threads(3)
+    3
+    """
+    cpus = os.cpu_count() or 1
+    if n_jobs is None:
+        return min(4, cpus)
+    if n_jobs > 0:
+        return int(n_jobs)
+    return max(1, cpus + 1 + n_jobs)
+
+
 def image_inputs(X, warn_range=True):
     """Turn ``X`` into a list of :class:`ImageInput`, one per image.
 
@@ -845,30 +877,3 @@ def load_batch(
         batch[i] = resize_image(image, size, interpolation)
         keys.append(key)
     return keys, batch
-
-
-def preprocess_vgg16(batch):
-    """VGG16 ("caffe") preprocessing: RGB -> BGR, minus the ImageNet mean.
-
-    The same arithmetic as ``keras.applications.vgg16.preprocess_input``, but
-    it returns a new float32 array and never modifies ``batch`` (Keras works
-    in place on float arrays).
-
-    Parameters
-    ----------
-    batch : array-like of shape (..., 3)
-        RGB values in [0, 255].
-
-    Returns
-    -------
-    ndarray of the same shape, dtype float32
-    """
-    batch = np.asarray(batch)
-    if batch.ndim < 1 or batch.shape[-1] != 3:
-        raise ValueError(
-            "expected RGB images with 3 channels in the last axis; received shape "
-            f"{batch.shape}"
-        )
-    out = batch[..., ::-1].astype(np.float32)
-    out -= np.asarray(VGG16_MEAN_BGR, dtype=np.float32)
-    return out

@@ -5,7 +5,6 @@ from __future__ import annotations
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.utils._param_validation import Interval, StrOptions
 
 from tlsk._keras_estimator import (
     OPTIMIZERS,
@@ -13,6 +12,7 @@ from tlsk._keras_estimator import (
     Phase,
     make_optimizer,
 )
+from tlsk._sklearn_compat import Interval, StrOptions
 from tlsk.precision import keras_dtype
 
 __all__ = ["SmallCNNClassifier"]

@@ -46,6 +46,7 @@ import pytest
 
 from tests._datasets import write_image_folder
 from tests._weights import (
+    pin_weights,
     random_vgg16_notop,
     write_keras3_weights,
     write_legacy_h5_weights,
@@ -368,9 +369,7 @@ def test_truncated_imagenet_weights_are_refused_offline_at_once(tmp_path, monkey
     write_legacy_h5_weights(random_vgg16_notop(seed=3), str(source))
     data = source.read_bytes()
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
-    monkeypatch.setattr(bb, "IMAGENET_WEIGHTS_URL", "http://127.0.0.1:9/never")
-    monkeypatch.setattr(bb, "IMAGENET_WEIGHTS_SIZE", len(data))
-    monkeypatch.setattr(bb, "IMAGENET_WEIGHTS_SHA256", hashlib.sha256(data).hexdigest())
+    pin_weights(monkeypatch, source, "http://127.0.0.1:9/never")
     cached = tmp_path / "keras_home" / "models" / bb.IMAGENET_WEIGHTS_FILE
     cached.parent.mkdir(parents=True)
     cached.write_bytes(data[: len(data) // 2])

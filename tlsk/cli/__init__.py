@@ -28,6 +28,7 @@ COMMANDS = {
     "evaluate": "tlsk.cli.evaluate",
     "predict": "tlsk.cli.predict",
     "cache": "tlsk.cli.cache",
+    "backbones": "tlsk.cli.backbones",
     "demo": "tlsk.cli.demo",
 }
 
@@ -56,7 +57,7 @@ def _expected_errors():
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="tlsk",
-        description="Transfer learning with a pretrained VGG16, from a shell.",
+        description="Transfer learning with pretrained Keras networks, from a shell.",
         epilog="Run 'tlsk COMMAND --help' for a command's options and an example.",
     )
     parser.add_argument("--version", action="version", version=f"tlsk {__version__}")

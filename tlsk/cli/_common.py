@@ -8,10 +8,11 @@ import os
 import sys
 
 from tlsk._files import safe_join, write_atomically
-from tlsk.backbone import LAYERS, POOLINGS, file_sha256
+from tlsk.backbone import POOLINGS, file_sha256
 from tlsk.cli import CommandError
 from tlsk.images import INTERPOLATIONS
 from tlsk.precision import PRECISIONS
+from tlsk.preprocessing import PREPROCESSINGS
 
 __all__ = [
     "add_extractor_options",
@@ -58,18 +59,41 @@ def int_at_least(minimum):
 
 
 def add_extractor_options(parser):
-    """The VGG16FeatureExtractor's options, for the extract/train/demo commands."""
-    group = parser.add_argument_group("VGG16 features")
+    """The feature extractor's options, for the extract/train commands."""
+    group = parser.add_argument_group("backbone and features")
+    group.add_argument(
+        "--backbone",
+        default="vgg16",
+        metavar="NAME|FILE.keras",
+        help="the network: a name 'tlsk backbones' lists, or a .keras model file "
+        "of your own (then give --preprocessing) (default: vgg16)",
+    )
     group.add_argument(
         "--weights",
         default="imagenet",
         help="'imagenet' (default), 'none' for a seeded random initialisation, "
-        "or the path of a VGG16 no-top weights file",
+        "or the path of the backbone's no-top weights file",
     )
-    group.add_argument("--layer", default="block5_pool", choices=LAYERS)
+    group.add_argument(
+        "--layer",
+        metavar="LAYER",
+        help="where the network is cut: a cut point 'tlsk backbones' lists "
+        "(default: its last)",
+    )
     group.add_argument("--pooling", default="avg", choices=POOLINGS)
-    group.add_argument("--input-size", type=int_at_least(32), default=224, metavar="PX")
+    group.add_argument(
+        "--input-size",
+        type=int_at_least(1),
+        metavar="PX",
+        help="side images are resized to (default: the backbone's native size)",
+    )
     group.add_argument("--interpolation", default="bilinear", choices=INTERPOLATIONS)
+    group.add_argument(
+        "--preprocessing",
+        choices=PREPROCESSINGS,
+        help="how pixels are prepared (default: the backbone's own; required "
+        "for a .keras file)",
+    )
     group.add_argument("--batch-size", type=int_at_least(1), default=32)
     group.add_argument(
         "--precision",
@@ -86,13 +110,15 @@ def parse_weights(text):
 
 
 def extractor_params(args, **overrides):
-    """Keyword arguments for VGG16FeatureExtractor from parsed options."""
+    """Keyword arguments for ImageFeatureExtractor from parsed options."""
     return {
+        "backbone": args.backbone,
         "weights": parse_weights(args.weights),
         "layer": args.layer,
         "pooling": args.pooling,
         "input_size": args.input_size,
         "interpolation": args.interpolation,
+        "preprocessing": args.preprocessing,
         "batch_size": args.batch_size,
         "precision": args.precision,
         "verbose": 0 if args.quiet else 1,

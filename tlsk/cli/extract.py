@@ -1,7 +1,8 @@
-"""Compute VGG16 features of images into a feature cache, ahead of training.
+"""Compute features of images into a feature cache, ahead of training.
 
 Every file named, and every non-hidden file below each folder named (at any
-depth, in sorted order), is decoded, run through VGG16 and stored in the HDF5
+depth, in sorted order), is decoded, run through the backbone (--backbone,
+VGG16 by default; 'tlsk backbones' lists them) and stored in the HDF5
 feature cache under the fingerprint of the extractor's options. Images already
 in the cache for those options are not computed again; identical files are
 computed once. 'tlsk train' with the same options and --cache then reads the
@@ -39,9 +40,10 @@ from tlsk.cli._common import (
     print_json,
 )
 
-HELP = "compute VGG16 features of images into an HDF5 feature cache"
+HELP = "compute bottleneck features of images into an HDF5 feature cache"
 EXAMPLE = """example:
   tlsk extract photos/ --cache features.h5 --layer block5_pool --pooling avg
+  tlsk extract photos/ --cache features.h5 --backbone efficientnet_b0
   tlsk train photos/ --method bottleneck --cache features.h5 --out model.joblib
   tlsk extract /shared/photos --cache /shared/features.h5 --scheduler tcp://host:8786
   tlsk extract photos/ --cache features.h5 --workers 2
@@ -99,27 +101,26 @@ def run(args):
     import numpy as np
 
     from tlsk.cache import FeatureCache, namespace_id
-    from tlsk.features import VGG16FeatureExtractor
+    from tlsk.features import ImageFeatureExtractor
+    from tlsk.images import UndecodableImageWarning
 
     files = list_files(args.paths)
     if not files:
         raise CommandError(f"no files found in {', '.join(map(repr, args.paths))}")
     start = time.perf_counter()
-    extractor = VGG16FeatureExtractor(
+    extractor = ImageFeatureExtractor(
         **extractor_params(
             args,
             cache=args.cache,
             on_error="raise" if args.on_error == "raise" else "nan",
         )
     ).fit()
-    cache = FeatureCache(extractor._cache_path)
+    cache = FeatureCache(extractor.cache_path_)
     namespace = namespace_id(extractor.fingerprint_)
     before = _entries(cache, namespace)
     with _dask_client(args) as client, warnings.catch_warnings():
         # The bad rows are reported below, each file with its reason.
-        warnings.filterwarnings(
-            "ignore", message=r".* could not be decoded", category=UserWarning
-        )
+        warnings.simplefilter("ignore", UndecodableImageWarning)
         if client is None:
             bad_rows = _extract_here(files, extractor, args.batch_size)
         else:

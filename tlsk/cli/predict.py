@@ -1,4 +1,4 @@
-"""Label images with a trained model, or with VGG16's own ImageNet classes.
+"""Label images with a trained model, or with a network's own ImageNet classes.
 
 PATH is an image file or a folder, searched recursively (hidden files and
 folders inside it are skipped). Writes CSV, one row per image, to stdout or
@@ -12,9 +12,10 @@ others go on. Exit code 0 when at least one image was labelled (count the
 rows with an error), 1 when none was.
 
 With --imagenet, every positional argument is a PATH, and the labels are
-VGG16's 1,000 ImageNet classes: the columns are then
+the 1,000 ImageNet classes of a backbone's own classifier (--backbone, VGG16
+by default): the columns are then
 path,wnid,label,probability[,wnid_2,label_2,probability_2,...],error. This
-needs the full VGG16 ImageNet weights (with the classifier top) from Keras's
+needs that network's ImageNet weights with the classifier top from Keras's
 cache, downloaded if missing, or --weights-file; offline without them it
 fails at once.
 
@@ -45,6 +46,7 @@ HELP = "label images (files or folders) with a trained model or ImageNet classes
 EXAMPLE = """examples:
   tlsk predict svm.joblib new-photos/ cat.jpg --top-k 3 --out labels.csv
   tlsk predict --imagenet holiday/ --top-k 5
+  tlsk predict --imagenet --backbone efficientnet_b0 holiday/
 """
 USAGE = """%(prog)s [options] MODEL PATH [PATH ...]
        %(prog)s --imagenet [options] PATH [PATH ...]"""
@@ -74,12 +76,19 @@ def add_arguments(parser):
     group.add_argument(
         "--imagenet",
         action="store_true",
-        help="VGG16's own ImageNet classes instead of a trained model",
+        help="a network's own ImageNet classes instead of a trained model",
+    )
+    group.add_argument(
+        "--backbone",
+        default="vgg16",
+        metavar="NAME",
+        help="the network whose ImageNet classifier labels the images, a name "
+        "'tlsk backbones' lists (default: vgg16)",
     )
     group.add_argument(
         "--weights-file",
         metavar="FILE",
-        help="full VGG16 weights (with top) instead of Keras's ImageNet weights",
+        help="the network's weights with its top instead of Keras's ImageNet ones",
     )
     group.add_argument(
         "--class-index",
@@ -93,8 +102,10 @@ def run(args):
     if args.imagenet:
         targets = args.inputs
     else:
-        if args.weights_file or args.class_index:
-            args.usage_error("--weights-file and --class-index need --imagenet")
+        if args.weights_file or args.class_index or args.backbone != "vgg16":
+            args.usage_error(
+                "--backbone, --weights-file and --class-index need --imagenet"
+            )
         if len(args.inputs) < 2:
             args.usage_error("give a MODEL and at least one PATH (or --imagenet)")
         model, _ = load_model(args.inputs[0])
@@ -173,6 +184,7 @@ def _imagenet_rows(args, paths):
         top_k=args.top_k,
         weights=args.weights_file or "imagenet",
         class_index=args.class_index,
+        backbone=args.backbone,
     )
     header = ["path", "wnid", "label", "probability"]
     for rank in range(2, args.top_k + 1):

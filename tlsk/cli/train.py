@@ -7,21 +7,24 @@ otherwise a stratified --val fraction of DIR is held out for validation.
 Files that cannot be decoded are skipped with a note.
 
 Methods:
-  bottleneck  VGG16 features, computed once and kept in the feature cache
-              (--cache), and a scikit-learn classifier on them (--classifier):
+  bottleneck  features of a pretrained network (--backbone, VGG16 by default;
+              'tlsk backbones' lists them), computed once and kept in the
+              feature cache (--cache), and a scikit-learn classifier on them
+              (--classifier):
               logreg (logistic regression), linear-svm (LinearSVC), svm (SVC,
               RBF kernel) or random-forest. The SVMs are wrapped in
               CalibratedClassifierCV (sigmoid, ensemble=False) so that the
               model gives probabilities that agree with its labels;
               scikit-learn deprecates SVC(probability=True). --grid chooses C
               (or n_estimators) by cross-validation on the cached features.
-  finetune    VGG16 with a new head: the head trains on the frozen base
-              (--head-epochs), then the top --trainable-blocks blocks with it
-              (--finetune-epochs).
+  finetune    the network (--backbone) with a new head: the head trains on
+              the frozen base (--head-epochs), then the top --trainable-blocks
+              stages with it (--finetune-epochs).
   scratch     a small CNN trained from scratch (--epochs): the baseline.
 
-The VGG16 options serve bottleneck; finetune uses --weights, --pooling,
---input-size, --interpolation and --batch-size of them, scratch the last three.
+The backbone options serve bottleneck; finetune uses --backbone, --weights,
+--pooling, --input-size, --interpolation and --batch-size of them, scratch
+the last three. The metadata records the backbone.
 
 Writes MODEL (a joblib file; --force to replace it), beside it its metadata
 MODEL-stem.json (classes, method, parameters, validation metrics, tlsk
@@ -60,8 +63,8 @@ from tlsk.cli._common import (
 HELP = "train a bottleneck, fine-tuned or from-scratch classifier on an image folder"
 EXAMPLE = """examples:
   tlsk train photos/ --method bottleneck --classifier svm --grid --out svm.joblib
-  tlsk train split/ --method finetune --head-epochs 5 --finetune-epochs 5 \\
-      --out finetuned.joblib
+  tlsk train split/ --method finetune --backbone resnet50 --head-epochs 5 \\
+      --finetune-epochs 5 --out finetuned.joblib
   tlsk train photos/ --method scratch --epochs 30 --input-size 128 --out cnn.joblib
 """
 
@@ -133,11 +136,11 @@ def add_arguments(parser):
     group.add_argument("--finetune-epochs", type=int_at_least(0), metavar="N")
     group.add_argument(
         "--trainable-blocks",
-        type=int,
+        type=int_at_least(0),
         default=1,
-        choices=range(6),
-        metavar="0-5",
-        help="finetune: VGG16 blocks unfrozen in phase 2, from the top (default 1)",
+        metavar="N",
+        help="finetune: stages of the backbone unfrozen in phase 2, from the top, "
+        "at most its number of stages ('tlsk backbones') (default 1)",
     )
     group.add_argument(
         "--no-augmentation",
@@ -172,6 +175,7 @@ def run(args):
     data = _load_data(args)
     record = {
         "method": args.method,
+        "backbone": None if args.method == "scratch" else args.backbone,
         "classes": sorted(set(data["y_train"].tolist())),
         "data": os.path.abspath(args.dir),
         "validation": data["validation"],
@@ -289,12 +293,12 @@ def _train_bottleneck(args, data):
     import numpy as np
     from sklearn.pipeline import Pipeline
 
-    from tlsk.features import VGG16FeatureExtractor
+    from tlsk.features import ImageFeatureExtractor
 
     cache = args.cache or model_file(args.out, ".features.h5")
     params = extractor_params(args)
-    extractor = VGG16FeatureExtractor(**params, cache=cache).fit()
-    # Train and validation features in one pass: each image through VGG16 once.
+    extractor = ImageFeatureExtractor(**params, cache=cache).fit()
+    # Train and validation features in one pass: each image through it once.
     features = extractor.transform(list(data["train"]) + list(data["val"]))
     X_train, X_val = features[: len(data["train"])], features[len(data["train"]) :]
     y_train = np.asarray(data["y_train"])
@@ -308,7 +312,7 @@ def _train_bottleneck(args, data):
     proba_val = classifier.predict_proba(X_val) if len(X_val) else None
     # The saved model computes features afresh: a cache path would tie the
     # model file to this machine's folders.
-    saved_extractor = VGG16FeatureExtractor(**{**params, "verbose": 0}).fit()
+    saved_extractor = ImageFeatureExtractor(**{**params, "verbose": 0}).fit()
     model = Pipeline([("features", saved_extractor), *classifier.steps])
     details["extractor"] = saved_extractor.get_params()
     details["params"] = classifier[-1].get_params()
@@ -413,7 +417,6 @@ def _train_keras(args, data):
     from tlsk.scratch import SmallCNNClassifier
 
     common = {
-        "input_size": args.input_size,
         "interpolation": args.interpolation,
         "augmentation": not args.no_augmentation,
         "validation_fraction": args.monitor_fraction,
@@ -424,9 +427,12 @@ def _train_keras(args, data):
         # Keras's one line per epoch when stderr is no terminal (log files).
         "verbose": 0 if args.quiet else (1 if sys.stderr.isatty() else 2),
     }
+    if args.input_size is not None:  # else each estimator's default
+        common["input_size"] = args.input_size
     if args.method == "finetune":
         default = 10 if args.epochs is None else args.epochs
         model = KerasFineTuneClassifier(
+            backbone=args.backbone,
             weights=parse_weights(args.weights),
             pooling=args.pooling,
             head_epochs=_first(args.head_epochs, default),
