@@ -39,7 +39,8 @@ def write_legacy_h5_weights(model, path):
     """The legacy Keras weights layout, as in Keras's own ImageNet files.
 
     Root attribute ``layer_names``; one group per layer with a
-    ``weight_names`` attribute naming its datasets.
+    ``weight_names`` attribute naming its datasets, trainable weights first
+    (the order Keras's legacy loader assigns them in).
     """
     with h5py.File(path, "w") as file:
         names = [layer.name for layer in model.layers]
@@ -49,14 +50,11 @@ def write_legacy_h5_weights(model, path):
         for layer in model.layers:
             group = file.create_group(layer.name)
             weight_names = []
-            if layer.weights:
-                kernel, bias = layer.get_weights()
-                for name, value in (
-                    (f"{layer.name}_W_1:0", kernel),
-                    (f"{layer.name}_b_1:0", bias),
-                ):
-                    group.create_dataset(name, data=value)
-                    weight_names.append(name.encode())
+            weights = layer.trainable_weights + layer.non_trainable_weights
+            for index, variable in enumerate(weights):
+                name = f"{layer.name}_{index}:0"
+                group.create_dataset(name, data=np.asarray(variable))
+                weight_names.append(name.encode())
             group.attrs["weight_names"] = weight_names
     return path
 

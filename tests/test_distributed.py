@@ -65,7 +65,7 @@ def _extractor(tmp_path, cls=VGG16FeatureExtractor, **params):
 
 
 def _namespace(extractor):
-    (namespace,) = FeatureCache(extractor._cache_path).info().namespaces
+    (namespace,) = FeatureCache(extractor.cache_path_).info().namespaces
     return namespace
 
 
@@ -81,8 +81,8 @@ def _assert_complete(extractor, n_images):
     """Every image once, each computed once, every checksum good, no debris."""
     namespace = _namespace(extractor)
     assert namespace.entries == namespace.rows_written == n_images
-    assert FeatureCache(extractor._cache_path).verify() == []
-    assert not os.path.exists(extractor._cache_path + ".shards")
+    assert FeatureCache(extractor.cache_path_).verify() == []
+    assert not os.path.exists(extractor.cache_path_ + ".shards")
 
 
 def test_features_equal_local_ones_and_two_workers_share_the_work(
@@ -131,7 +131,7 @@ def test_cached_images_are_not_sent_and_transform_finds_every_image(
     assert sent == 26
     _assert_complete(extractor, 36)
     # A fresh extractor on the same cache computes nothing: reading proves it.
-    assert FeatureCache(extractor._cache_path).verify() == []
+    assert FeatureCache(extractor.cache_path_).verify() == []
     again = _extractor(tmp_path).transform(paths)
     _assert_same_features(again, reference)
     assert _namespace(extractor).rows_written == 36
@@ -315,7 +315,10 @@ def test_an_unfitted_extractor_is_refused(client, tmp_path):
 
 
 def test_something_else_than_an_extractor_is_refused(client):
-    with pytest.raises(TypeError, match="fitted tlsk.VGG16FeatureExtractor; rec"):
+    with pytest.raises(
+        TypeError,
+        match="fitted tlsk.ImageFeatureExtractor .*; received LogisticRegression",
+    ):
         featurize(["a.png"], LogisticRegression(), client)
 
 

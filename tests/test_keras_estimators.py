@@ -26,7 +26,7 @@ from sklearn.pipeline import Pipeline
 
 from tests._datasets import coloured_images, write_image_folder
 from tlsk import KerasFineTuneClassifier, SmallCNNClassifier
-from tlsk.backbone import vgg16_base
+from tlsk.backbone import base_network
 from tlsk.finetune import freeze_base
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,7 +69,7 @@ def base_weights(model):
 @pytest.fixture(scope="module")
 def initial_base():
     """The weights=None base before any training: deterministic by design."""
-    base, _ = vgg16_base(None, 32)
+    base, _ = base_network("vgg16", None, 32)
     return {layer.name: layer.get_weights() for layer in base.layers if layer.weights}
 
 

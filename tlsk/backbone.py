@@ -349,11 +349,11 @@ def _with_precision(model, precision, input_size=None):
     import keras
 
     target = keras_dtype(precision)
-    size = int(model.input_shape[1]) if input_size is None else int(input_size)
+    size = model.input_shape[1] if input_size is None else int(input_size)
     if (
         target == "float32"
         and model.input.dtype == "float32"
-        and int(model.input_shape[1]) == size
+        and model.input_shape[1] == size
         and _policies(model) == {"float32"}
     ):
         return model

@@ -451,7 +451,9 @@ def _run(client, distributed, extractor, shards, retries, cache, run):
     reports = []
     try:
         total = sum(len(shard.indices) for shard in shards)
-        with progress(total, extractor.verbose, "features") as bar:
+        with progress(
+            total, extractor.verbose, f"{extractor.network_} features"
+        ) as bar:
             for future in distributed.as_completed(futures):
                 shard = futures[future]
                 report = future.result()

@@ -149,6 +149,9 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
         The preprocessing mode applied.
     cache_path_ : str or None
         The absolute path of the feature cache.
+    network_ : str
+        The network's name for people: its Keras builder ("ResNet50"), or
+        the ``.keras`` file's name.
 
     See Also
     --------
@@ -259,6 +262,11 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
             "decode": DECODE_POLICY,
             "preprocessing": fingerprint_tag(self.preprocessing_),
         }
+        self.network_ = (
+            os.path.basename(network)
+            if is_model_file(network)
+            else get_spec(network).builder
+        )
         self.layer_ = backbone.fingerprint["layer"]
         self.input_size_ = backbone.fingerprint["input_size"]
         self.n_features_out_ = backbone.output_dim
@@ -373,18 +381,20 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
 
     def _current_backbone(self):
         backbone = get_backbone(self._backbone_config)
-        changed = [
+        changed = {
             key
             for key, value in backbone.fingerprint.items()
             if self.fingerprint_.get(key) != value
-        ]
+        }
         if changed:
-            files = {"weights_sha256": "weights", "model_sha256": "model"}
-            what = ", ".join(files.get(key, key) for key in changed)
+            config = self._backbone_config
+            what = (
+                f"model file {config.backbone!r}"
+                if "model_sha256" in changed
+                else f"weights file {config.weights!r}"
+            )
             raise ValueError(
-                f"the {what} file of this extractor changed since it was fitted "
-                f"({self._backbone_config.weights or self._backbone_config.backbone!r}"
-                "); fit again"
+                f"the {what} of this extractor changed since it was fitted; fit again"
             )
         return backbone
 
@@ -450,10 +460,7 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
         Files that cannot be decoded raise, or go into ``failures`` with
         ``on_error="nan"``. Progress is shown per image.
         """
-        network = self._backbone_config.backbone
-        label = self._network_label() if is_model_file(network) else None
-        desc = f"{label or get_spec(network).builder} features"
-        with progress(len(todo), self.verbose, desc) as bar:
+        with progress(len(todo), self.verbose, f"{self.network_} features") as bar:
             for batch in batches(self._decoded(inputs, todo, pool), self.batch_size):
                 indices, keys, images = [], [], []
                 for index, result in batch:
@@ -532,7 +539,7 @@ n_jobs, verbose
         Length of each feature vector.
     precision_ : str
         The precision computed in, ``"float32"`` or ``"bfloat16"``.
-    layer_, input_size_, preprocessing_, cache_path_
+    layer_, input_size_, preprocessing_, cache_path_, network_
         As for :class:`ImageFeatureExtractor`.
 
     See Also

@@ -83,7 +83,7 @@ def preprocess(batch, mode):
     >>> preprocess(pixel, "tf")
     array([[[-1.,  0.,  1.]]], dtype=float32)
     >>> preprocess(pixel, "caffe").round(3)
-    array([[[ 151.32 ,   10.721, -123.68 ]]], dtype=float32)
+    array([[[ 151.061,   10.721, -123.68 ]]], dtype=float32)
     """
     _check_mode(mode)
     batch = np.asarray(batch)

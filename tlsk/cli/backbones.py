@@ -16,7 +16,6 @@ URLs and pinned digests included.
 from __future__ import annotations
 
 import os
-import textwrap
 
 from tlsk.cli._common import print_json
 
@@ -57,18 +56,27 @@ def run(args):
             f"{row['gflops']:>8.2f}{row['imagenet_top1']:>6.1f}%"
             f"{row['n_stages']:>8}  {cached}"
         )
-        cuts = ", ".join(
+        cuts = [
             f"{name} ({dim})"
             for name, dim in zip(row["cut_points"], row["dims"], strict=True)
-        )
-        print(
-            textwrap.fill(
-                cuts, 88, initial_indent="    layers: ", subsequent_indent=" " * 12
-            )
-        )
+        ]
+        print("\n".join(_wrapped(cuts, "    layers: ", 88)))
     print(
         f"\nImageNet files live in {folder}; top-1: Keras's published figures "
         "(keras.io/api/applications); GFLOP: measured without the top at the "
         "native size."
     )
     return 0
+
+
+def _wrapped(items, lead, width):
+    """``items`` joined by commas in lines of at most ``width``, never split."""
+    lines, line = [], lead
+    for item in items:
+        if line.strip() and len(line) + len(item) + 2 > width:
+            lines.append(line + ",")
+            line = " " * len(lead)
+        elif line != lead:
+            line += ", "
+        line += item
+    return [*lines, line]
