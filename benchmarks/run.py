@@ -11,7 +11,10 @@ Writes ``results.md`` (tables, targets met or not) and ``results.json`` to
 - cache: cold vs warm transforms; GridSearchCV with the tlsk cache vs
   ``Pipeline(memory=joblib.Memory)`` vs no cache;
 - memory: peak RSS of extracting N vs 4N images;
-- finetune: one epoch through tlsk vs plain Keras ``fit``.
+- finetune: one epoch through tlsk vs plain Keras ``fit``;
+- backbones (only when asked for: about 15 minutes): every registered network
+  from JPEG files at its native size vs Keras ``predict`` on decoded arrays,
+  float32 and auto.
 
 VGG16 uses ImageNet weights when Keras's cache has them, else a seeded random
 initialisation (the same cost). Usage::
@@ -19,6 +22,7 @@ initialisation (the same cost). Usage::
     python benchmarks/run.py                  # about 13 minutes on 2 cores
     python benchmarks/run.py --quick          # smaller images and fewer of them
     python benchmarks/run.py --sections cache memory
+    python benchmarks/run.py --sections backbones --out benchmarks/results/backbones
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import _suite  # noqa: E402
 import suite_accuracy  # noqa: E402
+import suite_backbones  # noqa: E402
 import suite_cache  # noqa: E402
 import suite_extraction  # noqa: E402
 import suite_finetune  # noqa: E402
@@ -46,7 +51,9 @@ SECTIONS = {
     "cache": suite_cache,
     "memory": suite_memory,
     "finetune": suite_finetune,
+    "backbones": suite_backbones,
 }
+DEFAULT_SECTIONS = [name for name in SECTIONS if name != "backbones"]
 
 FULL = {
     "size": 224,
@@ -65,6 +72,10 @@ FULL = {
     "memory_size": 32,
     "finetune_images": 64,
     "finetune_rounds": 2,
+    "backbone_images": 192,
+    "backbone_seconds": 4.0,
+    "backbone_size": None,  # each network's native size
+    "backbones": None,  # all of them
 }
 QUICK = {
     **FULL,
@@ -94,6 +105,10 @@ SMOKE = {
     "grid_images": 50,
     "memory_images": (20, 40),
     "finetune_images": 8,
+    "backbone_images": 8,
+    "backbone_seconds": 0.01,
+    "backbone_size": 32,
+    "backbones": ["vgg16", "mobilenet_v3_large"],
 }
 
 
@@ -108,9 +123,9 @@ def main(argv=None):
         "--sections",
         nargs="+",
         choices=SECTIONS,
-        default=list(SECTIONS),
+        default=DEFAULT_SECTIONS,
         metavar="NAME",
-        help=f"run only these: {', '.join(SECTIONS)}",
+        help=f"run only these: {', '.join(SECTIONS)} (default: all but backbones)",
     )
     parser.add_argument(
         "--out",

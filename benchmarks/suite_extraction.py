@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+from _flops import model_gflops
 from _suite import (
     Section,
     best_seconds,
@@ -29,20 +30,8 @@ from _suite import (
 )
 
 from tlsk import VGG16FeatureExtractor
-from tlsk.backbone import VGG16_BLOCKS
 from tlsk.images import preprocess_vgg16, read_image, resize_image
 from tlsk.precision import keras_dtype, resolve_precision
-
-
-def vgg16_flops(size):
-    """Floating-point operations (2 per multiply-add) of VGG16's convolutions."""
-    total, channels = 0, 3
-    for convolutions, filters in VGG16_BLOCKS:
-        for _ in range(convolutions):
-            total += 2 * size * size * 9 * channels * filters
-            channels = filters
-        size //= 2
-    return total
 
 
 def matmul_peak(precision, sizes=(1024, 2048, 4096), repeat=3):
@@ -94,7 +83,6 @@ def run(settings, workdir):
     folder = os.path.join(workdir, "photos")
     paths = write_photos(folder, n)
     auto = resolve_precision("auto")
-    flops = vgg16_flops(size)
     section = Section(
         f"Extraction: {n} JPEG files (320-480 x 240-360 px) -> {size} px, batch "
         f"{batch}, block5_pool + avg, best of {rounds} interleaved rounds "
@@ -107,6 +95,7 @@ def run(settings, workdir):
         np.stack([resize_image(read_image(path), size) for path in paths])
     )
     models = {p: keras_vgg16(size, p, weights) for p in ("float32", "bfloat16")}
+    flops = model_gflops(models["float32"], size) * 1e9
     extractors = {
         p: VGG16FeatureExtractor(
             weights=weights, input_size=size, batch_size=batch, precision=p
@@ -171,8 +160,8 @@ def run(settings, workdir):
     )
     section.notes.append(
         f"cosine similarity of bfloat16 to float32 features: mean "
-        f"{similarity.mean():.6f}, min {similarity.min():.6f}; VGG16 convolutions: "
-        f"{flops / 1e9:.2f} GFLOP per image at {size} px"
+        f"{similarity.mean():.6f}, min {similarity.min():.6f}; VGG16: "
+        f"{flops / 1e9:.2f} GFLOP per image at {size} px (TensorFlow's profiler)"
     )
     section.notes.append(
         f"the one-image-at-a-time loop ran on the first {n_loop} files; "

@@ -32,3 +32,38 @@ def test_the_suite_writes_every_section_with_its_targets(tmp_path):
     markdown = (tmp_path / "results.md").read_text()
     assert all(title in markdown for title in titles)
     assert "## Targets" in markdown
+
+
+@pytest.mark.slow
+def test_the_backbones_section_compares_each_network_with_keras(tmp_path):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    subprocess.run(
+        [sys.executable, str(RUN), "--smoke", "--sections", "backbones"]
+        + ["--out", str(tmp_path)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    (section,) = json.loads((tmp_path / "results.json").read_text())["sections"]
+    assert {row["backbone"] for row in section["rows"]} == {
+        "vgg16",
+        "mobilenet_v3_large",
+    }
+    assert all(row["tlsk images/s"] > 0 for row in section["rows"])
+    assert all(math.isfinite(t["value"]) for t in section["targets"])
+
+
+@pytest.mark.slow
+def test_the_registry_costs_are_what_the_profiler_measures():
+    costs = RUN.parent / "backbone_costs.py"
+    result = subprocess.run(
+        [sys.executable, str(costs), "mobilenet_v3_large", "efficientnet_b0"],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "registry differs" not in result.stdout

@@ -16,12 +16,20 @@ import pytest
 from sklearn.exceptions import SkipTestWarning
 from sklearn.utils import estimator_checks as checks
 
-from tlsk import KerasFineTuneClassifier, SmallCNNClassifier, VGG16FeatureExtractor
+from tlsk import (
+    ImageFeatureExtractor,
+    KerasFineTuneClassifier,
+    SmallCNNClassifier,
+    VGG16FeatureExtractor,
+)
 
 
 def _estimators():
     return [
         VGG16FeatureExtractor(weights=None, input_size=32, batch_size=4),
+        ImageFeatureExtractor(
+            backbone="mobilenet_v3_large", weights=None, input_size=32, batch_size=4
+        ),
         SmallCNNClassifier(input_size=32, filters=(4, 8, 8), epochs=1),
         KerasFineTuneClassifier(weights=None, input_size=32, head_epochs=1),
     ]

@@ -9,17 +9,17 @@ from tlsk import FeatureCache
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def _example():
+def _example(marker):
     (code,) = [
         block
         for block in re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
-        if "GridSearchCV" in block
+        if "GridSearchCV" in block and marker in block
     ]
     return code
 
 
 def test_readme_pipeline_with_grid_search_runs(tmp_path):
-    code = _example()
+    code = _example("VGG16FeatureExtractor")
     original = 'VGG16FeatureExtractor(cache="features.h5", verbose=1)'
     assert original in code
     # The only change: random 32 px weights, since tests never download.
@@ -35,3 +35,26 @@ def test_readme_pipeline_with_grid_search_runs(tmp_path):
     exec(compile(code, str(README), "exec"), {"__name__": "readme"})
     (namespace,) = FeatureCache(tmp_path / "features.h5").info().namespaces
     assert namespace.entries == namespace.rows_written == 30
+
+
+def test_readme_grid_search_over_backbones_runs(tmp_path, monkeypatch):
+    code = _example("features__backbone")
+    original = 'ImageFeatureExtractor(cache="features.h5")'
+    assert original in code
+    # Random 32 px networks, two small ones, since tests never download.
+    code = code.replace(
+        original,
+        'ImageFeatureExtractor(weights=None, input_size=32, cache="features.h5")',
+    )
+    grid = re.search(r'"features__backbone": \[[^]]*\]', code).group(0)
+    code = code.replace(grid, '"features__backbone": ["vgg16", "mobilenet_v3_large"]')
+    code = code.replace('"data"', repr(str(tmp_path / "data")))
+    code = code.replace('"features.h5"', repr(str(tmp_path / "features.h5")))
+    write_image_folder(tmp_path / "data", 4)
+    exec(compile(code, str(README), "exec"), {"__name__": "readme"})
+    namespaces = FeatureCache(tmp_path / "features.h5").info().namespaces
+    assert sorted(ns.fingerprint["model"] for ns in namespaces) == [
+        "mobilenet_v3_large",
+        "vgg16",
+    ]
+    assert all(ns.entries == ns.rows_written == 12 for ns in namespaces)
