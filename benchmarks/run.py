@@ -73,7 +73,7 @@ FULL = {
     "finetune_images": 64,
     "finetune_rounds": 2,
     "backbone_images": 192,
-    "backbone_seconds": 4.0,
+    "backbone_seconds": 3.0,
     "backbone_size": None,  # each network's native size
     "backbones": None,  # all of them
 }
