@@ -335,6 +335,14 @@ def test_a_weights_file_of_a_similar_network_fails_too(weights_files):
         ImageFeatureExtractor(backbone="vgg16", weights=path, input_size=32).fit()
 
 
+def test_a_legacy_h5_file_of_another_network_fails_naming_it(tmp_path):
+    """Keras's own files are in the legacy layout: one of ResNet50's into VGG16."""
+    model = get_spec("resnet50").build(input_size=32)
+    path = write_legacy_h5_weights(model, str(tmp_path / "resnet50_notop.h5"))
+    with pytest.raises(WeightsMismatchError, match=r"VGG16 weights from .*50_notop"):
+        ImageFeatureExtractor(backbone="vgg16", weights=path, input_size=32).fit()
+
+
 def test_imagenet_weights_missing_offline_name_the_file_url_and_folder(
     tmp_path, monkeypatch
 ):

@@ -350,15 +350,7 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
     def _resolved_input_size(self, network):
         if is_model_file(network):
             return self.input_size  # checked against the file's input when built
-        spec = get_spec(network)
-        if self.input_size is None:
-            return spec.native_size
-        if self.input_size < spec.min_size:
-            raise ValueError(
-                f"input_size must be at least {spec.min_size} for {spec.name}; "
-                f"received {self.input_size}"
-            )
-        return int(self.input_size)
+        return get_spec(network).input_size(self.input_size)
 
     def _resolved_preprocessing(self, network):
         if self.preprocessing is not None:

@@ -175,15 +175,7 @@ class KerasFineTuneClassifier(KerasImageClassifier):
         self.backbone = backbone
 
     def _image_size(self):
-        spec = get_spec(self.backbone)
-        if self.input_size is None:
-            return spec.native_size
-        if self.input_size < spec.min_size:
-            raise ValueError(
-                f"input_size must be at least {spec.min_size} for {spec.name}; "
-                f"received {self.input_size}"
-            )
-        return int(self.input_size)
+        return get_spec(self.backbone).input_size(self.input_size)
 
     def _preprocess(self, batch):
         return preprocess(batch, get_spec(self.backbone).preprocessing)

@@ -93,6 +93,20 @@ class BackboneSpec:
         """How many stages ``trainable_blocks`` counts."""
         return len(self.stage_ends) + 1
 
+    def input_size(self, value):
+        """The side images are resized to for an ``input_size`` parameter.
+
+        None: the native size; below the minimum: a ValueError naming both.
+        """
+        if value is None:
+            return self.native_size
+        if value < self.min_size:
+            raise ValueError(
+                f"input_size must be at least {self.min_size} for {self.name}; "
+                f"received {value}"
+            )
+        return int(value)
+
     def dim(self, layer):
         """The pooled feature length at cut point ``layer``."""
         return self.dims[self.cut_points.index(layer)]
