@@ -37,21 +37,6 @@ from tlsk.images import read_image, resize_image
 from tlsk.precision import keras_dtype, resolve_precision
 from tlsk.weights import WeightsMismatchError, WeightsUnavailableError
 
-# keras.applications module of each network's preprocess_input.
-KERAS_MODULES = {
-    "vgg16": "vgg16",
-    "vgg19": "vgg19",
-    "resnet50": "resnet50",
-    "resnet50v2": "resnet_v2",
-    "inception_v3": "inception_v3",
-    "xception": "xception",
-    "densenet121": "densenet",
-    "mobilenet_v3_large": "mobilenet_v3",
-    "efficientnet_b0": "efficientnet",
-    "efficientnet_v2_s": "efficientnet_v2",
-    "convnext_tiny": "convnext",
-}
-
 
 def run(settings, workdir):
     import keras
@@ -116,7 +101,7 @@ def _measure(name, photos, settings, workdir, auto):
     n = int(np.clip(settings["backbone_seconds"] * 100 / gflops, batch, len(photos)))
     n -= n % batch if n >= batch else 0
     paths = photos[:n]
-    module = importlib.import_module(f"keras.applications.{KERAS_MODULES[name]}")
+    module = importlib.import_module(f"keras.applications.{spec.keras_module}")
     decoded = np.stack([resize_image(read_image(p), size) for p in paths])
     arrays = module.preprocess_input(decoded.astype("float32"))
     precisions = ("float32", auto) if auto != "float32" else ("float32",)

@@ -44,3 +44,19 @@ def _restore_keras_global_state():
     yield
     keras.config.set_dtype_policy(policy)
     keras.config.set_floatx(floatx)
+
+
+@pytest.fixture
+def count_predictions(monkeypatch):
+    """Count the images that go through a network in this process."""
+    from tlsk.backbone import Backbone
+
+    calls = {"images": 0}
+    original = Backbone.predict
+
+    def counting(self, batch):
+        calls["images"] += len(batch)
+        return original(self, batch)
+
+    monkeypatch.setattr(Backbone, "predict", counting)
+    return calls

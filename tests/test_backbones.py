@@ -22,20 +22,6 @@ from tlsk.images import resize_image
 from tlsk.preprocessing import PREPROCESSINGS
 from tlsk.weights import WeightsMismatchError
 
-# The module of keras.applications whose preprocess_input each network uses.
-KERAS_MODULES = {
-    "vgg16": "vgg16",
-    "vgg19": "vgg19",
-    "resnet50": "resnet50",
-    "resnet50v2": "resnet_v2",
-    "inception_v3": "inception_v3",
-    "xception": "xception",
-    "densenet121": "densenet",
-    "mobilenet_v3_large": "mobilenet_v3",
-    "efficientnet_b0": "efficientnet",
-    "efficientnet_v2_s": "efficientnet_v2",
-    "convnext_tiny": "convnext",
-}
 NAMES = sorted(BACKBONES)
 # Builds cost seconds each: the default run checks every network in float32
 # and these in bfloat16 too; --runslow checks every network in both.
@@ -121,9 +107,10 @@ def weights_files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("weights")
     files = {}
     for name in NAMES:
+        spec = get_spec(name)
         size = small_size(name)
-        model = get_spec(name).build(input_size=size)
-        module = importlib.import_module(f"keras.applications.{KERAS_MODULES[name]}")
+        model = spec.build(input_size=size)
+        module = importlib.import_module(f"keras.applications.{spec.keras_module}")
         calibration = module.preprocess_input(photos(size, n=32, seed=1) * 1.0)
         seeded_weights(model, len(files), calibration)
         path = str(folder / f"{name}.weights.h5")
@@ -154,7 +141,7 @@ def keras_features(name, path, size, images):
     spec = get_spec(name)
     builder = getattr(keras.applications, spec.builder)
     model = builder(include_top=False, weights=path, input_shape=(size, size, 3))
-    module = importlib.import_module(f"keras.applications.{KERAS_MODULES[name]}")
+    module = importlib.import_module(f"keras.applications.{spec.keras_module}")
     batch = module.preprocess_input(images.astype("float32"))
     return np.asarray(model.predict(batch, verbose=0)).mean(axis=(1, 2))
 
@@ -208,7 +195,7 @@ def test_pinned_digests_are_the_ones_keras_checks(name):
     """The registry pins what Keras's source pins for the same files."""
     spec = get_spec(name)
     # ResNet50V2's digests sit with ResNet's.
-    module_name = "resnet" if name.startswith("resnet") else KERAS_MODULES[name]
+    module_name = "resnet" if name.startswith("resnet") else spec.keras_module
     module = importlib.import_module(f"keras.src.applications.{module_name}")
     with open(module.__file__, encoding="utf-8") as file:
         source = file.read()

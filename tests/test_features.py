@@ -23,7 +23,6 @@ from sklearn.svm import SVC
 
 from tests._datasets import coloured_images, write_image_folder
 from tlsk import FeatureCache, ImageError, VGG16FeatureExtractor
-from tlsk.backbone import Backbone
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,20 +37,6 @@ def tiny(**params):
 @pytest.fixture(scope="module")
 def images():
     return coloured_images(4, size=32)[0]
-
-
-@pytest.fixture
-def count_predictions(monkeypatch):
-    """Count the images that go through VGG16 in this process."""
-    calls = {"images": 0}
-    original = Backbone.predict
-
-    def counting(self, batch):
-        calls["images"] += len(batch)
-        return original(self, batch)
-
-    monkeypatch.setattr(Backbone, "predict", counting)
-    return calls
 
 
 # -- input kinds ------------------------------------------------------------

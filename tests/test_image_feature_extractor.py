@@ -19,26 +19,11 @@ from tlsk import (
     UndecodableImageWarning,
     VGG16FeatureExtractor,
 )
-from tlsk.backbone import Backbone
 from tlsk.cache import namespace_id
 from tlsk.images import image_inputs
 from tlsk.preprocessing import preprocess
 
 FIXTURE = Path(__file__).parent / "fixtures" / "vgg16_cache_v0"
-
-
-@pytest.fixture
-def count_predictions(monkeypatch):
-    """Count the images that go through a network in this process."""
-    calls = {"images": 0}
-    original = Backbone.predict
-
-    def counting(self, batch):
-        calls["images"] += len(batch)
-        return original(self, batch)
-
-    monkeypatch.setattr(Backbone, "predict", counting)
-    return calls
 
 
 # -- caches written before there were backbones -------------------------------

@@ -35,6 +35,9 @@ class BackboneSpec:
         tlsk's name, the value of ``backbone=``.
     builder : str
         The function of ``keras.applications`` that builds it.
+    keras_module : str
+        The module of ``keras.applications`` with its ``preprocess_input``
+        (what a Keras user calls; tlsk's own arithmetic is ``preprocessing``).
     preprocessing : str
         Its input convention, a mode of :mod:`tlsk.preprocessing`.
     native_size : int
@@ -67,6 +70,7 @@ class BackboneSpec:
 
     name: str
     builder: str
+    keras_module: str
     preprocessing: str
     native_size: int
     min_size: int

@@ -84,6 +84,7 @@ ZOO = (
     BackboneSpec(
         name="vgg16",
         builder="VGG16",
+        keras_module="vgg16",
         preprocessing="caffe",
         native_size=224,
         min_size=32,
@@ -112,6 +113,7 @@ ZOO = (
     BackboneSpec(
         name="vgg19",
         builder="VGG19",
+        keras_module="vgg19",
         preprocessing="caffe",
         native_size=224,
         min_size=32,
@@ -130,6 +132,7 @@ ZOO = (
     BackboneSpec(
         name="resnet50",
         builder="ResNet50",
+        keras_module="resnet50",
         preprocessing="caffe",
         native_size=224,
         min_size=32,
@@ -158,6 +161,7 @@ ZOO = (
     BackboneSpec(
         name="resnet50v2",
         builder="ResNet50V2",
+        keras_module="resnet_v2",
         preprocessing="tf",
         native_size=224,
         min_size=32,
@@ -186,6 +190,7 @@ ZOO = (
     BackboneSpec(
         name="inception_v3",
         builder="InceptionV3",
+        keras_module="inception_v3",
         preprocessing="tf",
         native_size=299,
         min_size=75,
@@ -204,6 +209,7 @@ ZOO = (
     BackboneSpec(
         name="xception",
         builder="Xception",
+        keras_module="xception",
         preprocessing="tf",
         native_size=299,
         min_size=71,
@@ -239,6 +245,7 @@ ZOO = (
     BackboneSpec(
         name="densenet121",
         builder="DenseNet121",
+        keras_module="densenet",
         preprocessing="torch",
         native_size=224,
         min_size=32,
@@ -257,6 +264,7 @@ ZOO = (
     BackboneSpec(
         name="mobilenet_v3_large",
         builder="MobileNetV3Large",
+        keras_module="mobilenet_v3",
         preprocessing="none",  # its first layer scales [0, 255] to [-1, 1]
         native_size=224,
         min_size=32,
@@ -287,6 +295,7 @@ ZOO = (
     BackboneSpec(
         name="efficientnet_b0",
         builder="EfficientNetB0",
+        keras_module="efficientnet",
         preprocessing="none",  # its Rescaling and Normalization layers do it
         native_size=224,
         min_size=32,
@@ -324,6 +333,7 @@ ZOO = (
     BackboneSpec(
         name="efficientnet_v2_s",
         builder="EfficientNetV2S",
+        keras_module="efficientnet_v2",
         preprocessing="none",  # its Rescaling layer does it
         native_size=384,
         min_size=32,
@@ -358,6 +368,7 @@ ZOO = (
     BackboneSpec(
         name="convnext_tiny",
         builder="ConvNeXtTiny",
+        keras_module="convnext",
         preprocessing="none",  # its Normalization layer does it
         native_size=224,
         min_size=32,
