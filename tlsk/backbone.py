@@ -227,7 +227,9 @@ def base_network(backbone, weights, input_size, precision="float32"):
         name = repr(os.path.basename(backbone))
     else:
         spec = get_spec(backbone)
-        model = _with_precision(spec.build(input_size=input_size), precision)
+        # Weights are loaded or drawn next: the builder's are not worth copying.
+        built = spec.build(input_size=input_size)
+        model = _with_precision(built, precision, keep_weights=False)
         name = spec.builder
         fixup = spec.imagenet_fixup
     if weights is None:
@@ -335,7 +337,7 @@ def pooling_layer(pooling, name, rank=4):
     return layer(name=name, dtype="float32")
 
 
-def _with_precision(model, precision, input_size=None):
+def _with_precision(model, precision, input_size=None, keep_weights=True):
     """``model`` computing in ``precision``, on float32 inputs of ``input_size``.
 
     Keras's builders give layers the global dtype policy, which belongs to the
@@ -343,8 +345,9 @@ def _with_precision(model, precision, input_size=None):
     inputs of the wanted size, it is cloned layer by layer with an explicit
     policy each. Layers before the first one with trainable weights (a
     network's own preprocessing: Rescaling, Normalization) compute in
-    float32, as do the input and whatever the caller puts after. A clone has
-    the weights of ``model``.
+    float32, as do the input and whatever the caller puts after. With
+    ``keep_weights``, a clone has the weights of ``model``; without, Keras's
+    fresh initialisation (constants where the builder set constants).
     """
     import keras
 
@@ -375,7 +378,8 @@ def _with_precision(model, precision, input_size=None):
         clone_function=clone,
         recursive=True,
     )
-    cloned.set_weights(model.get_weights())
+    if keep_weights:
+        cloned.set_weights(model.get_weights())
     return cloned
 
 
