@@ -1,5 +1,6 @@
 """Tests of tlsk.cache: real HDF5 files, real processes, real kill -9."""
 
+import contextlib
 import hashlib
 import os
 import pickle
@@ -17,6 +18,7 @@ import h5py
 import numpy as np
 import pytest
 
+from tests._cache_files import flip_a_vector_byte, run_files, write_v1_cache
 from tests._cache_worker import DIM, FINGERPRINT, fake_key, fake_vectors
 from tlsk.cache import CacheError, CacheWarning, FeatureCache, namespace_id
 
@@ -37,11 +39,20 @@ def _write(cache, keys, fingerprint=FINGERPRINT, batch=None):
 
 
 def _leftovers(folder):
-    """Temporary files and part files anywhere under ``folder``."""
+    """Temporary files, version-1 parts and orphan runs anywhere under ``folder``."""
+    live = set()
+    for manifest in Path(folder).rglob("*.h5"):
+        if manifest.parent.name.endswith(".runs") or ".damaged-" in manifest.name:
+            continue
+        with contextlib.suppress(OSError, KeyError):
+            live.update(run_files(str(manifest)))
     return sorted(
         str(p.relative_to(folder))
         for p in Path(folder).rglob("*")
-        if p.name.startswith(".tmp-") or p.name.startswith("part-")
+        if p.name.startswith(".tmp-")
+        or p.name.startswith("part-")
+        or (p.parent.name.endswith(".runs") and p.is_file() and str(p) not in live
+            and ".damaged-" not in p.name)
     )
 
 
@@ -124,44 +135,59 @@ def test_layout_is_plain_h5py_readable(cache):
     _write(cache, keys, batch=2)
     with h5py.File(cache.path, "r") as f:
         assert f.attrs["format"] == "tlsk-feature-cache"
-        assert f.attrs["format_version"] == 1
+        assert f.attrs["format_version"] == 2 and f.attrs["role"] == "manifest"
         group = f["namespaces"][NS]
         assert group.attrs["fingerprint"] == (
             '{"layer":"block5_pool","pooling":"avg","weights":"sha256:test"}'
         )
         assert group.attrs["dim"] == DIM
         assert group.attrs["rows_written"] == 5
-        stored_keys, stored_vectors = group["keys"], group["vectors"]
-        assert stored_keys.dtype == np.uint8 and stored_keys.shape == (5, 32)
-        assert stored_vectors.dtype == np.float32 and stored_vectors.shape == (5, DIM)
-        for ds in (stored_keys, stored_vectors):
-            assert ds.fletcher32 and ds.chunks and ds.maxshape[0] is None
-        rows = {
-            bytes(k): v for k, v in zip(stored_keys[:], stored_vectors[:], strict=True)
-        }
+        assert group.attrs["run_rows"].tolist() == [2, 2, 1]
+        # The virtual datasets: every key and vector of the namespace at once.
+        stored_keys, stored_vectors = group["keys"][:], group["vectors"][:]
+    assert stored_keys.dtype == np.uint8 and stored_keys.shape == (5, 32)
+    assert stored_vectors.dtype == np.float32 and stored_vectors.shape == (5, DIM)
+    rows = {bytes(k): v for k, v in zip(stored_keys, stored_vectors, strict=True)}
     assert set(rows) == set(keys)
     np.testing.assert_array_equal(np.array([rows[k] for k in keys]), fake_vectors(keys))
+    for run in run_files(cache.path):
+        with h5py.File(run, "r") as f:
+            assert f.attrs["role"] == "run"
+            group = f["namespaces"][NS]
+            run_keys = [bytes(k) for k in group["keys"][:]]
+            assert run_keys == sorted(run_keys)
+            assert [bytes(k) for k in group["fences"][:]] == run_keys[::64]
+            for ds in group.values():
+                assert ds.fletcher32 and ds.chunks
 
 
-def test_parts_are_visible_before_consolidation(cache):
+def test_each_append_is_published_at_once(cache):
     keys = _keys(4)
     with cache.writer(FINGERPRINT, DIM) as writer:
         with writer.claim():
             writer.append(keys, fake_vectors(keys))
-        assert not os.path.exists(cache.path)
-        assert len(os.listdir(cache.path + ".parts")) == 1
+        assert len(run_files(cache.path)) == 1
         found, vectors = cache.lookup(FINGERPRINT, keys, DIM)
         assert found.all()
         np.testing.assert_array_equal(vectors, fake_vectors(keys))
 
 
-def test_consolidation_leaves_no_parts_or_temp_files(cache, tmp_path):
-    _write(cache, _keys(20), batch=3)
-    assert _leftovers(tmp_path) == []
-    assert cache.info().namespaces[0].entries == 20
+def test_an_append_writes_what_it_adds_and_touches_no_run(cache):
+    _write(cache, _keys(3000))
+    (big,) = run_files(cache.path)
+    before = os.stat(big)
+    _write(cache, _keys(3004, 2998))  # two stored already, four new
+    old, new = run_files(cache.path)
+    assert old == big and os.stat(big).st_mtime_ns == before.st_mtime_ns
+    with h5py.File(new, "r") as f:
+        assert f["namespaces"][NS]["keys"].shape == (4, 32)
+    assert os.path.getsize(new) < os.path.getsize(big) / 20
+    assert os.path.getsize(cache.path) < 20_000  # the manifest names runs only
+    (info,) = cache.info().namespaces
+    assert (info.entries, info.rows_written, info.runs) == (3004, 3006, 2)
 
 
-def test_consolidation_runs_when_the_writer_body_raises(cache, tmp_path):
+def test_an_append_survives_the_writer_body_raising(cache, tmp_path):
     keys = _keys(4)
     with pytest.raises(KeyboardInterrupt):
         with cache.writer(FINGERPRINT, DIM) as writer:
@@ -172,16 +198,19 @@ def test_consolidation_runs_when_the_writer_body_raises(cache, tmp_path):
     assert cache.lookup(FINGERPRINT, keys, DIM)[0].all()
 
 
-def test_stale_temp_files_are_removed(cache, tmp_path):
+def test_stale_temp_files_and_orphan_runs_are_removed(cache, tmp_path):
     _write(cache, _keys(2))
+    runs = tmp_path / "features.h5.runs"
     stale_main = tmp_path / ".tmp-features.h5-0123456789abcdef"
-    stale_part = tmp_path / "features.h5.parts" / ".tmp-part-x.h5-0123456789abcdef"
+    stale_run = runs / ".tmp-0123456789abcdef-x.h5-0123456789abcdef"
+    orphan = runs / (NS[:16] + "-" + "0" * 20 + "-0123abcd.h5")
     other = tmp_path / ".tmp-other.h5-0123456789abcdef"  # another cache's file
-    for path in (stale_main, stale_part, other):
+    for path in (stale_main, stale_run, orphan, other):
         path.write_bytes(b"half-written")
-    _write(cache, _keys(4, 2))
-    assert not stale_main.exists() and not stale_part.exists()
-    assert other.exists()
+    cache.lookup(FINGERPRINT, _keys(2), DIM)  # nobody writes: a lookup tidies
+    assert not stale_main.exists() and not stale_run.exists()
+    assert not orphan.exists() and other.exists()
+    assert cache.lookup(FINGERPRINT, _keys(2), DIM)[0].all()
 
 
 def test_append_requires_claim_and_valid_batch(cache):
@@ -308,27 +337,18 @@ def test_two_processes_compute_each_key_once(cache, tmp_path):
 # -- damage and hostile files -------------------------------------------------
 
 
-def _flip_a_vector_byte(cache):
-    """Damage the stored vectors: one byte flipped in the first chunk."""
-    with h5py.File(cache.path, "r") as f:
-        offset = f["namespaces"][NS]["vectors"].id.get_chunk_info(0).byte_offset
-    with open(cache.path, "r+b") as fh:
-        fh.seek(offset + 5)
-        byte = fh.read(1)
-        fh.seek(offset + 5)
-        fh.write(bytes([byte[0] ^ 0xFF]))
-
-
 def test_flipped_bytes_in_vectors_are_reported_and_set_aside(cache):
     _write(cache, _keys(4))
-    _flip_a_vector_byte(cache)
+    (run,) = run_files(cache.path)
+    flip_a_vector_byte(run)
     problems = cache.verify()
     assert len(problems) == 1 and "vectors" in problems[0], problems
     with pytest.warns(CacheWarning, match="damaged.*vectors.*moved it to"):
         found, _ = cache.lookup(FINGERPRINT, _keys(4), DIM)
     assert not found.any()  # never reused
-    (aside,) = Path(cache.path).parent.glob("features.h5.damaged-*")
+    (aside,) = Path(run).parent.glob("*.damaged-*")
     assert aside.stat().st_size > 0 and cache.verify() == []
+    assert run_files(cache.path) == [] and cache.info().namespaces == []
 
 
 def test_a_damaged_file_that_cannot_be_moved_aside_raises_every_time(
@@ -337,7 +357,7 @@ def test_a_damaged_file_that_cannot_be_moved_aside_raises_every_time(
     # The reader keeps small namespaces in memory; a read that failed
     # half-way must not leave a half-filled copy to serve the next lookup.
     _write(cache, _keys(4))
-    _flip_a_vector_byte(cache)
+    flip_a_vector_byte(run_files(cache.path)[0])
 
     def refuse(*args):
         raise PermissionError("read-only folder")
@@ -348,7 +368,7 @@ def test_a_damaged_file_that_cannot_be_moved_aside_raises_every_time(
             cache.lookup(FINGERPRINT, _keys(4), DIM)
 
 
-def test_truncated_main_is_set_aside_by_a_writer_and_never_reused(cache):
+def test_a_truncated_manifest_is_set_aside_by_a_writer_and_never_reused(cache):
     _write(cache, _keys(40))
     size = os.path.getsize(cache.path)
     with open(cache.path, "r+b") as fh:
@@ -359,11 +379,12 @@ def test_truncated_main_is_set_aside_by_a_writer_and_never_reused(cache):
     assert os.path.getsize(cache.path) == size // 2  # not replaced
     new = _keys(44, 40)
     with pytest.warns(CacheWarning, match=re.escape(message) + ".*moved it to"):
-        _write(cache, new)  # the writer's part is merged into a new main file
+        _write(cache, new)  # the writer starts a new manifest
     assert cache.lookup(FINGERPRINT, new, DIM)[0].all()
     assert not cache.lookup(FINGERPRINT, _keys(40), DIM)[0].any()
     (aside,) = Path(cache.path).parent.glob("features.h5.damaged-*")
     assert aside.stat().st_size == size // 2
+    assert cache.verify() == []
 
 
 def _craft(path, change):
@@ -440,22 +461,39 @@ def test_crafted_file_without_changes_is_accepted(cache):
 # -- maintenance --------------------------------------------------------------
 
 
-def test_info_counts_main_and_parts(cache):
+def test_info_counts_runs_entries_and_index(cache):
     other = {**FINGERPRINT, "pooling": "max"}
     _write(cache, _keys(5))
     _write(cache, _keys(3), fingerprint=other)
-    with cache.writer(FINGERPRINT, DIM) as writer:
-        with writer.claim():
-            writer.append(_keys(7, 3), fake_vectors(_keys(7, 3)))  # 2 new
-        info = cache.info()
-        size = os.path.getsize(cache.path) + sum(
-            p.stat().st_size for p in Path(cache.path + ".parts").iterdir()
-        )
-    assert info.pending_parts == 1
-    assert info.size_bytes == size
-    counts = {ns.id: (ns.entries, ns.rows_written, ns.dim) for ns in info.namespaces}
-    assert counts == {NS: (7, 9, DIM), namespace_id(other): (3, 3, DIM)}
+    _write(cache, _keys(7, 3))  # 2 new
+    info = cache.info()
+    files = [cache.path, *run_files(cache.path)]
+    assert info.size_bytes == sum(os.path.getsize(p) for p in files)
+    assert (info.format_version, info.runs, info.pending_parts) == (2, 3, 0)
+    counts = {
+        ns.id: (ns.entries, ns.rows_written, ns.dim, ns.runs) for ns in info.namespaces
+    }
+    assert counts == {NS: (7, 9, DIM, 2), namespace_id(other): (3, 3, DIM, 1)}
     assert {ns.id: ns.fingerprint for ns in info.namespaces}[NS] == FINGERPRINT
+    assert info.index_bytes == 10 * 32  # small runs: their keys, 32 bytes each
+
+
+def test_the_index_of_a_large_run_is_its_fences(cache):
+    _write(cache, _keys(20_000), batch=5000)
+    cache.compact()
+    (ns,) = cache.info().namespaces
+    assert ns.runs == 1 and ns.index_bytes == -(-20_000 // 64) * 32  # 0.5 B a key
+    reader_memory = []
+    found, vectors = cache.lookup(FINGERPRINT, _keys(20_000)[::997], DIM)
+    assert found.all()
+    np.testing.assert_array_equal(vectors, fake_vectors(_keys(20_000)[::997]))
+    from tlsk.cache import _reader
+
+    for reader in _reader._READERS.values():
+        if reader.path == os.path.abspath(cache.path):
+            reader_memory.append(reader.memory_bytes)
+    # 20,000 x 8-d vectors fit the in-memory copy; the keys cost 32 bytes each.
+    assert reader_memory and reader_memory[0] <= 20_000 * (32 + 4 * DIM)
 
 
 def test_prune_removes_one_namespace_only(cache, tmp_path):
@@ -473,28 +511,38 @@ def test_prune_removes_one_namespace_only(cache, tmp_path):
         cache.prune(NS[:7])
 
 
-def test_prune_reaches_pending_parts(cache):
+def test_prune_deletes_the_namespace_runs(cache):
     _write(cache, _keys(2))
     with cache.writer(FINGERPRINT, DIM) as writer:
         with writer.claim():
             writer.append(_keys(4, 2), fake_vectors(_keys(4, 2)))
+        runs = run_files(cache.path)
         assert cache.prune(NS) == 4
         assert not cache.lookup(FINGERPRINT, _keys(4), DIM)[0].any()
+    assert not any(os.path.exists(run) for run in runs)
 
 
 def test_add_shards_joins_a_shard_file(cache, tmp_path):
     _write(cache, _keys(10))
-    shard = FeatureCache(tmp_path / "worker-1.h5")
-    _write(shard, _keys(15, 5))
-    assert cache.add_shards([shard.path]) == 5
+    worker = FeatureCache(tmp_path / "worker-1.h5")
+    _write(worker, _keys(15, 5))
+    shard = str(tmp_path / "shard-1.h5")
+    assert worker.write_shard(shard) == 10
+    with h5py.File(shard, "r") as f:
+        assert f.attrs["role"] == "run" and list(f["namespaces"]) == [NS]
+    before = {run: os.stat(run).st_mtime_ns for run in run_files(cache.path)}
+    assert cache.add_shards([shard]) == 5
+    assert {run: os.stat(run).st_mtime_ns for run in before} == before  # no copy
     found, vectors = cache.lookup(FINGERPRINT, _keys(15), DIM)
     assert found.all()
     np.testing.assert_array_equal(vectors, fake_vectors(_keys(15)))
     (info,) = cache.info().namespaces
-    assert (info.entries, info.rows_written) == (15, 20)
-    assert os.path.exists(shard.path)
-    assert cache.add_shards([shard.path], remove=True) == 0
-    assert not os.path.exists(shard.path)
+    assert (info.entries, info.rows_written, info.runs) == (15, 20, 2)
+    assert os.path.exists(shard)
+    assert cache.add_shards([shard], remove=True) == 0
+    assert not os.path.exists(shard)
+    assert cache.add_shards([worker.path], remove=True) == 0  # a whole cache
+    assert not os.path.exists(worker.path) and cache.verify() == []
 
 
 def test_add_shards_refuses_a_shard_with_pending_parts(cache, tmp_path):
@@ -524,20 +572,20 @@ def test_repeated_lookups_see_what_was_added_and_removed_since(cache):
 
 
 def test_an_unchanged_small_cache_is_read_once_per_process(cache, monkeypatch):
-    import tlsk.cache
+    from tlsk.cache import _reader
 
     keys = _keys(5)
     _write(cache, keys)
     cache.lookup(FINGERPRINT, keys, DIM)
     opened = []
-    open_file = tlsk.cache._open
+    open_file = _reader.open_h5
     monkeypatch.setattr(
-        tlsk.cache, "_open", lambda path: opened.append(path) or open_file(path)
+        _reader, "open_h5", lambda path: opened.append(path) or open_file(path)
     )
     found, vectors = cache.lookup(FINGERPRINT, keys[::-1], DIM)
     assert found.all() and opened == []
     np.testing.assert_array_equal(vectors, fake_vectors(keys[::-1]))
-    _write(cache, _keys(7, start=5))  # a new main file: read again
+    _write(cache, _keys(7, start=5))  # a new run: read, the others are kept
     opened.clear()
     assert cache.lookup(FINGERPRINT, _keys(7), DIM)[0].all()
-    assert opened == [cache.path]
+    assert opened == run_files(cache.path)[1:]

@@ -12,12 +12,18 @@ import os
 import sys
 import warnings
 
-from tlsk.images import ImageError, UndecodableImageWarning
+from tlsk.images import (
+    ImageError,
+    UndecodableImageWarning,
+    remember_key,
+    remembered_key,
+)
 
 __all__ = [
     "batches",
     "check_cache_path",
     "content_keys",
+    "content_keys_with_memo",
     "progress",
     "warn_undecodable",
 ]
@@ -112,3 +118,32 @@ def progress(total, verbose, desc):
         disable=not verbose or total == 0,
         file=sys.stderr,
     )
+
+
+def content_keys_with_memo(inputs, pool, n_threads, memo):
+    """:func:`content_keys`, with the file keys a cache's memo remembers.
+
+    ``memo`` is a :class:`tlsk.cache.FileKeyMemo` (or None). Files it knows
+    by identity are not read; the keys of files hashed now, once settled
+    (see :mod:`tlsk.images`), are added to it.
+    """
+    if memo is None or os.environ.get("TLSK_FILE_KEY_MEMO", "1") == "0":
+        return content_keys(inputs, pool, n_threads)
+    files = [item for item in inputs if hasattr(item, "identity")]
+    identities = [item.identity() for item in files]
+    unknown = [ident for ident in identities if remembered_key(ident) is None]
+    unknown = [ident for ident in dict.fromkeys(unknown) if ident is not None]
+    from_memo = set()
+    for identity, key in zip(unknown, memo.get(unknown), strict=True):
+        if key is not None:
+            remember_key(identity, key)
+            from_memo.add(identity)
+    keys, failures = content_keys(inputs, pool, n_threads)
+    new = [
+        ident
+        for ident in unknown
+        if ident not in from_memo and remembered_key(ident) is not None
+    ]
+    if new:
+        memo.put(new, [remembered_key(ident) for ident in new])
+    return keys, failures

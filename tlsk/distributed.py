@@ -15,15 +15,18 @@ How a run goes
    configuration, never a Keras model), the absolute paths of its shard's
    images and the path of its shard file. The worker process builds the
    backbone once (:func:`tlsk.backbone.get_backbone`), computes the vectors
-   into a private cache in the worker's local scratch folder, and copies
-   that complete file to ``<cache>.shards/<namespace>/shard-<digest>.h5``
-   under a temporary name, then renames it (``os.replace``). A worker killed
+   into a private cache in the worker's local scratch folder, and writes all
+   of it as one file (:meth:`tlsk.cache.FeatureCache.write_shard`) to
+   ``<cache>.shards/<namespace>/shard-<digest>.h5`` under a temporary name,
+   then renames it (``os.replace``). A worker killed
    at any moment leaves either no shard file or a complete one; Dask runs the
    task again elsewhere (``retries=`` counts failures raised by the task;
    ``distributed.scheduler.allowed-failures`` counts workers that died).
 3. **On the client again.** The finished shards join the cache in one
-   :meth:`tlsk.cache.FeatureCache.add_shards` (under the cache's lock, one
-   atomic replace of the main file) and are deleted. Shard files left by an
+   :meth:`tlsk.cache.FeatureCache.add_shards` (under the cache's lock, the
+   vectors the cache lacks written as one new run, published in one replace
+   of the small manifest: the join costs what the shards add, never a copy
+   of the cache) and are deleted. Shard files left by an
    interrupted run are complete by construction: the next run joins them
    first and computes only what is still missing.
 
@@ -63,7 +66,6 @@ import hashlib
 import logging
 import os
 import re
-import shutil
 import tempfile
 import threading
 import time
@@ -76,7 +78,7 @@ import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
 from tlsk._extraction import content_keys, progress, warn_undecodable
-from tlsk._files import write_atomically
+from tlsk._files import TMP_PREFIX
 from tlsk.cache import CacheError, FeatureCache, namespace_id
 from tlsk.features import ImageFeatureExtractor
 from tlsk.images import (
@@ -91,7 +93,6 @@ __all__ = ["featurize", "local_cluster"]
 
 SHARD_SIZE = 256
 _SHARD_RE = re.compile(r"^shard-[0-9a-f]{32}\.h5$")
-_TMP_PREFIX = ".tmp-"  # what tlsk._files.write_atomically names its files
 # Keys looked up per call: bounds the memory of the vectors read back.
 _LOOKUP_BLOCK = 1 << 14
 _VISIBLE_TIMEOUT = 60.0  # seconds; see _wait_until_visible
@@ -577,7 +578,7 @@ def _remove_temporaries(folder):
     """Delete temporary files left in ``folder`` by killed attempts of this run."""
     with contextlib.suppress(FileNotFoundError):
         for name in os.listdir(folder):
-            if name.startswith(_TMP_PREFIX):
+            if name.startswith(TMP_PREFIX):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(os.path.join(folder, name))
     _remove_if_empty(folder)
@@ -638,7 +639,9 @@ def _featurize_shard(extractor, payload, shard_path):
         ]
         computed = len(payload) - len(failed)
         if computed:
-            _publish(local.cache_path_, shard_path)
+            # One self-contained file, atomically: a retried task writes the
+            # same content, so replacing is harmless.
+            FeatureCache(local.cache_path_).write_shard(shard_path)
     return _report(shard_path if computed else None, computed, failures, False, worker)
 
 
@@ -668,19 +671,6 @@ def _reason(item, max_pixels):
     except ImageError as err:
         return err.reason
     return "could not be decoded during extraction (it changed meanwhile?)"
-
-
-def _publish(source, shard_path):
-    """Copy a finished private cache file to ``shard_path``, atomically.
-
-    A retried task writes the same content: replacing is harmless.
-    """
-
-    def copy_source(out):
-        with open(source, "rb") as file:
-            shutil.copyfileobj(file, out, 1 << 20)
-
-    write_atomically(shard_path, copy_source)
 
 
 _threads_limited = False

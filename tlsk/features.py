@@ -23,7 +23,7 @@ from sklearn.utils.validation import check_is_fitted
 from tlsk._extraction import (
     batches,
     check_cache_path,
-    content_keys,
+    content_keys_with_memo,
     progress,
     warn_undecodable,
 )
@@ -38,7 +38,7 @@ from tlsk.backbone import (
     resolve_weights,
 )
 from tlsk.backbones import get_spec, is_model_file
-from tlsk.cache import FeatureCache
+from tlsk.cache import FeatureCache, FileKeyMemo
 from tlsk.images import (
     DECODE_POLICY,
     DEFAULT_MAX_PIXELS,
@@ -402,7 +402,9 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
 
     def _compute_with_cache(self, backbone, inputs, features, pool):
         cache = FeatureCache(self.cache_path_)
-        keys, failures = content_keys(inputs, pool, decode_threads(self.n_jobs))
+        keys, failures = content_keys_with_memo(
+            inputs, pool, decode_threads(self.n_jobs), FileKeyMemo(cache)
+        )
         if failures and self.on_error == "raise":
             raise next(iter(failures.values()))
         readable = [i for i in range(len(inputs)) if i not in failures]

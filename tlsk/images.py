@@ -71,6 +71,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 # Re-exported: this module was their home before tlsk.preprocessing existed.
+from tlsk._files import file_identity
 from tlsk.preprocessing import VGG16_MEAN_BGR, preprocess_vgg16
 
 __all__ = [
@@ -233,42 +234,35 @@ _KEY_MEMO_LOCK = threading.Lock()
 _SETTLED_NS = 2_000_000_000
 
 
-def _stat_signature(path):
-    """What identifies a file's bytes without reading them; None if unknown.
+def remember_key(identity, key):
+    """Remember ``key`` as the content key of the file whose identity is ``identity``.
 
-    The path is part of it: some file systems (FUSE, vfat, CIFS) give no
-    stable inode numbers, and two files of one size and time must not meet.
+    For keys known from elsewhere (a cache's persistent memo of keys it
+    computed before); ``identity`` is :func:`tlsk._files.file_identity`'s.
     """
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return None  # reading it will name the problem
-    if stat.st_ino == 0:
-        return None  # no inode numbers at all: never remembered
-    return (
-        stat.st_size,
-        stat.st_mtime_ns,
-        stat.st_ctime_ns,
-        stat.st_dev,
-        stat.st_ino,
-        os.path.abspath(path),
-    )
+    if identity is not None:
+        with _KEY_MEMO_LOCK:
+            if len(_KEY_MEMO) >= _KEY_MEMO_MAX:
+                del _KEY_MEMO[next(iter(_KEY_MEMO))]  # the oldest entry
+            _KEY_MEMO[identity] = key
+
+
+def remembered_key(identity):
+    """The content key remembered for ``identity``, or None."""
+    return _KEY_MEMO.get(identity)
 
 
 def _file_key(label, path):
     """SHA-256 digest of a file's bytes, remembered per (path, inode, size, times)."""
-    signature = _stat_signature(path)
-    key = _KEY_MEMO.get(signature)
+    identity = file_identity(path)
+    key = _KEY_MEMO.get(identity)
     if key is not None:
         return key
     data = _read_bytes(label, path)
     key = hashlib.sha256(data).digest()
-    if signature is not None and len(data) == signature[0]:
-        if time.time_ns() - max(signature[1], signature[2]) > _SETTLED_NS:
-            with _KEY_MEMO_LOCK:
-                if len(_KEY_MEMO) >= _KEY_MEMO_MAX:
-                    del _KEY_MEMO[next(iter(_KEY_MEMO))]  # the oldest entry
-                _KEY_MEMO[signature] = key
+    if identity is not None and len(data) == identity[0]:
+        if time.time_ns() - max(identity[1], identity[2]) > _SETTLED_NS:
+            remember_key(identity, key)
     return key
 
 
@@ -519,7 +513,11 @@ class FileInput(ImageInput):
         return _file_key(self.label, self.path)
 
     def known_key(self):
-        return _KEY_MEMO.get(_stat_signature(self.path))
+        return _KEY_MEMO.get(file_identity(self.path))
+
+    def identity(self):
+        """:func:`tlsk._files.file_identity` of the file (None if unknown)."""
+        return file_identity(self.path)
 
     def size_hint(self):
         try:

@@ -1,4 +1,4 @@
-"""The HDF5 feature cache: float32 vectors under 32-byte keys, in namespaces.
+"""PINNED COPY of tlsk/cache.py at format_version 1 (commit 2720b36), for benchmarks only.
 
 A vector costs seconds to compute and never changes for a given image and
 configuration, so it is stored once and found again by the SHA-256 digest of

@@ -1,0 +1,666 @@
+"""The public classes: :class:`FeatureCache` and :class:`CacheWriter`."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from tlsk._files import fsync_dir, locked
+from tlsk.cache._damage import without_damaged_files
+from tlsk.cache._durable import write_h5
+from tlsk.cache._file_keys import MEMO_FINGERPRINT
+from tlsk.cache._keys import (
+    KEY_BYTES,
+    canonical_json,
+    check_dim,
+    check_keys,
+    first_occurrences,
+    namespace_id,
+    sha256_hex,
+)
+from tlsk.cache._layout import (
+    FENCE_ROWS,
+    FORMAT_VERSION,
+    ROLE_MANIFEST,
+    ROLE_RUN,
+    CacheError,
+    DamagedError,
+    check_attrs,
+    check_root,
+    open_h5,
+    write_root,
+)
+from tlsk.cache._legacy import legacy_parts, migrate
+from tlsk.cache._manifest import (
+    RUNS_SUFFIX,
+    Manifest,
+    NamespaceEntry,
+    RunRef,
+    read_manifest,
+    write_manifest,
+)
+from tlsk.cache._merge import (
+    background_merger,
+    due_merges,
+    has_leftovers,
+    merge_due,
+    opened_sources,
+    read_keys,
+    tidy,
+    union_plan,
+    write_run,
+)
+from tlsk.cache._reader import Reader, shared_reader
+from tlsk.cache._runs import SMALL_RUN_ROWS, write_namespace
+
+
+@dataclasses.dataclass(frozen=True)
+class NamespaceInfo:
+    """What one namespace holds (see :meth:`FeatureCache.info`).
+
+    ``index_bytes`` is the memory a process's lookups keep for its index
+    (fences, and the keys of small runs), vectors kept in memory aside.
+    """
+
+    id: str
+    fingerprint: dict
+    dim: int
+    entries: int
+    rows_written: int
+    runs: int = 0
+    index_bytes: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class CacheInfo:
+    """Summary of a feature cache: its files, runs and namespaces.
+
+    ``namespaces`` are the feature namespaces; ``file_keys`` is the memo of
+    file content keys (:class:`FileKeyMemo`), counted apart. ``runs`` and
+    ``index_bytes`` count both.
+    """
+
+    path: str
+    size_bytes: int
+    pending_parts: int  # version-1 part files not migrated yet
+    namespaces: list[NamespaceInfo]
+    format_version: int = FORMAT_VERSION
+    runs: int = 0
+    index_bytes: int = 0
+    file_keys: NamespaceInfo | None = None  # the memo of file keys, if any
+
+
+_MEMO_NS = namespace_id(MEMO_FINGERPRINT)
+
+
+def _index_bytes(runs: Sequence[RunRef]) -> int:
+    total = 0
+    for run in runs:
+        if run.legacy:
+            total += (run.rows or 0) * 40  # keys and their order, sorted in memory
+        elif run.rows <= SMALL_RUN_ROWS:
+            total += run.rows * 32
+        else:
+            total += -(-run.rows // FENCE_ROWS) * KEY_BYTES
+    return total
+
+
+class FeatureCache:
+    """A crash-safe, multi-process HDF5 store of float32 feature vectors.
+
+    Vectors are stored under 32-byte keys (SHA-256 digests of image content)
+    inside namespaces identified by a fingerprint dict; see
+    :mod:`tlsk.cache` for the file layout, the merge policy and the
+    crash/concurrency protocol.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The cache's manifest file, e.g. ``"features.h5"``. Runs go to
+        ``path + ".runs/"``, locks to ``path + ".lock"`` and
+        ``path + ".merge.lock"``. Nothing is read or created until the cache
+        is used.
+
+    Attributes
+    ----------
+    path : str
+        The manifest's path, as given.
+
+    See Also
+    --------
+    CacheWriter : adds vectors, one atomic run file per batch.
+    namespace_id : the id of a fingerprint's namespace.
+
+    Examples
+    --------
+    >>> import hashlib, os, tempfile
+    >>> import numpy as np
+    >>> from tlsk.cache import FeatureCache
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> cache = FeatureCache(os.path.join(tmp.name, "features.h5"))
+    >>> fp = {"weights": "sha256:0f3c", "layer": "block5_pool", "pooling": "avg"}
+    >>> cat, dog, owl = (hashlib.sha256(s).digest() for s in (b"cat", b"dog", b"owl"))
+    >>> with cache.writer(fp, dim=3) as writer:
+    ...     with writer.claim():
+    ...         writer.append([cat, dog], np.array([[1, 2, 3], [4, 5, 6]]))
+    >>> found, vectors = cache.lookup(fp, [dog, owl, cat], dim=3)
+    >>> found
+    array([ True, False,  True])
+    >>> vectors
+    array([[4., 5., 6.],
+           [0., 0., 0.],
+           [1., 2., 3.]], dtype=float32)
+    >>> cache.lookup({**fp, "pooling": "max"}, [cat], dim=3)[0]
+    array([False])
+    >>> [(ns.entries, ns.rows_written, ns.runs) for ns in cache.info().namespaces]
+    [(2, 2, 1)]
+    >>> cache.verify()
+    []
+    >>> tmp.cleanup()
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = os.fspath(path)
+
+    def __repr__(self) -> str:
+        return f"FeatureCache({self.path!r})"
+
+    @property
+    def _lock_path(self) -> str:
+        return self.path + ".lock"
+
+    @property
+    def _merge_lock_path(self) -> str:
+        return self.path + ".merge.lock"
+
+    @property
+    def _runs_dir(self) -> str:
+        return self.path + RUNS_SUFFIX
+
+    # -- reading --------------------------------------------------------------
+
+    def lookup(
+        self, fingerprint: Mapping, keys: Sequence[bytes], dim: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Find vectors by key, without taking any lock.
+
+        Parameters
+        ----------
+        fingerprint : Mapping
+            The namespace's fingerprint.
+        keys : sequence of bytes
+            32-byte digests; duplicates are allowed.
+        dim : int
+            The vectors' length; a namespace stored with another dim raises.
+
+        Returns
+        -------
+        found : ndarray of bool, shape (N,)
+        vectors : ndarray of float32, shape (N, dim)
+            In the order of ``keys``, zeros where not found.
+        """
+        fp_json = canonical_json(fingerprint)
+        reader = shared_reader(self.path, sha256_hex(fp_json), fp_json, check_dim(dim))
+        self._tidy_if_idle()
+
+        def locked_lookup():
+            with reader.lock:
+                return reader.lookup(keys)
+
+        return self._without_damaged_files(locked_lookup)
+
+    def writer(self, fingerprint: Mapping, dim: int) -> CacheWriter:
+        """A :class:`CacheWriter` for one namespace (use it as a context manager)."""
+        return CacheWriter(self, fingerprint, dim)
+
+    def info(self) -> CacheInfo:
+        """Files, runs, entries and index sizes, from the manifest alone.
+
+        A version-1 cache not migrated yet is read in full to count its
+        entries.
+        """
+        manifest = read_manifest(self.path)
+        parts = legacy_parts(self.path) if manifest.version == 1 else []
+        namespaces = []
+        for ns, entry in sorted(manifest.namespaces.items()):
+            if manifest.version == 1:
+                entries, rows_written = self._legacy_counts(entry, parts)
+                runs = [RunRef(self.path, entries, legacy=True)]
+            else:
+                entries, rows_written, runs = (
+                    entry.entries,
+                    entry.rows_written,
+                    entry.runs,
+                )
+            namespaces.append(
+                NamespaceInfo(
+                    id=ns,
+                    fingerprint=json.loads(entry.fingerprint),
+                    dim=entry.dim,
+                    entries=entries,
+                    rows_written=rows_written,
+                    runs=len(runs),
+                    index_bytes=_index_bytes(runs),
+                )
+            )
+        files = [self.path, *parts] + [
+            run.path
+            for e in manifest.namespaces.values()
+            for run in e.runs
+            if not run.legacy
+        ]
+        size = sum(os.path.getsize(p) for p in files if os.path.exists(p))
+        memo = [ns for ns in namespaces if ns.id == _MEMO_NS]
+        return CacheInfo(
+            path=self.path,
+            size_bytes=size,
+            pending_parts=len(parts),
+            namespaces=[ns for ns in namespaces if ns.id != _MEMO_NS],
+            format_version=manifest.version,
+            runs=sum(ns.runs for ns in namespaces),
+            index_bytes=sum(ns.index_bytes for ns in namespaces),
+            file_keys=memo[0] if memo else None,
+        )
+
+    def _legacy_counts(self, entry: NamespaceEntry, parts: list[str]):
+        sources = [RunRef(p, None, legacy=True) for p in [self.path, *parts]]
+        with opened_sources(sources, entry.id, entry.fingerprint, entry.dim) as groups:
+            keys = [read_keys(group, ref.path) for ref, group in groups]
+            rows_written = sum(group.rows_written for _, group in groups)
+        return len(np.unique(np.concatenate(keys))) if keys else 0, rows_written
+
+    def verify(self) -> list[str]:
+        """Read every file fully and return the problems found.
+
+        Checks links, attributes, dtypes and shapes, every checksum (all data
+        is read, so fletcher32 detects flipped bytes), that each run's keys are
+        sorted and unique and its fences right, that the runs of a namespace
+        share no key, non-finite vectors, and that each fingerprint hashes to
+        its namespace's name.
+
+        Returns
+        -------
+        list of str
+            One message per problem; an empty list means healthy.
+        """
+        from tlsk.cache._verify import verify_cache
+
+        return verify_cache(self.path)
+
+    # -- writing --------------------------------------------------------------
+
+    def _current(self) -> Manifest:
+        """The manifest, version-1 caches migrated; call with the write lock."""
+        manifest = read_manifest(self.path)
+        if manifest.version == 1:
+            manifest = migrate(manifest)
+        return manifest
+
+    def prune(self, namespace: str) -> int:
+        """Remove one namespace (its runs are deleted).
+
+        Parameters
+        ----------
+        namespace : str
+            A namespace id, or a unique prefix of at least 8 hex characters.
+
+        Returns
+        -------
+        int
+            The number of entries (unique keys) removed.
+        """
+        if not (
+            isinstance(namespace, str) and re.fullmatch(r"[0-9a-f]{8,64}", namespace)
+        ):
+            raise ValueError(
+                "namespace must be a namespace id or a prefix of at least 8 "
+                f"lowercase hex characters; received {namespace!r}"
+            )
+        with locked(self._lock_path):
+            manifest = self._current()
+            known = sorted(manifest.namespaces)
+            matches = [ns for ns in known if ns.startswith(namespace)]
+            if len(matches) != 1:
+                what = "matches no namespace" if not matches else "is ambiguous"
+                raise ValueError(
+                    f"namespace {namespace!r} {what} in feature cache "
+                    f"{self.path!r}; known namespaces: {known}"
+                )
+            entry = manifest.namespaces[matches[0]]
+            write_manifest(manifest.with_namespace(None, entry.id))
+        for run in entry.runs:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(run.path)
+        return entry.entries
+
+    def add_shards(
+        self, paths: Iterable[str | os.PathLike], *, remove: bool = False
+    ) -> int:
+        """Join complete shard files into the cache.
+
+        A shard is a file written by :meth:`write_shard` (a worker's cache,
+        say), or a whole cache of either format version. Only the shards'
+        vectors that the cache lacks are written, as one new run per
+        namespace: the cost is the shards', not the cache's. They are
+        published together, in one replace of the manifest.
+
+        Parameters
+        ----------
+        paths : iterable of path-like
+            The shard files.
+        remove : bool, default=False
+            Delete the shard files once joined. A crash between the join and the
+            deletion leaves them in place; joining them again adds no entries.
+
+        Returns
+        -------
+        int
+            The number of new entries.
+        """
+        shards = [os.fspath(p) for p in paths]
+        for shard in shards:
+            if os.path.abspath(shard) == os.path.abspath(self.path):
+                raise ValueError(f"cannot add the cache {self.path!r} to itself")
+            if not os.path.isfile(shard):
+                raise FileNotFoundError(f"shard file {shard!r} does not exist")
+            if legacy_parts(shard):
+                raise CacheError(
+                    f"shard {shard!r} has pending parts in {shard + '.parts'!r}; "
+                    "end its writer (which consolidates them) before adding it"
+                )
+        if not shards:
+            return 0
+        sources = [source for shard in shards for source in _shard_sources(shard)]
+        with locked(self._lock_path):
+            manifest = self._current()
+            added, namespaces = 0, dict(manifest.namespaces)
+            for ns, (fp_json, dim) in _source_namespaces(sources).items():
+                entry = namespaces.get(ns) or NamespaceEntry(ns, fp_json, dim, 0, [])
+                if entry.dim != dim:
+                    raise CacheError(
+                        f"feature cache shard: namespace {ns} holds dim {dim} but "
+                        f"the cache {self.path!r} holds dim {entry.dim}"
+                    )
+                stored = Reader(self.path, ns, fp_json, dim).lookup
+                with opened_sources(sources, ns, fp_json, dim) as groups:
+                    keys, blocks = union_plan(groups, lambda k, f=stored: f(k)[0])
+                    written = sum(group.rows_written for _, group in groups)
+                    run = write_run(manifest.runs_dir, entry, keys, blocks, written)
+                runs = entry.runs + ([run] if run is not None else [])
+                namespaces[ns] = NamespaceEntry(
+                    ns, entry.fingerprint, dim, entry.rows_written + written, runs
+                )
+                added += len(keys)
+            merged = Manifest(
+                self.path,
+                FORMAT_VERSION,
+                {ns: e for ns, e in namespaces.items() if e.runs},
+            )
+            write_manifest(merged)
+        if remove:
+            for shard in shards:
+                _remove_shard(shard)
+        self._request_merges(merged)
+        return added
+
+    def write_shard(self, path: str | os.PathLike) -> int:
+        """Write everything the cache holds into one self-contained file.
+
+        The file (atomically written) has the layout of a run file, with one
+        group per namespace: :meth:`add_shards` joins it into another cache,
+        and plain h5py reads it. Returns the number of entries written.
+        """
+        path = os.fspath(path)
+        manifest = read_manifest(self.path)
+        if manifest.version == 1:
+            with locked(self._lock_path):
+                manifest = self._current()
+        total = 0
+
+        def build(f):
+            nonlocal total
+            namespaces = write_root(f, ROLE_RUN)
+            for ns, entry in sorted(manifest.namespaces.items()):
+                with opened_sources(entry.runs, ns, entry.fingerprint, entry.dim) as g:
+                    keys, blocks = union_plan(g)
+                    write_namespace(
+                        namespaces,
+                        ns,
+                        entry.fingerprint,
+                        entry.dim,
+                        entry.rows_written,
+                        keys,
+                        blocks,
+                    )
+                total += len(keys)
+
+        write_h5(path, build)
+        return total
+
+    def compact(self) -> int:
+        """Merge every namespace into one run now (and migrate a version-1 cache).
+
+        Waits for a merge under way in another process. Returns the number of
+        runs there were before minus those there are after.
+        """
+        with locked(self._lock_path):
+            before = sum(len(e.runs) for e in self._current().namespaces.values())
+        merge_due(self._lock_path, self._merge_lock_path, self.path, everything=True)
+        after = read_manifest(self.path)
+        return before - sum(len(e.runs) for e in after.namespaces.values())
+
+    def wait_for_merges(self, timeout: float | None = None) -> bool:
+        """Wait for this process's background merges of the cache to end.
+
+        Returns False if one is still running after ``timeout`` seconds.
+        """
+        return background_merger(
+            self._lock_path, self._merge_lock_path, self.path
+        ).wait(timeout)
+
+    # -- housekeeping ---------------------------------------------------------
+
+    def _request_merges(self, manifest: Manifest) -> None:
+        if any(due_merges(entry) for entry in manifest.namespaces.values()):
+            background_merger(
+                self._lock_path, self._merge_lock_path, self.path
+            ).request()
+
+    def _tidy_if_idle(self) -> None:
+        """Delete what dead writers left, if nobody writes now (never waits).
+
+        A process killed while writing leaves a temporary file (as large as a
+        run, when it died merging); a lookup removes it, so that a rerun that
+        finds every vector leaves no stray file either. Costs two listings.
+        """
+        if has_leftovers(self.path):
+            tidy(self._lock_path, self._merge_lock_path, self.path)
+
+    def _without_damaged_files(self, operation):
+        return without_damaged_files(self.path, self._lock_path, operation)
+
+
+def _shard_sources(shard: str) -> list[RunRef]:
+    """The files holding a shard's rows: itself, or a whole cache's runs."""
+    try:
+        f = open_h5(shard)
+    except DamagedError as err:
+        raise CacheError(str(err)) from None  # someone else's file: reported only
+    with f:
+        version, _ = check_root(f, shard, (ROLE_RUN, ROLE_MANIFEST, "legacy"))
+        role = "legacy" if version == 1 else f.attrs.get("role")
+    if role == ROLE_MANIFEST:
+        manifest = read_manifest(shard)
+        return [run for e in manifest.namespaces.values() for run in e.runs]
+    return [RunRef(shard, None, legacy=role == "legacy")]
+
+
+def _source_namespaces(sources: Sequence[RunRef]) -> dict[str, tuple[str, int]]:
+    found: dict[str, tuple[str, int]] = {}
+    for source in sources:
+        with open_h5(source.path) as f:
+            _, ns_ids = check_root(f, source.path, ("legacy", ROLE_RUN))
+            for ns in ns_ids:
+                attrs = check_attrs(f["namespaces"][ns], source.path, ns)
+                found.setdefault(ns, (attrs.fingerprint, attrs.dim))
+    return found
+
+
+def _remove_shard(shard: str) -> None:
+    manifest = None
+    with contextlib.suppress(CacheError, OSError):
+        manifest = read_manifest(shard)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(shard)
+    if manifest is not None and manifest.version != 1:
+        for entry in manifest.namespaces.values():
+            for run in entry.runs:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(run.path)
+        with contextlib.suppress(OSError):
+            os.rmdir(shard + RUNS_SUFFIX)
+    fsync_dir(os.path.dirname(shard))
+
+
+class CacheWriter:
+    """Adds vectors to one namespace of a :class:`FeatureCache`.
+
+    Obtain it with :meth:`FeatureCache.writer` and use it as a context manager;
+    each :meth:`append` (inside :meth:`claim`) writes one run file and
+    publishes it at once: the cost of an append is what it adds, whatever the
+    cache holds. Runs are merged in the background (see :mod:`tlsk.cache`).
+    One writer belongs to one thread.
+
+    Parameters
+    ----------
+    cache : FeatureCache
+    fingerprint : Mapping
+        The namespace's fingerprint.
+    dim : int
+        The length of every vector.
+
+    Examples
+    --------
+    The loop that lets several processes share a cache and compute each key
+    once (``compute`` stands for the expensive part)::
+
+        found, vectors = cache.lookup(fp, keys, dim)
+        with cache.writer(fp, dim) as writer:
+            for batch in batches_of_missing_keys:
+                with writer.claim():
+                    hit, _ = writer.lookup(batch)
+                    todo = [k for k, h in zip(batch, hit) if not h]
+                    writer.append(todo, compute(todo))
+    """
+
+    def __init__(self, cache: FeatureCache, fingerprint: Mapping, dim: int):
+        self._cache = cache
+        self._fp_json = canonical_json(fingerprint)
+        self._ns = sha256_hex(self._fp_json)
+        self._dim = check_dim(dim)
+        self._reader = Reader(cache.path, self._ns, self._fp_json, self._dim)
+        self._active = False
+        self._claims = 0
+
+    def __repr__(self) -> str:
+        return f"CacheWriter({self._cache.path!r}, namespace={self._ns[:12]!r})"
+
+    def __enter__(self) -> CacheWriter:
+        if self._active:
+            raise RuntimeError("this CacheWriter is already in use")
+        # What dead writers left (temporary files, orphan runs) goes now.
+        cache = self._cache
+        with contextlib.suppress(CacheError, OSError):
+            tidy(cache._lock_path, cache._merge_lock_path, cache.path)
+        self._active = True
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._active = False
+
+    @contextlib.contextmanager
+    def claim(self) -> Iterator[CacheWriter]:
+        """Hold the cache's exclusive inter-process write lock.
+
+        Inside, :meth:`lookup` sees every run published by anyone so far and
+        nobody else writes, so a key found missing can be computed once.
+        """
+        with locked(self._cache._lock_path):
+            self._claims += 1
+            try:
+                yield self
+            finally:
+                self._claims -= 1
+
+    def lookup(self, keys: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
+        """Like :meth:`FeatureCache.lookup`, through this writer's own index."""
+        return self._cache._without_damaged_files(lambda: self._reader.lookup(keys))
+
+    def append(self, keys: Sequence[bytes], vectors: Any) -> None:
+        """Write one batch as one run file and publish it, atomically.
+
+        Parameters
+        ----------
+        keys : sequence of bytes
+            32-byte digests; a key repeated in the batch, or stored already,
+            is stored once.
+        vectors : array-like of shape (len(keys), dim)
+            Finite real numbers, stored as float32.
+        """
+        if not self._active or not self._claims:
+            raise RuntimeError(
+                "CacheWriter.append must be called inside `with cache.writer(...) "
+                "as w:` and `with w.claim():`"
+            )
+        keys = check_keys(keys)
+        array = np.asarray(vectors)
+        if array.dtype.kind not in "biuf":
+            raise ValueError(
+                f"vectors must be real numbers; received dtype {array.dtype}"
+            )
+        if len(keys) == 0 and array.size == 0:
+            return
+        if array.shape != (len(keys), self._dim):
+            raise ValueError(
+                f"vectors must have shape ({len(keys)}, {self._dim}) for "
+                f"{len(keys)} keys; received {array.shape}"
+            )
+        with np.errstate(over="ignore"):
+            array = array.astype(np.float32)
+        if not np.isfinite(array).all():
+            raise ValueError(
+                "vectors must be finite float32 values; received NaN or inf"
+            )
+        unique, first = first_occurrences(keys)
+        self._cache._without_damaged_files(
+            lambda: self._publish(unique, array[first], len(keys))
+        )
+
+    def _publish(self, keys: np.ndarray, vectors: np.ndarray, rows: int) -> None:
+        manifest = self._cache._current()
+        new = ~self._reader.lookup(keys)[0]
+        entry = manifest.namespaces.get(self._ns) or NamespaceEntry(
+            self._ns, self._fp_json, self._dim, 0, []
+        )
+        run = write_run(
+            manifest.runs_dir, entry, keys[new], [vectors[new]], rows, in_memory=True
+        )
+        entry = NamespaceEntry(
+            self._ns,
+            entry.fingerprint,
+            entry.dim,
+            entry.rows_written + rows,
+            entry.runs + ([run] if run is not None else []),
+        )
+        write_manifest(manifest.with_namespace(entry, self._ns))
+        if due_merges(entry):
+            background_merger(
+                self._cache._lock_path, self._cache._merge_lock_path, self._cache.path
+            ).request()

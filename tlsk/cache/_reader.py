@@ -1,0 +1,184 @@
+"""Lock-free lookups: a snapshot of the manifest, then the runs it names.
+
+A reader takes no lock. It reads the manifest (again only when the file's
+identity changed), then opens the runs it names, oldest first, each for the
+keys still missing. A run is never changed once published, so its index is
+kept by path for as long as the manifest names it. A run merged away and
+deleted after the manifest was read is missing when opened: the lookup starts
+again from the new manifest, which names the merged run.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import h5py
+import numpy as np
+
+from tlsk._files import file_identity
+from tlsk.cache._keys import check_keys
+from tlsk.cache._layout import (
+    ROLE_RUN,
+    CacheError,
+    DataNamespace,
+    Vanished,
+    check_data_namespace,
+    check_root,
+    open_h5,
+    refused,
+)
+from tlsk.cache._legacy import legacy_parts
+from tlsk.cache._manifest import Manifest, RunRef, read_manifest
+from tlsk.cache._runs import RunIndex
+
+# A reader keeps a namespace's vectors in memory up to this size (all its
+# runs): the fifty transforms of a GridSearchCV then read no file.
+MEMORY_COPY_BYTES = 1 << 26
+_RETRIES = 50
+
+
+class Reader:
+    """Lookups in one namespace of one cache; share it between lookups."""
+
+    def __init__(self, path: str, ns: str, fp_json: str, dim: int):
+        self.path = os.path.abspath(path)  # shared readers outlive a chdir
+        self.ns, self.fp_json, self.dim = ns, fp_json, dim
+        self._manifest: Manifest | None = None
+        self._indexes: dict[str, RunIndex] = {}
+        self.lock = threading.Lock()  # for readers shared between threads
+
+    @property
+    def memory_bytes(self) -> int:
+        """Bytes of index (and resident vectors) this reader keeps."""
+        return sum(index.memory_bytes for index in self._indexes.values())
+
+    def forget(self) -> None:
+        self._manifest, self._indexes = None, {}
+
+    def lookup(self, keys) -> tuple[np.ndarray, np.ndarray]:
+        query = check_keys(keys)
+        unique, inverse = np.unique(query, return_inverse=True)
+        for _ in range(_RETRIES):
+            try:
+                found, vectors = self._find(unique)
+                break
+            except Vanished:
+                self._manifest = None
+        else:
+            raise CacheError(
+                f"feature cache {self.path!r} kept changing during {_RETRIES} "
+                "read attempts"
+            )
+        return found[inverse], vectors[inverse]
+
+    def runs(self) -> list[RunRef]:
+        """The runs of the namespace now, oldest first (legacy parts listed)."""
+        # Version-1 parts are listed before the main file is read: a part
+        # merged in between is then in the main file read.
+        parts = legacy_parts(self.path)
+        identity = file_identity(self.path)
+        if self._manifest is None or identity != self._manifest.identity:
+            self._manifest = read_manifest(self.path)
+        manifest = self._manifest
+        entry = manifest.namespaces.get(self.ns)
+        if entry is not None:
+            if entry.fingerprint != self.fp_json:
+                raise refused(
+                    self.path, f"namespace {self.ns} stores another fingerprint"
+                )
+            if entry.dim != self.dim:
+                raise CacheError(
+                    f"feature cache {self.path!r}: namespace {self.ns} holds "
+                    f"vectors of dim {entry.dim}; requested dim={self.dim}"
+                )
+        runs = list(entry.runs) if entry is not None else []
+        if manifest.version == 1:
+            runs += [RunRef(part, None, legacy=True) for part in parts]
+        return runs
+
+    def _find(self, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        runs = self.runs()
+        live = {run.path for run in runs}
+        self._indexes = {p: ix for p, ix in self._indexes.items() if p in live}
+        found = np.zeros(len(query), dtype=bool)
+        vectors = np.zeros((len(query), self.dim), dtype=np.float32)
+        pending = np.arange(len(query))
+        for run in runs:
+            if not len(pending):
+                break
+            index = self._indexes.get(run.path)
+            if index is not None and index.vectors is not None:
+                pending = self._take(
+                    index, None, run.path, query, pending, found, vectors
+                )
+                continue
+            try:
+                f = open_h5(run.path)
+            except FileNotFoundError:
+                if run.legacy and run.path == self.path:
+                    continue  # a version-1 cache of parts only
+                raise Vanished from None
+            with f:
+                group = self._group(f, run)
+                if group is None:
+                    continue
+                if index is None:
+                    index = self._indexes[run.path] = RunIndex.load(
+                        group, run.path, self._resident(group)
+                    )
+                pending = self._take(
+                    index, group, run.path, query, pending, found, vectors
+                )
+        return found, vectors
+
+    def _resident(self, group: DataNamespace) -> bool:
+        kept = sum(
+            ix.vectors.nbytes for ix in self._indexes.values() if ix.vectors is not None
+        )
+        return kept + group.n * (4 * group.dim + 32) <= MEMORY_COPY_BYTES
+
+    def _group(self, f: h5py.File, run: RunRef) -> DataNamespace | None:
+        _, ns_ids = check_root(f, run.path, ("legacy",) if run.legacy else (ROLE_RUN,))
+        if self.ns not in ns_ids:
+            if run.legacy:
+                return None  # a version-1 part of another namespace
+            raise refused(run.path, f"it lacks namespace {self.ns}")
+        group = check_data_namespace(f, run.path, self.ns)
+        if group.fingerprint != self.fp_json or group.dim != self.dim:
+            raise refused(
+                run.path, f"namespace {self.ns} stores another fingerprint or dim"
+            )
+        if run.rows is not None and group.n != run.rows:
+            raise refused(
+                run.path, f"it holds {group.n} rows where the manifest says {run.rows}"
+            )
+        return group
+
+    @staticmethod
+    def _take(index, group, path, query, pending, found, vectors):
+        rows = index.rows_of(query[pending], group, path)
+        hit = rows >= 0
+        if hit.any():
+            vectors[pending[hit]] = index.vectors_at(rows[hit], group, path)
+            found[pending[hit]] = True
+        return pending[~hit]
+
+
+# Readers kept across lookups, so that the index of an unchanged cache is read
+# once per process, not once per transform. A few at most.
+_READERS: dict[tuple, Reader] = {}
+_READERS_MAX = 4
+_READERS_LOCK = threading.Lock()
+
+
+def shared_reader(path: str, ns: str, fp_json: str, dim: int) -> Reader:
+    key = (os.path.abspath(path), fp_json, dim)
+    with _READERS_LOCK:
+        reader = _READERS.pop(key, None)
+        if reader is None:
+            reader = Reader(path, ns, fp_json, dim)
+        _READERS[key] = reader  # now the most recently used
+        while len(_READERS) > _READERS_MAX:
+            del _READERS[next(iter(_READERS))]
+    return reader
