@@ -1,4 +1,4 @@
-"""PINNED COPY of tlsk/cache.py at format_version 1 (commit 2720b36), for benchmarks only.
+"""PINNED COPY of tlsk/cache.py at format 1 (commit 2720b36), for benchmarks.
 
 A vector costs seconds to compute and never changes for a given image and
 configuration, so it is stored once and found again by the SHA-256 digest of

@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 import pytest
 
-from tests._cache_files import flip_a_vector_byte, run_files, write_v1_cache
+from tests._cache_files import flip_a_vector_byte, run_files
 from tests._cache_worker import DIM, FINGERPRINT, fake_key, fake_vectors
 from tlsk.cache import CacheError, CacheWarning, FeatureCache, namespace_id
 
@@ -51,8 +51,12 @@ def _leftovers(folder):
         for p in Path(folder).rglob("*")
         if p.name.startswith(".tmp-")
         or p.name.startswith("part-")
-        or (p.parent.name.endswith(".runs") and p.is_file() and str(p) not in live
-            and ".damaged-" not in p.name)
+        or (
+            p.parent.name.endswith(".runs")
+            and p.is_file()
+            and str(p) not in live
+            and ".damaged-" not in p.name
+        )
     )
 
 

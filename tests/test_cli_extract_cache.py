@@ -2,16 +2,19 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from tests._cache_files import flip_a_vector_byte, run_files
 from tests._image_files import random_rgb
 from tlsk import VGG16FeatureExtractor
-from tlsk.cache import FeatureCache
+from tlsk.cache import FORMAT_VERSION, FeatureCache
 from tlsk.cli import main
 
 TINY = ["--weights", "none", "--input-size", "32"]
@@ -177,8 +180,12 @@ def test_extract_in_a_real_process(tree, tmp_path):
 
 
 @pytest.fixture
-def filled(tree, tmp_path, capsys):
-    """A cache with two namespaces: avg (6 entries) and max (2 entries)."""
+def filled(tree, tmp_path, capsys, monkeypatch):
+    """A cache with two namespaces: avg (6 entries) and max (2 entries).
+
+    Files count as settled at once, so the file-key memo remembers all seven.
+    """
+    monkeypatch.setattr("tlsk.images._SETTLED_NS", -1)
     cache = tmp_path / "f.h5"
     assert _extract(tree, "--cache", cache, "-q") == 0
     assert _extract(tree / "a", "--cache", cache, "-q", "--pooling", "max") == 0
@@ -190,7 +197,9 @@ def test_cache_info_lists_each_namespace(filled, capsys):
     assert main(["cache", "info", str(filled)]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"{filled}: 8 entries in 2 namespaces, ")
-    assert "0 pending parts" in out
+    assert f", format {FORMAT_VERSION}\n" in out
+    assert "file-key memo: 7 files" in out  # all it hashed, the bad one too
+    assert "  runs         1" in out
     for ns in _namespaces(filled):
         assert f"namespace {ns.id[:12]}  ({ns.id})" in out
     assert "pooling:         max" in out and "pooling:         avg" in out
@@ -204,7 +213,44 @@ def test_cache_info_json(filled, capsys):
     by_pooling = {ns["fingerprint"]["pooling"]: ns for ns in data["namespaces"]}
     assert by_pooling["avg"]["entries"] == 6 and by_pooling["max"]["entries"] == 2
     assert by_pooling["avg"]["dim"] == 512
-    assert data["size_bytes"] == os.path.getsize(filled)
+    files = [filled, *Path(f"{filled}.runs").iterdir()]
+    assert data["size_bytes"] == sum(map(os.path.getsize, files))
+    assert data["format_version"] == FORMAT_VERSION
+    assert data["runs"] == 3 and data["file_keys"]["entries"] == 7
+    assert 0 < data["index_bytes"] <= 40 * (8 + 6)
+
+
+def test_cache_compact_merges_each_namespace_into_one_run(filled, capsys):
+    (avg,) = [ns for ns in _namespaces(filled) if ns.fingerprint["pooling"] == "avg"]
+    cache = FeatureCache(filled)
+    keys = [bytes([i]) * 32 for i in range(3)]
+    with cache.writer(avg.fingerprint, 512) as writer, writer.claim():
+        for key in keys:  # one run per append
+            writer.append([key], np.full((1, 512), key[0], np.float32))
+    before = cache.info()
+    assert before.runs == 6
+    assert main(["cache", "compact", str(filled)]) == 0
+    assert capsys.readouterr().out.startswith(f"compacted {filled}: 6 runs -> 3, ")
+    assert cache.info().runs == 3 and cache.verify() == []
+    assert len(list(Path(f"{filled}.runs").iterdir())) == 3
+    found, vectors = cache.lookup(avg.fingerprint, keys, 512)
+    assert found.all() and vectors[2, 0] == 2
+    assert [ns.entries for ns in cache.info().namespaces] == [
+        ns.entries for ns in before.namespaces
+    ]
+
+
+def test_cache_compact_migrates_a_format_1_cache(tmp_path, capsys):
+    fixture = Path(__file__).parent / "fixtures" / "vgg16_cache_v0" / "cache.h5"
+    cache = tmp_path / "old.h5"
+    shutil.copyfile(fixture, cache)
+    entries = [ns.entries for ns in FeatureCache(cache).info().namespaces]
+    assert main(["cache", "compact", str(cache), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert (data["format_version_before"], data["format_version"]) == (1, 2)
+    info = FeatureCache(cache).info()
+    assert [ns.entries for ns in info.namespaces] == entries
+    assert info.runs == len(entries) and FeatureCache(cache).verify() == []
 
 
 def test_cache_verify_says_ok(filled, capsys):
@@ -212,25 +258,13 @@ def test_cache_verify_says_ok(filled, capsys):
     assert capsys.readouterr().out == "ok\n"
 
 
-def _flip_a_vector_byte(path):
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        ns = next(iter(f["namespaces"]))
-        offset = f["namespaces"][ns]["vectors"].id.get_chunk_info(0).byte_offset
-    with open(path, "r+b") as file:
-        file.seek(offset + 5)
-        byte = file.read(1)
-        file.seek(offset + 5)
-        file.write(bytes([byte[0] ^ 0xFF]))
-
-
 def test_cache_verify_reports_damage_and_exits_1(filled, capsys):
-    _flip_a_vector_byte(filled)
+    damaged = run_files(filled)[0]
+    flip_a_vector_byte(damaged)
     assert main(["cache", "verify", str(filled)]) == 1
     captured = capsys.readouterr()
     assert captured.out and captured.out != "ok\n"
-    assert str(filled) in captured.out
+    assert damaged in captured.out
     last = captured.err.splitlines()[-1]
     assert last.startswith("tlsk cache: error: ") and "problem" in last
 

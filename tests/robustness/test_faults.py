@@ -44,6 +44,7 @@ import joblib
 import numpy as np
 import pytest
 
+from tests._cache_files import flip_a_vector_byte, run_files
 from tests._datasets import write_image_folder
 from tests._weights import (
     pin_weights,
@@ -114,34 +115,39 @@ def test_sigkill_of_an_extraction_leaves_a_cache_a_rerun_completes(
 # -- damaged caches -----------------------------------------------------------
 
 
-def _truncate(path, namespace):
+def _truncate(path):
     with open(path, "r+b") as file:
         file.truncate(os.path.getsize(path) // 2)
 
 
-def _flip_a_vector_byte(path, namespace):
-    with h5py.File(path, "r") as f:
-        chunk = f["namespaces"][namespace]["vectors"].id.get_chunk_info(0)
-    with open(path, "r+b") as file:
-        file.seek(chunk.byte_offset + 7)
-        byte = file.read(1)[0]
-        file.seek(chunk.byte_offset + 7)
-        file.write(bytes([byte ^ 0xFF]))
+def _first_run(cache, namespace):
+    return Path(run_files(cache, namespace)[0])
 
 
-@pytest.mark.parametrize("damage", [_truncate, _flip_a_vector_byte])
-def test_a_damaged_cache_is_set_aside_and_rebuilt_never_reused(tmp_path, files, damage):
+@pytest.mark.parametrize(
+    "damaged, damage",
+    [
+        (_first_run, _truncate),
+        (_first_run, flip_a_vector_byte),
+        (lambda cache, namespace: cache, _truncate),  # the manifest itself
+    ],
+    ids=["run-truncated", "run-flipped-byte", "manifest-truncated"],
+)
+def test_a_damaged_cache_is_set_aside_and_rebuilt_never_reused(
+    tmp_path, files, damaged, damage
+):
     paths, _, expected = files
     cache = tmp_path / "features.h5"
     extractor = tiny(cache=str(cache)).fit()
     extractor.transform(paths)
-    damage(cache, namespace_id(extractor.fingerprint_))
-    damaged_bytes = cache.read_bytes()
+    target = damaged(cache, namespace_id(extractor.fingerprint_))
+    damage(target)
+    damaged_bytes = target.read_bytes()
     assert FeatureCache(cache).verify() != []
     with pytest.warns(CacheWarning, match="is damaged.*moved it to") as record:
         out = extractor.transform(paths)
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
-    (aside,) = tmp_path.glob("features.h5.damaged-*")
+    (aside,) = target.parent.glob(f"{target.name}.damaged-*")
     assert str(aside) in str(record[0].message)
     assert aside.read_bytes() == damaged_bytes  # kept for the user, untouched
     assert FeatureCache(cache).verify() == []
@@ -162,10 +168,13 @@ def test_a_forged_namespace_is_refused_with_what_to_do(tmp_path, files):
     cache = str(tmp_path / "features.h5")
     tiny(cache=cache, pooling="max").fit().transform(paths[:4])
     avg = tiny(cache=cache).fit()
-    # Another fingerprint's vectors under this configuration's namespace id.
-    with h5py.File(cache, "r+") as f:
-        (name,) = f["namespaces"]
-        f["namespaces"].move(name, namespace_id(avg.fingerprint_))
+    # Another fingerprint's vectors under this configuration's namespace id,
+    # in the manifest and in the run files it names.
+    forged = namespace_id(avg.fingerprint_)
+    (name,) = FeatureCache(cache).info().namespaces
+    for path in [cache, *run_files(cache, name.id)]:
+        with h5py.File(path, "r+") as f:
+            f["namespaces"].move(name.id, forged)
     with pytest.raises(CacheError, match="does not hash to its name.*move it away"):
         avg.transform(paths[:4])
     assert not list(tmp_path.glob("*.damaged-*"))  # refused files are not moved
@@ -246,7 +255,7 @@ def test_disk_full_in_train_keeps_the_cache_and_exits_1(
     before = _model_state(root)
     more = tmp_path / "more"
     write_image_folder(more, 4, seed=1, formats=("png",))  # new images: new vectors
-    monkeypatch.setattr("tlsk.cache._fsync_file", _no_space)
+    monkeypatch.setattr("tlsk._files.fsync_file", _no_space)
     new_argv = [str(more) if a == str(root / "data") else a for a in argv]
     assert main([*new_argv, "--force"]) == 1
     err = capsys.readouterr().err

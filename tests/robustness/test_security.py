@@ -29,6 +29,7 @@ Each row of issue 7 and the tests that prove it:
 import inspect
 import os
 import re
+import shutil
 from pathlib import Path
 
 import h5py
@@ -38,6 +39,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
+from tests._cache_files import run_files, write_v1_cache
 from tests._datasets import coloured_images, write_image_folder
 from tests.robustness._support import REPO, tiny
 from tlsk import _keras_estimator
@@ -140,7 +142,7 @@ def _absurd_shape(f, group):
         (_absurd_shape, "declares 1000000000000 rows"),
     ],
 )
-@pytest.mark.parametrize("where", ["main", "part"])
+@pytest.mark.parametrize("where", ["manifest", "run", "format-1 file"])
 def test_a_hostile_cache_is_refused_not_followed(tmp_path, change, reason, where):
     images = coloured_images(1, size=32)[0]
     cache = tmp_path / "features.h5"
@@ -151,12 +153,15 @@ def test_a_hostile_cache_is_refused_not_followed(tmp_path, change, reason, where
     with h5py.File(tmp_path / "elsewhere.h5", "w") as f:
         f["vectors"] = np.full((3, 512), 7.0, np.float32)
     target = cache
-    if where == "part":
-        parts = tmp_path / "features.h5.parts"
-        parts.mkdir(exist_ok=True)
-        target = parts / ("part-" + "0" * 20 + "-1-0123abcd.h5")
-        target.write_bytes(cache.read_bytes())
-        cache.unlink()
+    if where == "run":
+        target = Path(run_files(cache, ns)[0])
+    elif where == "format-1 file":
+        with h5py.File(run_files(cache, ns)[0], "r") as f:
+            group = f["namespaces"][ns]
+            keys = [row.tobytes() for row in group["keys"][:]]
+            args = group.attrs["fingerprint"], ns, keys, group["vectors"][:]
+        shutil.rmtree(f"{cache}.runs")
+        write_v1_cache(cache, *args)
     with h5py.File(target, "r+") as f:
         change(f, f["namespaces"][ns])
     hostile = target.read_bytes()

@@ -233,9 +233,6 @@ def check_data_namespace(f: h5py.File, path: str, ns: str) -> DataNamespace:
     n = keys.shape[0]
     if n != vectors.shape[0]:
         raise refused(path, f"{where} holds {n} keys but {vectors.shape[0]} vectors")
-    fences = datasets.get("fences")
-    if fences is not None and fences.shape[0] != -(-n // FENCE_ROWS):
-        raise refused(path, f"{where} holds {fences.shape[0]} fences for {n} keys")
     declared = n * (KEY_BYTES + 4 * dim)
     size = f.id.get_filesize()
     if declared > size:
@@ -244,6 +241,9 @@ def check_data_namespace(f: h5py.File, path: str, ns: str) -> DataNamespace:
             f"{where} declares {n} rows of dim {dim} ({declared} bytes) "
             f"in a file of {size} bytes",
         )
+    fences = datasets.get("fences")
+    if fences is not None and fences.shape[0] != -(-n // FENCE_ROWS):
+        raise refused(path, f"{where} holds {fences.shape[0]} fences for {n} keys")
     return DataNamespace(
         **dataclasses.asdict(attrs), keys=keys, vectors=vectors, fences=fences
     )

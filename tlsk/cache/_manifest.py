@@ -131,11 +131,32 @@ def _run_refs(group: h5py.Group, path: str, ns: str) -> list[RunRef]:
     bad = [n for n in names if not (RUN_RE.match(n) and n.startswith(ns[:16]))]
     if bad or np.asarray(rows).dtype.kind not in "iu" or (np.asarray(rows) < 1).any():
         raise refused(path, f"/namespaces/{ns} names runs {bad or names!r}")
+    _check_views(group, path, ns, int(np.sum(rows)))
     runs_dir = path + RUNS_SUFFIX
     return [
         RunRef(os.path.join(runs_dir, name), int(count))
         for name, count in zip(names, rows.tolist(), strict=True)
     ]
+
+
+def _check_views(group: h5py.Group, path: str, ns: str, rows: int) -> None:
+    """The virtual keys and vectors must span exactly the runs' rows.
+
+    tlsk reads the runs, not these views, but plain h5py users read the views:
+    a manifest whose views say something else is refused, not half-trusted.
+    """
+    where = f"/namespaces/{ns}"
+    if sorted(group.keys()) != ["keys", "vectors"]:
+        raise refused(path, f"{where} must hold exactly 'keys' and 'vectors'")
+    for name in ("keys", "vectors"):
+        ds = group[name]
+        if not isinstance(ds, h5py.Dataset) or ds.shape is None or not ds.shape:
+            raise refused(path, f"{where}/{name} is not a dataset of rows")
+        if ds.shape[0] != rows:
+            raise refused(
+                path,
+                f"{where}/{name} declares {ds.shape[0]} rows; its runs hold {rows}",
+            )
 
 
 def write_manifest(manifest: Manifest) -> Manifest:

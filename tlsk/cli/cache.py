@@ -1,13 +1,16 @@
 """Inspect, check and trim an HDF5 feature cache.
 
-info     what the cache holds: its size, the parts not yet merged into the main
-         file, and each namespace (one per extractor configuration) with its
-         id, the fingerprint fields that define it, its entries and dimension.
+info     what the cache holds: its format version, size on disk, sorted runs
+         and the memory its lookup index takes; the memo of file keys; and
+         each namespace (one per extractor configuration) with its id, the
+         fingerprint fields that define it, its entries, dimension and runs.
 verify   read every file of the cache in full (checksums, layout, duplicate
          keys, non-finite vectors); print the problems and exit with 1 if
          there are any, or print "ok".
 prune    remove one namespace, named by its id or a unique prefix of at least
          8 hex characters (as 'tlsk cache info' shows them).
+compact  merge each namespace's runs into one now, instead of in the background
+         as they pile up (a cache written by tlsk before format 2 is migrated).
 
 A missing or damaged cache file is one line on stderr and exit code 1.
 """
@@ -20,14 +23,15 @@ import os
 from tlsk.cli import CommandError
 from tlsk.cli._common import print_json
 
-HELP = "show, verify or prune an HDF5 feature cache"
+HELP = "show, verify, prune or compact an HDF5 feature cache"
 EXAMPLE = """examples:
   tlsk cache info features.h5
   tlsk cache verify features.h5
   tlsk cache prune features.h5 3f2a9c1b7d0e
+  tlsk cache compact features.h5
 """
 
-ACTIONS = ("info", "verify", "prune")
+ACTIONS = ("info", "verify", "prune", "compact")
 _SHORT_ID = 12
 
 
@@ -57,7 +61,8 @@ def run(args):
     if os.path.isdir(args.path):
         raise CommandError(f"{args.path!r} is a folder, not a feature cache file")
     cache = FeatureCache(args.path)
-    return {"info": _info, "verify": _verify, "prune": _prune}[args.action](args, cache)
+    actions = {"info": _info, "verify": _verify, "prune": _prune, "compact": _compact}
+    return actions[args.action](args, cache)
 
 
 def _info(args, cache):
@@ -71,13 +76,23 @@ def _info(args, cache):
     print(
         f"{info.path}: {entries} entries in {len(info.namespaces)} namespace"
         f"{'' if len(info.namespaces) == 1 else 's'}, "
-        f"{_human_size(info.size_bytes)}, {info.pending_parts} pending parts"
+        f"{_human_size(info.size_bytes)}, format {info.format_version}"
     )
+    print(
+        f"  {info.runs} sorted run{'' if info.runs == 1 else 's'}, lookup index "
+        f"{_human_size(info.index_bytes)} in memory"
+    )
+    if info.pending_parts:
+        print(f"  {info.pending_parts} format-1 parts (migrated on the next write)")
+    memo = info.file_keys
+    print(f"  file-key memo: {memo.entries if memo else 0} files")
     for ns in info.namespaces:
         print(f"\nnamespace {ns.id[:_SHORT_ID]}  ({ns.id})")
         print(f"  entries      {ns.entries}")
         print(f"  dim          {ns.dim}")
         print(f"  rows written {ns.rows_written}")
+        print(f"  runs         {ns.runs}")
+        print(f"  index        {_human_size(ns.index_bytes)}")
         for field, value in sorted(ns.fingerprint.items()):
             print(f"  {field + ':':<16} {value}")
     return 0
@@ -122,6 +137,34 @@ def _prune(args, cache):
         )
         fields = ", ".join(f"{k}={v}" for k, v in sorted(ns.fingerprint.items()))
         print(f"  fingerprint: {fields}")
+    return 0
+
+
+def _compact(args, cache):
+    before = cache.info()
+    cache.compact()
+    after = cache.info()
+    if args.json:
+        print_json(
+            {
+                "path": cache.path,
+                "runs_before": before.runs,
+                "runs_after": after.runs,
+                "format_version_before": before.format_version,
+                "format_version": after.format_version,
+                "size_bytes": after.size_bytes,
+            }
+        )
+        return 0
+    migrated = (
+        f", migrated from format {before.format_version}"
+        if before.format_version != after.format_version
+        else ""
+    )
+    print(
+        f"compacted {cache.path}: {before.runs} runs -> {after.runs}{migrated}, "
+        f"{_human_size(after.size_bytes)}"
+    )
     return 0
 
 
