@@ -14,7 +14,11 @@ Writes ``results.md`` (tables, targets met or not) and ``results.json`` to
 - finetune: one epoch through tlsk vs plain Keras ``fit``;
 - backbones (only when asked for: about 15 minutes): every registered network
   from JPEG files at its native size vs Keras ``predict`` on decoded arrays,
-  float32 and auto.
+  float32 and auto;
+- cache-scaling (only when asked for: about 20 minutes, 10 GB of disk):
+  caches of 10,000 to 1,000,000 vectors, format 2 vs the pinned format 1:
+  adding 32 vectors, a cold 1,000-key lookup in a new process, filling by
+  small appends vs one bulk fill.
 
 VGG16 uses ImageNet weights when Keras's cache has them, else a seeded random
 initialisation (the same cost). Usage::
@@ -23,6 +27,8 @@ initialisation (the same cost). Usage::
     python benchmarks/run.py --quick          # smaller images and fewer of them
     python benchmarks/run.py --sections cache memory
     python benchmarks/run.py --sections backbones --out benchmarks/results/backbones
+    python benchmarks/run.py --sections cache-scaling \
+        --out benchmarks/results/cache_scaling
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ import _suite  # noqa: E402
 import suite_accuracy  # noqa: E402
 import suite_backbones  # noqa: E402
 import suite_cache  # noqa: E402
+import suite_cache_scaling  # noqa: E402
 import suite_extraction  # noqa: E402
 import suite_finetune  # noqa: E402
 import suite_memory  # noqa: E402
@@ -52,8 +59,10 @@ SECTIONS = {
     "memory": suite_memory,
     "finetune": suite_finetune,
     "backbones": suite_backbones,
+    "cache-scaling": suite_cache_scaling,
 }
-DEFAULT_SECTIONS = [name for name in SECTIONS if name != "backbones"]
+ASKED_FOR_ONLY = ("backbones", "cache-scaling")  # long: run when named
+DEFAULT_SECTIONS = [name for name in SECTIONS if name not in ASKED_FOR_ONLY]
 
 FULL = {
     "size": 224,
@@ -76,6 +85,10 @@ FULL = {
     "backbone_seconds": 3.0,
     "backbone_size": None,  # each network's native size
     "backbones": None,  # all of them
+    "scaling_sizes": (10_000, 100_000, 1_000_000),
+    "scaling_rounds": 3,
+    "scaling_append": 100,
+    "scaling_v1_fill_max": 100_000,
 }
 QUICK = {
     **FULL,
@@ -89,6 +102,9 @@ QUICK = {
     "grid_images": 150,
     "memory_images": (250, 1000),
     "finetune_images": 32,
+    "scaling_sizes": (10_000, 100_000),
+    "scaling_rounds": 2,
+    "scaling_v1_fill_max": 10_000,
 }
 
 # Checks that the suite runs (the test suite uses it); its figures mean nothing.
@@ -109,6 +125,9 @@ SMOKE = {
     "backbone_seconds": 0.01,
     "backbone_size": 32,
     "backbones": ["vgg16", "mobilenet_v3_large"],
+    "scaling_sizes": (1_000, 3_000),
+    "scaling_rounds": 1,
+    "scaling_v1_fill_max": 3_000,
 }
 
 
@@ -125,7 +144,8 @@ def main(argv=None):
         choices=SECTIONS,
         default=DEFAULT_SECTIONS,
         metavar="NAME",
-        help=f"run only these: {', '.join(SECTIONS)} (default: all but backbones)",
+        help=f"run only these: {', '.join(SECTIONS)} (default: all but "
+        f"{' and '.join(ASKED_FOR_ONLY)})",
     )
     parser.add_argument(
         "--out",

@@ -1,6 +1,8 @@
 """Looking inside a feature cache's files as plain h5py sees them, for tests."""
 
+import contextlib
 import os
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -46,3 +48,25 @@ def write_v1_cache(path, fingerprint_json, ns, keys, vectors, rows_written=None)
                 chunks=(max(1, min(len(data), 64)), data.shape[1]),
                 fletcher32=True,
             )
+
+
+def leftover_files(folder):
+    """Temporary files, version-1 parts and orphan runs anywhere under ``folder``."""
+    live = set()
+    for manifest in Path(folder).rglob("*.h5"):
+        if manifest.parent.name.endswith(".runs") or ".damaged-" in manifest.name:
+            continue
+        with contextlib.suppress(OSError, KeyError):
+            live.update(run_files(str(manifest)))
+    return sorted(
+        str(p.relative_to(folder))
+        for p in Path(folder).rglob("*")
+        if p.name.startswith(".tmp-")
+        or p.name.startswith("part-")
+        or (
+            p.parent.name.endswith(".runs")
+            and p.is_file()
+            and str(p) not in live
+            and ".damaged-" not in p.name
+        )
+    )

@@ -34,6 +34,25 @@ def test_the_suite_writes_every_section_with_its_targets(tmp_path):
     assert "## Targets" in markdown
 
 
+def test_the_cache_scaling_section_compares_both_formats(tmp_path):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    subprocess.run(
+        [sys.executable, str(RUN), "--smoke", "--sections", "cache-scaling"]
+        + ["--out", str(tmp_path)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    (section,) = json.loads((tmp_path / "results.json").read_text())["sections"]
+    measures = {row["measure"] for row in section["rows"]}
+    assert "add 32 vectors, s" in measures and "cold 1,000-key lookup, s" in measures
+    timed = [row for row in section["rows"] if row["measure"].endswith(", s")]
+    assert timed and all(row["format 2"] > 0 and row["format 1"] > 0 for row in timed)
+    assert all(math.isfinite(t["value"]) for t in section["targets"])
+
+
 @pytest.mark.slow
 def test_the_backbones_section_compares_each_network_with_keras(tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")

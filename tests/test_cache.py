@@ -1,6 +1,5 @@
 """Tests of tlsk.cache: real HDF5 files, real processes, real kill -9."""
 
-import contextlib
 import hashlib
 import os
 import pickle
@@ -18,7 +17,7 @@ import h5py
 import numpy as np
 import pytest
 
-from tests._cache_files import flip_a_vector_byte, run_files
+from tests._cache_files import flip_a_vector_byte, leftover_files, run_files
 from tests._cache_worker import DIM, FINGERPRINT, fake_key, fake_vectors
 from tlsk.cache import CacheError, CacheWarning, FeatureCache, namespace_id
 
@@ -36,28 +35,6 @@ def _write(cache, keys, fingerprint=FINGERPRINT, batch=None):
             chunk = keys[i : i + (batch or len(keys))]
             with writer.claim():
                 writer.append(chunk, fake_vectors(chunk))
-
-
-def _leftovers(folder):
-    """Temporary files, version-1 parts and orphan runs anywhere under ``folder``."""
-    live = set()
-    for manifest in Path(folder).rglob("*.h5"):
-        if manifest.parent.name.endswith(".runs") or ".damaged-" in manifest.name:
-            continue
-        with contextlib.suppress(OSError, KeyError):
-            live.update(run_files(str(manifest)))
-    return sorted(
-        str(p.relative_to(folder))
-        for p in Path(folder).rglob("*")
-        if p.name.startswith(".tmp-")
-        or p.name.startswith("part-")
-        or (
-            p.parent.name.endswith(".runs")
-            and p.is_file()
-            and str(p) not in live
-            and ".damaged-" not in p.name
-        )
-    )
 
 
 @pytest.fixture
@@ -198,7 +175,7 @@ def test_an_append_survives_the_writer_body_raising(cache, tmp_path):
             with writer.claim():
                 writer.append(keys, fake_vectors(keys))
             raise KeyboardInterrupt
-    assert _leftovers(tmp_path) == []
+    assert leftover_files(tmp_path) == []
     assert cache.lookup(FINGERPRINT, keys, DIM)[0].all()
 
 
@@ -264,7 +241,7 @@ def test_sigkill_at_a_random_moment_keeps_completed_batches(tmp_path, seed):
 
     with cache.writer(FINGERPRINT, DIM):
         pass
-    assert _leftovers(tmp_path) == []
+    assert leftover_files(tmp_path) == []
     assert cache.lookup(FINGERPRINT, keys, DIM)[0].all()
     assert cache.verify() == []
 
@@ -334,7 +311,7 @@ def test_two_processes_compute_each_key_once(cache, tmp_path):
     found, vectors = cache.lookup(FINGERPRINT, keys, DIM)
     assert found.all()
     np.testing.assert_array_equal(vectors, fake_vectors(keys))
-    assert _leftovers(tmp_path) == []
+    assert leftover_files(tmp_path) == []
     assert cache.verify() == []
 
 
@@ -508,7 +485,7 @@ def test_prune_removes_one_namespace_only(cache, tmp_path):
     assert not cache.lookup(other, _keys(3), DIM)[0].any()
     assert cache.lookup(FINGERPRINT, _keys(5), DIM)[0].all()
     assert [ns.id for ns in cache.info().namespaces] == [NS]
-    assert cache.verify() == [] and _leftovers(tmp_path) == []
+    assert cache.verify() == [] and leftover_files(tmp_path) == []
     with pytest.raises(ValueError, match="matches no namespace"):
         cache.prune(namespace_id(other))
     with pytest.raises(ValueError, match="at least 8"):

@@ -98,6 +98,8 @@ class CacheInfo:
 
 
 _MEMO_NS = namespace_id(MEMO_FINGERPRINT)
+# An append this small builds its run in memory, then writes it at once.
+IN_MEMORY_BYTES = 1 << 26
 
 
 def _index_bytes(runs: Sequence[RunRef]) -> int:
@@ -565,7 +567,9 @@ class CacheWriter:
         self._fp_json = canonical_json(fingerprint)
         self._ns = sha256_hex(self._fp_json)
         self._dim = check_dim(dim)
-        self._reader = Reader(cache.path, self._ns, self._fp_json, self._dim)
+        # The process's shared reader: a writing session then reads only the
+        # runs published since the last one, not every run's index again.
+        self._reader = shared_reader(cache.path, self._ns, self._fp_json, self._dim)
         self._active = False
         self._claims = 0
 
@@ -578,7 +582,8 @@ class CacheWriter:
         # What dead writers left (temporary files, orphan runs) goes now.
         cache = self._cache
         with contextlib.suppress(CacheError, OSError):
-            tidy(cache._lock_path, cache._merge_lock_path, cache.path)
+            if has_leftovers(cache.path, orphans=True):
+                tidy(cache._lock_path, cache._merge_lock_path, cache.path)
         self._active = True
         return self
 
@@ -601,7 +606,11 @@ class CacheWriter:
 
     def lookup(self, keys: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
         """Like :meth:`FeatureCache.lookup`, through this writer's own index."""
-        return self._cache._without_damaged_files(lambda: self._reader.lookup(keys))
+        return self._cache._without_damaged_files(lambda: self._locked_lookup(keys))
+
+    def _locked_lookup(self, keys) -> tuple[np.ndarray, np.ndarray]:
+        with self._reader.lock:
+            return self._reader.lookup(keys)
 
     def append(self, keys: Sequence[bytes], vectors: Any) -> None:
         """Write one batch as one run file and publish it, atomically.
@@ -645,13 +654,21 @@ class CacheWriter:
 
     def _publish(self, keys: np.ndarray, vectors: np.ndarray, rows: int) -> None:
         manifest = self._cache._current()
-        new = ~self._reader.lookup(keys)[0]
+        new = ~self._locked_lookup(keys)[0]
+        keys, vectors = keys[new], vectors[new]
         entry = manifest.namespaces.get(self._ns) or NamespaceEntry(
             self._ns, self._fp_json, self._dim, 0, []
         )
         run = write_run(
-            manifest.runs_dir, entry, keys[new], [vectors[new]], rows, in_memory=True
+            manifest.runs_dir,
+            entry,
+            keys,
+            [vectors],
+            rows,
+            in_memory=vectors.nbytes <= IN_MEMORY_BYTES,
         )
+        if run is not None:
+            self._reader.remember(run.path, keys)
         entry = NamespaceEntry(
             self._ns,
             entry.fingerprint,

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import gc
 import io
-import traceback
+import os
 from collections.abc import Callable
 
 import h5py
@@ -23,8 +22,9 @@ def write_h5(
     """Build an HDF5 file with ``build(file)`` and make it ``final``, atomically.
 
     ``in_memory`` (small files) builds it in memory and writes its bytes with
-    Python: a full disk is then a plain OSError, never a failed HDF5 write,
-    after which h5py may crash the process when it exits. Either failure is a
+    Python; a large file is written as it is built, through
+    :class:`_FailSoftFile`. Either way HDF5 never sees a failed write (after
+    one, h5py may crash the process), and a full disk is a
     :class:`CacheError` that says nothing was replaced.
     """
     try:
@@ -36,19 +36,83 @@ def write_h5(
                 with open(tmp, "xb") as file:
                     file.write(buffer.getbuffer())
             else:
-                with h5py.File(tmp, "w", libver=LIBVER) as f:
-                    build(f)
-                    f.flush()
+                with _FailSoftFile(tmp) as file:
+                    with h5py.File(file, "w", libver=LIBVER) as f:
+                        build(f)
+                    if file.error is not None:
+                        raise file.error
     except (OSError, RuntimeError) as exc:
         if isinstance(exc, CacheError):
             raise
-        # HDF5 reports a failed write (a full disk, a file size limit) as
-        # RuntimeError or OSError; either way nothing was replaced. Its
-        # objects must go now, while HDF5 can still close them: freed at
-        # exit, the handles of a failed file crash the interpreter.
-        traceback.clear_frames(exc.__traceback__)
-        gc.collect()
         raise CacheError(
             f"cannot write feature cache file {final!r} ({exc}); is the disk "
             "full? Nothing was replaced: the cache holds what it held before"
         ) from exc
+
+
+class _FailSoftFile(io.RawIOBase):
+    """A new file that HDF5 writes through, hiding failed writes from it.
+
+    The first failed write (a full disk, a file size limit) is kept in
+    ``error`` and every later write is dropped, while HDF5 is told each one
+    succeeded: it finishes and closes the file normally (a file whose writes
+    failed leaves HDF5 handles that crash the interpreter when freed), and
+    the caller raises ``error`` and discards the file.
+    """
+
+    def __init__(self, path: str):
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        self._pos = 0
+        self.error: OSError | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        if whence == os.SEEK_SET:
+            self._pos = offset
+        elif whence == os.SEEK_CUR:
+            self._pos += offset
+        else:
+            self._pos = os.fstat(self._fd).st_size + offset
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def readinto(self, buffer) -> int:
+        n = os.preadv(self._fd, [buffer], self._pos)
+        self._pos += n
+        return n
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        if self.error is None:
+            done = 0
+            try:
+                while done < len(view):
+                    done += os.pwrite(self._fd, view[done:], self._pos + done)
+            except OSError as exc:
+                self.error = exc
+        self._pos += len(view)
+        return len(view)
+
+    def truncate(self, size: int | None = None) -> int:
+        size = self._pos if size is None else size
+        if self.error is None:
+            try:
+                os.ftruncate(self._fd, size)
+            except OSError as exc:
+                self.error = exc
+        return size
+
+    def close(self) -> None:
+        if not self.closed:
+            os.close(self._fd)
+        super().close()

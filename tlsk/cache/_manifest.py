@@ -15,6 +15,7 @@ import dataclasses
 import os
 import re
 import secrets
+import threading
 import time
 
 import h5py
@@ -24,7 +25,9 @@ from tlsk._files import file_identity
 from tlsk.cache._durable import write_h5
 from tlsk.cache._keys import KEY_BYTES
 from tlsk.cache._layout import (
+    FORMAT_VERSION,
     ROLE_MANIFEST,
+    attr_str,
     check_attrs,
     check_root,
     hard_children,
@@ -91,8 +94,6 @@ class Manifest:
 
 
 def empty_manifest(path: str) -> Manifest:
-    from tlsk.cache._layout import FORMAT_VERSION
-
     return Manifest(path, FORMAT_VERSION, {})
 
 
@@ -107,19 +108,59 @@ def read_manifest(path: str) -> Manifest:
     except FileNotFoundError:
         return empty_manifest(path)
     with f:
-        version, ns_ids = check_root(f, path, (ROLE_MANIFEST, "legacy"))
-        namespaces = {}
-        for ns in ns_ids:
-            group = f["namespaces"][ns]
-            attrs = check_attrs(group, path, ns)
-            if version == 1:
-                runs = [RunRef(path, None, legacy=True)]
-            else:
-                runs = _run_refs(group, path, ns)
-            namespaces[ns] = NamespaceEntry(
-                ns, attrs.fingerprint, attrs.dim, attrs.rows_written, runs
-            )
-        return Manifest(path, version, namespaces, open_identity(f))
+        identity = open_identity(f)
+        publish_id = attr_str(f.attrs, "publish_id")
+        known = _PARSED.get(path)
+        if known is not None and publish_id is not None and identity is not None:
+            if known[:2] == (identity, publish_id):
+                return _copy(known[2], path)
+        manifest = _parse(f, path)
+    _remember(path, identity, publish_id, manifest)
+    return _copy(manifest, path)
+
+
+# Manifests parsed, by path as given (their runs' paths are spelled after it).
+# One read again unchanged costs an open and one attribute, not a parse:
+# "unchanged" is the same identity (not rewritten in place) and the same
+# random publish_id (not a newer file that reuses the inode number and the
+# times of the one parsed). Callers get copies, theirs to change.
+_PARSED: dict[str, tuple[tuple, str, Manifest]] = {}
+_PARSED_MAX = 16
+_PARSED_LOCK = threading.Lock()
+
+
+def _remember(path, identity, publish_id, manifest) -> None:
+    if publish_id is None or identity is None:
+        return
+    with _PARSED_LOCK:
+        _PARSED.pop(path, None)
+        if len(_PARSED) >= _PARSED_MAX:
+            del _PARSED[next(iter(_PARSED))]
+        _PARSED[path] = (identity, publish_id, manifest)
+
+
+def _copy(manifest: Manifest, path: str) -> Manifest:
+    namespaces = {
+        ns: dataclasses.replace(entry, runs=list(entry.runs))
+        for ns, entry in manifest.namespaces.items()
+    }
+    return Manifest(path, manifest.version, namespaces, manifest.identity)
+
+
+def _parse(f: h5py.File, path: str) -> Manifest:
+    version, ns_ids = check_root(f, path, (ROLE_MANIFEST, "legacy"))
+    namespaces = {}
+    for ns in ns_ids:
+        group = f["namespaces"][ns]
+        attrs = check_attrs(group, path, ns)
+        if version == 1:
+            runs = [RunRef(path, None, legacy=True)]
+        else:
+            runs = _run_refs(group, path, ns)
+        namespaces[ns] = NamespaceEntry(
+            ns, attrs.fingerprint, attrs.dim, attrs.rows_written, runs
+        )
+    return Manifest(path, version, namespaces, open_identity(f))
 
 
 def _run_refs(group: h5py.Group, path: str, ns: str) -> list[RunRef]:
@@ -164,8 +205,11 @@ def write_manifest(manifest: Manifest) -> Manifest:
     path = manifest.path
     folder = os.path.basename(manifest.runs_dir)
 
+    publish_id = secrets.token_hex(16)
+
     def build(f: h5py.File) -> None:
         namespaces = write_root(f, ROLE_MANIFEST)
+        f.attrs["publish_id"] = publish_id
         for ns, entry in sorted(manifest.namespaces.items()):
             group = namespaces.create_group(ns)
             group.attrs["fingerprint"] = entry.fingerprint
@@ -179,7 +223,28 @@ def write_manifest(manifest: Manifest) -> Manifest:
             _virtual(group, "vectors", entry, entry.dim, np.float32, folder, ns)
 
     write_h5(path, build, in_memory=True)
-    return dataclasses.replace(manifest, identity=file_identity(path))
+    identity = file_identity(path)
+    # What a reader of the file parses, remembered: the next read is cheap.
+    written = Manifest(
+        path,
+        FORMAT_VERSION,
+        {
+            ns: NamespaceEntry(
+                ns,
+                entry.fingerprint,
+                entry.dim,
+                entry.rows_written,
+                [
+                    RunRef(os.path.join(manifest.runs_dir, r.name), r.rows)
+                    for r in entry.runs
+                ],
+            )
+            for ns, entry in manifest.namespaces.items()
+        },
+        identity,
+    )
+    _remember(path, identity, publish_id, written)
+    return _copy(written, path)
 
 
 def _virtual(group, name, entry, width, dtype, folder, ns):

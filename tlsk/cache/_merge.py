@@ -291,13 +291,26 @@ def tidy(lock_path: str, merge_lock_path: str, manifest_path: str) -> None:
             _unlink(stale)
 
 
-def has_leftovers(manifest_path: str) -> bool:
-    """Whether temporary files are lying around (cheap: two listings)."""
+def has_leftovers(manifest_path: str, orphans: bool = False) -> bool:
+    """Whether temporary files (or, with ``orphans``, unpublished runs) lie around.
+
+    Cheap, and taking no lock: two listings (and, with ``orphans``, a third
+    and the manifest, mostly not parsed again). A run being published now
+    counts too; :func:`tidy` decides under the locks.
+    """
     folder = os.path.dirname(manifest_path) or "."
-    return bool(
-        stale_temps(folder, os.path.basename(manifest_path))
-        or stale_temps(manifest_path + RUNS_SUFFIX)
-    )
+    runs_dir = manifest_path + RUNS_SUFFIX
+    if stale_temps(folder, os.path.basename(manifest_path)) or stale_temps(runs_dir):
+        return True
+    if not orphans:
+        return False
+    try:
+        names = {n for n in os.listdir(runs_dir) if RUN_RE.match(n)}
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    manifest = read_manifest(manifest_path)
+    live = {r.name for e in manifest.namespaces.values() for r in e.runs}
+    return manifest.version != 1 and bool(names - live)
 
 
 def _unlink(paths) -> None:

@@ -26,6 +26,7 @@ from tlsk.cache._layout import (
     check_data_namespace,
     check_root,
     open_h5,
+    open_identity,
     refused,
 )
 from tlsk.cache._legacy import legacy_parts
@@ -52,6 +53,16 @@ class Reader:
     def memory_bytes(self) -> int:
         """Bytes of index (and resident vectors) this reader keeps."""
         return sum(index.memory_bytes for index in self._indexes.values())
+
+    def remember(self, path: str, keys: np.ndarray) -> None:
+        """Index a run this process just wrote by its (sorted) keys.
+
+        A lookup then opens it only for the keys it holds: a writer's next
+        batch, all new keys, does not open it. Its vectors are read from the
+        file when asked for (checksums and all), then kept as any run's.
+        """
+        with self.lock:
+            self._indexes[path] = RunIndex(len(keys), None, keys, provisional=True)
 
     def forget(self) -> None:
         self._manifest, self._indexes = None, {}
@@ -108,11 +119,18 @@ class Reader:
             if not len(pending):
                 break
             index = self._indexes.get(run.path)
-            if index is not None and index.vectors is not None:
-                pending = self._take(
-                    index, None, run.path, query, pending, found, vectors
-                )
-                continue
+            rows = None
+            if index is not None and index.keys is not None:
+                # Its keys are in memory: a run without any of them is not
+                # opened, one whose vectors are in memory neither.
+                rows = index.rows_of(query[pending], None, run.path)
+                if not (rows >= 0).any():
+                    continue
+                if index.vectors is not None:
+                    pending = self._take(
+                        index, None, run.path, query, pending, found, vectors, rows
+                    )
+                    continue
             try:
                 f = open_h5(run.path)
             except FileNotFoundError:
@@ -120,23 +138,28 @@ class Reader:
                     continue  # a version-1 cache of parts only
                 raise Vanished from None
             with f:
+                if run.legacy and run.path == self.path:
+                    if open_identity(f) != self._manifest.identity:
+                        raise Vanished  # migrated (or replaced) since it was read
                 group = self._group(f, run)
                 if group is None:
                     continue
-                if index is None:
+                if index is None or index.provisional:
                     index = self._indexes[run.path] = RunIndex.load(
                         group, run.path, self._resident(group)
                     )
                 pending = self._take(
-                    index, group, run.path, query, pending, found, vectors
+                    index, group, run.path, query, pending, found, vectors, rows
                 )
         return found, vectors
 
-    def _resident(self, group: DataNamespace) -> bool:
-        kept = sum(
+    def _kept_bytes(self) -> int:
+        return sum(
             ix.vectors.nbytes for ix in self._indexes.values() if ix.vectors is not None
         )
-        return kept + group.n * (4 * group.dim + 32) <= MEMORY_COPY_BYTES
+
+    def _resident(self, group: DataNamespace) -> bool:
+        return self._kept_bytes() + group.n * (4 * group.dim + 32) <= MEMORY_COPY_BYTES
 
     def _group(self, f: h5py.File, run: RunRef) -> DataNamespace | None:
         _, ns_ids = check_root(f, run.path, ("legacy",) if run.legacy else (ROLE_RUN,))
@@ -156,8 +179,9 @@ class Reader:
         return group
 
     @staticmethod
-    def _take(index, group, path, query, pending, found, vectors):
-        rows = index.rows_of(query[pending], group, path)
+    def _take(index, group, path, query, pending, found, vectors, rows=None):
+        if rows is None:
+            rows = index.rows_of(query[pending], group, path)
         hit = rows >= 0
         if hit.any():
             vectors[pending[hit]] = index.vectors_at(rows[hit], group, path)

@@ -82,6 +82,7 @@ class RunIndex:
     keys: np.ndarray | None = None  # S32, sorted
     order: np.ndarray | None = None  # version-1 files: row of each sorted key
     vectors: np.ndarray | None = None  # resident copy, row order of the file
+    provisional: bool = False  # keys known from the writer, file not read yet
 
     @classmethod
     def load(cls, group: DataNamespace, path: str, resident: bool) -> RunIndex:

@@ -1,0 +1,245 @@
+"""Runs, merges, format-1 caches and the file-key memo of tlsk.cache."""
+
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests._cache_files import run_files, write_v1_cache
+from tests._cache_worker import DIM, FINGERPRINT, fake_key, fake_vectors
+from tests._datasets import write_image_folder
+from tlsk import images
+from tlsk.cache import FeatureCache, FileKeyMemo, namespace_id
+from tlsk.cache._keys import canonical_json
+from tlsk.cache._manifest import NamespaceEntry, RunRef
+from tlsk.cache._merge import FANOUT, due_merges, tier
+
+NS = namespace_id(FINGERPRINT)
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _keys(stop, start=0):
+    return [fake_key(i) for i in range(start, stop)]
+
+
+def _append(cache, keys):
+    with cache.writer(FINGERPRINT, DIM) as writer, writer.claim():
+        writer.append(keys, fake_vectors(keys))
+
+
+def _assert_serves(cache, keys):
+    found, vectors = cache.lookup(FINGERPRINT, keys, DIM)
+    assert found.all()
+    np.testing.assert_array_equal(vectors, fake_vectors(keys))
+
+
+@pytest.fixture
+def cache(tmp_path):
+    return FeatureCache(tmp_path / "features.h5")
+
+
+# -- the policy ---------------------------------------------------------------
+
+
+def _simulate(appends, rows_per_append):
+    """Rows written and the most runs held, filling a namespace append by append."""
+    entry = NamespaceEntry(NS, "{}", DIM, 0, [])
+    written = most_runs = 0
+    for i in range(appends):
+        entry.runs.append(RunRef(f"append-{i}", rows_per_append))
+        written += rows_per_append
+        while due := due_merges(entry):
+            for inputs in due:
+                merged = RunRef(f"merged-{written}", sum(r.rows for r in inputs))
+                entry.runs = [r for r in entry.runs if r not in inputs] + [merged]
+                written += merged.rows
+        most_runs = max(most_runs, len(entry.runs))
+    return written, most_runs, entry.runs
+
+
+def test_filling_by_ten_thousand_appends_rewrites_each_row_log_n_times():
+    written, most_runs, runs = _simulate(10_000, 100)
+    n = 10_000 * 100
+    assert sum(r.rows for r in runs) == n
+    # Each merge lifts its rows a tier at least: a row is written once, then
+    # at most once per tier between an append's and the whole cache's.
+    assert written <= n * (1 + math.ceil(math.log(n / 100, FANOUT)))
+    assert written / n < 6
+    assert most_runs <= (FANOUT - 1) * (tier(n) + 1)
+
+
+def test_a_merged_run_lands_a_tier_higher():
+    for rows in (1, 7, 100, 4095, 50_000):
+        assert tier(rows * FANOUT) >= tier(rows) + 1
+
+
+# -- merges in a real cache -----------------------------------------------------
+
+
+def test_a_full_tier_is_merged_in_the_background(cache, tmp_path):
+    keys = _keys(4 * FANOUT)
+    for start in range(0, len(keys), 4):
+        _append(cache, keys[start : start + 4])
+    assert cache.wait_for_merges(timeout=60)
+    (ns,) = cache.info().namespaces
+    assert (ns.runs, ns.entries, ns.rows_written) == (1, len(keys), len(keys))
+    assert sorted(Path(f"{cache.path}.runs").iterdir()) == [
+        Path(p) for p in run_files(cache.path)
+    ]
+    assert cache.verify() == []
+    _assert_serves(cache, keys)
+
+
+def test_compact_leaves_one_run_per_namespace(cache):
+    other = {**FINGERPRINT, "pooling": "max"}
+    for start in range(0, 12, 3):
+        _append(cache, _keys(start + 3, start))
+    with cache.writer(other, DIM) as writer, writer.claim():
+        writer.append(_keys(2), fake_vectors(_keys(2)))
+        writer.append(_keys(4, 2), fake_vectors(_keys(4, 2)))
+    assert cache.info().runs == 6
+    assert cache.compact() == 4
+    info = cache.info()
+    assert info.runs == 2 and [ns.runs for ns in info.namespaces] == [1, 1]
+    assert len(list(Path(f"{cache.path}.runs").iterdir())) == 2
+    assert cache.verify() == []
+    _assert_serves(cache, _keys(12))
+    assert cache.compact() == 0  # nothing left to merge
+
+
+def test_a_lookup_after_a_merge_reads_the_merged_run(cache):
+    for start in range(0, 6, 2):
+        _append(cache, _keys(start + 2, start))
+    _assert_serves(cache, _keys(6))  # this process now knows the three runs
+    cache.compact()
+    _assert_serves(cache, _keys(6))  # they are gone: the manifest is read again
+
+
+# -- caches of format 1 ---------------------------------------------------------
+
+
+def _v1_cache(path, keys, rows_written=None):
+    write_v1_cache(
+        path, canonical_json(FINGERPRINT), NS, keys, fake_vectors(keys), rows_written
+    )
+
+
+def test_a_format_1_cache_is_read_then_migrated_by_the_first_write(cache):
+    _v1_cache(cache.path, _keys(5))
+    part = Path(f"{cache.path}.parts") / ("part-" + "0" * 20 + "-1-0123abcd.h5")
+    part.parent.mkdir()
+    _v1_cache(part, _keys(8, 5))  # a part not merged yet
+    info = cache.info()
+    assert (info.format_version, info.pending_parts) == (1, 1)
+    assert info.namespaces[0].entries == 8
+    assert cache.verify() == []
+    _assert_serves(cache, _keys(8))
+    _append(cache, _keys(10, 6))  # 2 new keys
+    info = cache.info()
+    assert (info.format_version, info.pending_parts) == (2, 0)
+    assert (info.namespaces[0].entries, info.namespaces[0].runs) == (10, 2)
+    assert not part.parent.exists() or not any(part.parent.iterdir())
+    assert cache.verify() == []
+    _assert_serves(cache, _keys(10))
+
+
+def test_compact_migrates_a_format_1_cache(cache):
+    _v1_cache(cache.path, _keys(7), rows_written=9)
+    cache.compact()
+    info = cache.info()
+    assert info.format_version == 2 and info.runs == 1
+    assert (info.namespaces[0].entries, info.namespaces[0].rows_written) == (7, 9)
+    assert cache.verify() == []
+    _assert_serves(cache, _keys(7))
+
+
+# -- the memo of file keys ----------------------------------------------------
+
+
+def test_the_memo_round_trips_keys_by_identity(cache, tmp_path):
+    paths = []
+    for i in range(3):
+        path = tmp_path / f"{i}.bin"
+        path.write_bytes(bytes([i]) * 10)
+        paths.append(path)
+    identities = [images.FileInput(p).identity() for p in paths]
+    memo = FileKeyMemo(cache)
+    assert memo.get(identities) == [None, None, None]
+    memo.put(identities[:2], [fake_key(0), fake_key(1)])
+    assert memo.get([*identities, None]) == [fake_key(0), fake_key(1), None, None]
+    assert cache.info().namespaces == []  # the memo is not a feature namespace
+    assert cache.info().file_keys.entries == 2
+
+
+def test_a_changed_file_is_not_served_the_key_of_its_old_bytes(cache, tmp_path):
+    path = tmp_path / "a.bin"
+    path.write_bytes(b"x" * 64)
+    memo = FileKeyMemo(cache)
+    old = images.FileInput(path).identity()
+    memo.put([old], [fake_key(0)])
+    stat = os.stat(path)
+    path.write_bytes(b"y" * 64)  # same size; the old mtime is put back
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    new = images.FileInput(path).identity()
+    assert new != old  # the change time moved: the kernel sets it
+    assert memo.get([new]) == [None]
+
+
+_WARM_TRANSFORM = """
+import sys
+from tlsk import VGG16FeatureExtractor, images
+images._SETTLED_NS = -1  # the test's files were written a moment ago
+reads = []
+read_bytes = images._read_bytes
+images._read_bytes = lambda label, path: reads.append(path) or read_bytes(label, path)
+extractor = VGG16FeatureExtractor(weights=None, input_size=32, cache=sys.argv[1])
+out = extractor.fit().transform(sys.argv[2:])
+print(len(reads), out[:, :4].round(4).tolist())
+"""
+
+
+def _transform_in_a_new_process(cache, paths, env=None):
+    """(files read, the vectors' first columns as text) of a transform."""
+    result = subprocess.run(
+        [sys.executable, "-c", _WARM_TRANSFORM, str(cache), *paths],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+    )
+    assert result.returncode == 0, result.stderr
+    reads, vectors = result.stdout.split(" ", 1)
+    return int(reads), vectors
+
+
+def test_a_new_process_reads_no_file_the_memo_knows(tmp_path):
+    paths, _ = write_image_folder(tmp_path / "images", 2)
+    cache = tmp_path / "features.h5"
+    cold_reads, cold = _transform_in_a_new_process(cache, paths)
+    warm_reads, warm = _transform_in_a_new_process(cache, paths)
+    # Cold: each file is read to be hashed, then to be decoded (and hashed
+    # again: the key names what was decoded). Warm: not read at all.
+    assert (cold_reads, warm_reads) == (2 * len(paths), 0)
+    assert warm == cold
+
+
+@pytest.mark.slow
+def test_a_new_process_hashes_a_changed_file_or_every_file_if_told(tmp_path):
+    paths, _ = write_image_folder(tmp_path / "images", 2)
+    cache = tmp_path / "features.h5"
+    _, cold = _transform_in_a_new_process(cache, paths)
+    off_reads, off = _transform_in_a_new_process(
+        cache, paths, {"TLSK_FILE_KEY_MEMO": "0"}
+    )
+    assert off_reads == len(paths) and off == cold
+    # A file changed since is hashed again; its bytes are now those of the
+    # second file, whose cached vector it is then served.
+    shutil.copyfile(paths[1], paths[0])
+    changed_reads, changed = _transform_in_a_new_process(cache, paths)
+    rows = changed[2:-2].split("], [")
+    assert changed_reads == 1 and rows[0] == rows[1] and changed != cold
