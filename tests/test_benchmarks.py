@@ -12,18 +12,23 @@ import pytest
 RUN = Path(__file__).resolve().parent.parent / "benchmarks" / "run.py"
 
 
-@pytest.mark.slow
-def test_the_suite_writes_every_section_with_its_targets(tmp_path):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+def _smoke_run(out, *sections):
+    """``run.py --smoke`` (of ``sections`` only, if named); its report."""
     subprocess.run(
-        [sys.executable, str(RUN), "--smoke", "--out", str(tmp_path)],
+        [sys.executable, str(RUN), "--smoke", "--out", str(out)]
+        + (["--sections", *sections] if sections else []),
         check=True,
         capture_output=True,
         text=True,
-        env=env,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
         timeout=600,
     )
-    report = json.loads((tmp_path / "results.json").read_text())
+    return json.loads((out / "results.json").read_text())
+
+
+@pytest.mark.slow
+def test_the_suite_writes_every_section_with_its_targets(tmp_path):
+    report = _smoke_run(tmp_path)
     titles = [section["title"] for section in report["sections"]]
     assert len(titles) == 5
     targets = [t for section in report["sections"] for t in section["targets"]]
@@ -35,17 +40,7 @@ def test_the_suite_writes_every_section_with_its_targets(tmp_path):
 
 
 def test_the_cache_scaling_section_compares_both_formats(tmp_path):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    subprocess.run(
-        [sys.executable, str(RUN), "--smoke", "--sections", "cache-scaling"]
-        + ["--out", str(tmp_path)],
-        check=True,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-    (section,) = json.loads((tmp_path / "results.json").read_text())["sections"]
+    (section,) = _smoke_run(tmp_path, "cache-scaling")["sections"]
     measures = {row["measure"] for row in section["rows"]}
     assert "add 32 vectors, s" in measures and "cold 1,000-key lookup, s" in measures
     timed = [row for row in section["rows"] if row["measure"].endswith(", s")]
@@ -55,17 +50,7 @@ def test_the_cache_scaling_section_compares_both_formats(tmp_path):
 
 @pytest.mark.slow
 def test_the_backbones_section_compares_each_network_with_keras(tmp_path):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    subprocess.run(
-        [sys.executable, str(RUN), "--smoke", "--sections", "backbones"]
-        + ["--out", str(tmp_path)],
-        check=True,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-    (section,) = json.loads((tmp_path / "results.json").read_text())["sections"]
+    (section,) = _smoke_run(tmp_path, "backbones")["sections"]
     assert {row["backbone"] for row in section["rows"]} == {
         "vgg16",
         "mobilenet_v3_large",

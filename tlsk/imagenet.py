@@ -38,6 +38,7 @@ from numbers import Integral
 
 import numpy as np
 
+from tlsk._files import file_identity
 from tlsk.backbone import imagenet_weights_path, load_weights
 from tlsk.backbones import DEFAULT_BACKBONE, WeightsFile, get_spec
 from tlsk.images import DEFAULT_MAX_PIXELS, FileInput, ImageError, resize_image
@@ -209,10 +210,11 @@ def _build_model(spec, path, imagenet):
 
 def _model(spec, path, imagenet):
     """The model for a weights file, built once per process per file state."""
-    stat = os.stat(path)
     # A file replaced since the build must not serve the old weights.
-    key = (spec.name, imagenet, os.path.realpath(path), stat.st_ino, stat.st_size)
-    key += (stat.st_mtime_ns,)
+    identity = file_identity(os.path.realpath(path))
+    if identity is None:  # no stable inode numbers: built each time
+        return _build_model(spec, path, imagenet)
+    key = (spec.name, imagenet, identity)
     with _MODELS_LOCK:
         model = _MODELS.get(key)
         if model is None:

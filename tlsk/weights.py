@@ -21,7 +21,7 @@ import tempfile
 import urllib.error
 import urllib.request
 
-from tlsk._files import write_atomically
+from tlsk._files import file_identity, write_atomically
 
 __all__ = [
     "WeightsMismatchError",
@@ -57,23 +57,16 @@ def file_digest(path, algorithm):
 
     MD5 is only for checking files against the digests Keras itself pins.
     """
-    stat = os.stat(path)
-    # Inode and ctime too: a file replaced by `cp -p` keeps size and mtime.
-    memo_key = (
-        algorithm,
-        os.path.abspath(path),
-        stat.st_ino,
-        stat.st_size,
-        stat.st_mtime_ns,
-        stat.st_ctime_ns,
-    )
-    digest = _FILE_DIGESTS.get(memo_key)
+    identity = file_identity(path)  # None: missing, or no stable inode numbers
+    digest = _FILE_DIGESTS.get((algorithm, identity)) if identity else None
     if digest is None:
         hasher = hashlib.new(algorithm)
         with open(path, "rb") as file:
             for chunk in iter(lambda: file.read(1 << 20), b""):
                 hasher.update(chunk)
-        digest = _FILE_DIGESTS[memo_key] = hasher.hexdigest()
+        digest = hasher.hexdigest()
+        if identity is not None:
+            _FILE_DIGESTS[(algorithm, identity)] = digest
     return digest
 
 
