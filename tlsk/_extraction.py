@@ -47,8 +47,11 @@ def warn_undecodable(failures, n_images, stacklevel):
     )
 
 
-def content_keys(inputs, pool, n_threads):
+def content_keys(inputs, pool, n_threads, known=None):
     """``(keys, failures)``: the SHA-256 key of each input, None where unreadable.
+
+    ``known``: each input's key if known already (else None), when the caller
+    has looked them up (else each input's ``known_key()`` is asked).
 
     hashlib releases the GIL, so threads help for large contents. For small
     files (typical JPEGs) the per-file Python work dominates, and threads
@@ -64,7 +67,7 @@ def content_keys(inputs, pool, n_threads):
             return err
 
     # Files hashed before in this process and unchanged since need no thread.
-    results = [item.known_key() for item in inputs]
+    results = list(known) if known is not None else [i.known_key() for i in inputs]
     unknown = [i for i, key in enumerate(results) if key is None]
     sample = [inputs[i].size_hint() for i in unknown[:_SIZE_SAMPLE]]
     if not sample or sum(sample) < _THREADED_HASH_BYTES * len(sample):
@@ -129,16 +132,20 @@ def content_keys_with_memo(inputs, pool, n_threads, memo):
     """
     if memo is None or os.environ.get("TLSK_FILE_KEY_MEMO", "1") == "0":
         return content_keys(inputs, pool, n_threads)
-    files = [item for item in inputs if hasattr(item, "identity")]
-    identities = [item.identity() for item in files]
-    unknown = [ident for ident in identities if remembered_key(ident) is None]
-    unknown = [ident for ident in dict.fromkeys(unknown) if ident is not None]
+    # One stat per file: its identity serves the memo and content_keys both.
+    identities = [getattr(item, "identity", lambda: None)() for item in inputs]
+    unknown = [i for i in identities if i is not None and remembered_key(i) is None]
+    unknown = list(dict.fromkeys(unknown))
     from_memo = set()
     for identity, key in zip(unknown, memo.get(unknown), strict=True):
         if key is not None:
             remember_key(identity, key)
             from_memo.add(identity)
-    keys, failures = content_keys(inputs, pool, n_threads)
+    known = [
+        remembered_key(identity) if identity is not None else item.known_key()
+        for item, identity in zip(inputs, identities, strict=True)
+    ]
+    keys, failures = content_keys(inputs, pool, n_threads, known)
     new = [
         ident
         for ident in unknown

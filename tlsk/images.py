@@ -70,8 +70,9 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 from PIL import Image, ImageOps
 
-# Re-exported: this module was their home before tlsk.preprocessing existed.
 from tlsk._files import file_identity
+
+# Re-exported: this module was their home before tlsk.preprocessing existed.
 from tlsk.preprocessing import VGG16_MEAN_BGR, preprocess_vgg16
 
 __all__ = [

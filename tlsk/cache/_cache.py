@@ -420,10 +420,14 @@ class FeatureCache:
         and plain h5py reads it. Returns the number of entries written.
         """
         path = os.fspath(path)
-        manifest = read_manifest(self.path)
-        if manifest.version == 1:
+        # The merge lock: no merge (this process's background one included)
+        # deletes a run while it is copied.
+        with locked(self._merge_lock_path):
             with locked(self._lock_path):
                 manifest = self._current()
+            return self._write_shard(path, manifest)
+
+    def _write_shard(self, path: str, manifest: Manifest) -> int:
         total = 0
 
         def build(f):

@@ -111,13 +111,22 @@ def attr_int(attrs: h5py.AttributeManager, name: str) -> int | None:
     return None
 
 
+_LINK_CLASSES = {
+    h5py.h5l.TYPE_SOFT: "SoftLink",
+    h5py.h5l.TYPE_EXTERNAL: "ExternalLink",
+}
+
+
 def hard_children(group: h5py.Group, path: str) -> list[str]:
+    """The names in ``group``; a soft or external link among them is refused."""
     names = list(group.keys())
+    links = group.id.links
     for name in names:
-        link = group.get(name, getlink=True)
-        if not isinstance(link, h5py.HardLink):
+        kind = links.get_info(name.encode("utf-8", "surrogateescape")).type
+        if kind != h5py.h5l.TYPE_HARD:
             where = f"{group.name.rstrip('/')}/{name}"
-            raise refused(path, f"{where} is a {type(link).__name__}")
+            what = _LINK_CLASSES.get(kind, "user-defined link")
+            raise refused(path, f"{where} is a {what}")
     return names
 
 
@@ -149,15 +158,16 @@ def check_root(f: h5py.File, path: str, roles: tuple[str, ...]) -> tuple[int, li
         )
     if role not in roles:
         raise refused(path, f"it is a {role!r} file where a {roles[0]!r} was expected")
-    if hard_children(f, path) != ["namespaces"] or not isinstance(
-        f["namespaces"], h5py.Group
-    ):
+    namespaces = (
+        f.get("namespaces") if hard_children(f, path) == ["namespaces"] else None
+    )
+    if not isinstance(namespaces, h5py.Group):
         raise refused(path, "the root must hold exactly one group, 'namespaces'")
-    ns_ids = hard_children(f["namespaces"], path)
+    ns_ids = hard_children(namespaces, path)
     for ns in ns_ids:
         if not NS_RE.match(ns):
             raise refused(path, f"/namespaces/{ns} is not a namespace id")
-        if not isinstance(f["namespaces"][ns], h5py.Group):
+        if not isinstance(namespaces[ns], h5py.Group):
             raise refused(path, f"/namespaces/{ns} is not a group")
     return version, ns_ids
 
