@@ -125,9 +125,9 @@ SMOKE = {
     "backbone_seconds": 0.01,
     "backbone_size": 32,
     "backbones": ["vgg16", "mobilenet_v3_large"],
-    "scaling_sizes": (1_000, 3_000),
+    "scaling_sizes": (1_000, 2_000),
     "scaling_rounds": 1,
-    "scaling_v1_fill_max": 3_000,
+    "scaling_v1_fill_max": 2_000,
 }
 
 

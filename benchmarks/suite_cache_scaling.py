@@ -5,8 +5,9 @@ bulk append, it times:
 
 - adding 32 vectors (a whole writer session: ``with cache.writer(...) as w,
   w.claim(): w.append(...)``), the median of a few, format 2 and format 1
-  taking turns; format 2's background merges are waited for between turns,
-  untimed (they are off the writer's path, which is the point);
+  taking turns, after an untimed ``sync`` of what the bulk fills wrote;
+  format 2's background merges are waited for between turns, untimed (they
+  are off the writer's path, which is the point);
 - a cold lookup of 1,000 stored keys in a new process, and how much its
   resident memory grew, the median of a few, taking turns;
 - filling the cache by appends of 100 vectors (a writer session each, as
@@ -107,8 +108,11 @@ def _measure_size(section, settings, workdir, n, rounds):
     section.add(n, "file size, GB", *_pair(size, 1e-9, 3), None)
     section.add(n, "bulk fill, s", *_pair(bulk, 1, 2), _ratio(bulk))
 
+    # The bulk fills left gigabytes of dirty pages: flushed first, untimed, so
+    # that the small appends' fsyncs do not wait behind them.
+    os.sync()
     add = {"1": [], "2": []}
-    for round_ in range(rounds):
+    for round_ in range(2 * rounds - 1):
         extra = _keys(ADD_KEYS, start=n + (round_ + 1) * 1_000_000)
         for version, cache in caches.items():
             add[version].append(_timed(_append, cache, extra, _vectors(ADD_KEYS)))
