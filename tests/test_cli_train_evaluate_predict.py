@@ -281,6 +281,25 @@ def test_evaluate_names_classes_the_model_does_not_know(
     assert report["per_class"]["purple"]["recall"] == 0
 
 
+def test_evaluate_writes_an_html_report_beside_its_table(
+    tmp_path, bottleneck, heldout, capsys
+):
+    out = tmp_path / "report"
+    argv = ["evaluate", str(bottleneck[0]), str(heldout), "--report", str(out)]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "confusion matrix" in captured.out
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert f"wrote {out / 'index.html'}" in captured.err
+    # Files named relative to DIR, the model's metadata shown.
+    assert '<td data-value="red/' in page and '"method": "bottleneck"' in page
+    assert page.count("<tr><td data-value=") == 15
+    assert main(argv) == 1  # exists: refused without --force, untouched
+    assert "pass --force" in capsys.readouterr().err
+    assert (out / "index.html").read_text(encoding="utf-8") == page
+    assert main([*argv, "--force", "-q"]) == 0
+
+
 def test_evaluate_in_a_subprocess_prints_the_confusion_table(bottleneck, heldout):
     result = run_tlsk("evaluate", bottleneck[0], heldout, "-q")
     assert result.returncode == 0, result.stderr

@@ -6,6 +6,12 @@ F1, and the confusion matrix as a table (--json: the same as JSON). Classes
 of DIR the model does not know are named and counted as errors; files that
 cannot be decoded are skipped with a note.
 
+--report OUT/ also writes a static HTML report to look at in a browser
+(OUT/index.html, thumbnails in OUT/thumbs/): the confusion matrix with links
+to the images of each cell, the most confident mistakes, the most confused
+pairs of classes, a reliability diagram, a sortable table of every image and
+what made the model (see tlsk.report).
+
 MODEL is a file written by 'tlsk train', with its .json metadata beside it.
 A joblib file executes code when it is loaded: load only model files from a
 trusted source.
@@ -32,6 +38,7 @@ HELP = "accuracy, per-class scores and confusion matrix of a model on an image f
 EXAMPLE = """example:
   tlsk evaluate svm.joblib split/test --plot svm-test.png
   tlsk evaluate svm.joblib split/test --json > svm-test.json
+  tlsk evaluate svm.joblib split/test --report svm-report/
 """
 
 
@@ -44,7 +51,14 @@ def add_arguments(parser):
         "--plot", metavar="FILE.png", help="also draw the confusion matrix as PNG"
     )
     parser.add_argument(
-        "--force", action="store_true", help="replace the --plot file if present"
+        "--report",
+        metavar="OUT/",
+        help="also write an HTML report to this folder (OUT/index.html)",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace the --plot file or the --report folder if present",
     )
     parser.add_argument("--json", action="store_true", help="print JSON on stdout")
 
@@ -52,6 +66,10 @@ def add_arguments(parser):
 def run(args):
     if args.plot:
         check_writable(args.plot, args.force)
+    if args.report and os.path.exists(args.report) and not args.force:
+        raise CommandError(
+            f"{args.report!r} exists; pass --force to replace the report folder"
+        )
     if not os.path.isdir(args.dir):
         raise CommandError(f"no folder at {args.dir!r}")
     model, metadata = load_model(args.model)
@@ -74,6 +92,22 @@ def run(args):
         figure = plot_confusion_matrix(labels, predicted, labels=labels_shown)
         save_figure(figure, args.plot)
         note(args, f"wrote {args.plot}")
+    if args.report:
+        from tlsk.report import write_report
+
+        root = os.path.abspath(args.dir)
+        page = write_report(
+            args.report,
+            paths,
+            labels,
+            proba,
+            classes,
+            names=[os.path.relpath(os.path.abspath(p), root) for p in paths],
+            metadata=metadata,
+            force=args.force,
+            title=f"{os.path.basename(args.model)} on {args.dir}",
+        )
+        note(args, f"wrote {page}")
     if args.json:
         print_json(
             {

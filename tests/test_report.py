@@ -1,0 +1,131 @@
+"""tlsk.report: the figures of an evaluation and the static HTML page."""
+
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tlsk.report import evaluation_data, evaluation_report, write_report
+
+HOSTILE = "<img src=x onerror=alert(1)>"
+
+
+def test_the_figures_of_an_evaluation():
+    proba = np.array(
+        [[0.9, 0.1, 0.0], [0.6, 0.4, 0.0], [0.2, 0.7, 0.1], [0.5, 0.1, 0.4]]
+    )
+    names = ["a.jpg", "b.jpg", "c.jpg", "d.jpg"]
+    data = evaluation_data(
+        proba, ["cat", "dog", "owl"], ["cat", "dog", "dog", "owl"], names
+    )
+    assert data.accuracy == 0.5
+    assert data.matrix.tolist() == [[1, 0, 0], [1, 1, 0], [1, 0, 0]]
+    assert data.most_confused == [("dog", "cat", 1), ("owl", "cat", 1)]
+    # d.jpg gave its true class 0.4 (loss 0.92), b.jpg 0.4 too: index breaks the tie.
+    assert [r.name for r in data.top_losses(5)] == ["b.jpg", "d.jpg"]
+    assert math.isclose(data.top_losses(1)[0].loss, -math.log(0.4))
+    assert [r.name for r in data.cell(1, 0)] == ["b.jpg"]
+    assert data.per_class["dog"]["recall"] == 0.5
+    # Confidence 0.9 right, 0.6 wrong, 0.7 right, 0.5 wrong: one image a bin.
+    assert math.isclose(data.ece, (0.1 + 0.6 + 0.3 + 0.5) / 4)
+    assert sum(b.count for b in data.calibration) == 4
+
+
+def test_a_label_the_model_does_not_know_is_a_row_and_an_error():
+    data = evaluation_data([[0.8, 0.2]], ["cat", "dog"], ["fox"], ["x.png"])
+    assert data.labels == ["cat", "dog", "fox"] and data.accuracy == 0.0
+    assert data.rows[0].p_true == 0.0 and math.isfinite(data.rows[0].loss)
+
+
+def test_probabilities_of_the_wrong_shape_are_refused():
+    with pytest.raises(ValueError, match=r"proba must have shape \(2, 2\).*\(2, 3\)"):
+        evaluation_data(np.ones((2, 3)) / 3, ["a", "b"], ["a", "b"], ["1", "2"])
+
+
+def _folder(root, classes, per_class):
+    paths, labels = [], []
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(classes):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            path = root / name / f"{i}.jpg"
+            pixels = rng.integers(0, 255, (300, 400, 3), dtype=np.uint8)
+            pixels[..., c % 3] = 255
+            Image.fromarray(pixels).save(path)
+            paths.append(str(path))
+            labels.append(name)
+    return paths, labels
+
+
+class _Colour:
+    """A stand-in classifier on paths: which channel is brightest, softly."""
+
+    def __init__(self, classes):
+        self.classes_ = np.array(classes)
+
+    def predict_proba(self, X):
+        means = np.array([np.asarray(Image.open(p)).mean(axis=(0, 1)) for p in X])
+        scores = np.exp(means[:, : len(self.classes_)] / 20)
+        return scores / scores.sum(axis=1, keepdims=True)
+
+
+def test_a_report_links_its_cells_to_their_images_and_escapes_names(tmp_path):
+    classes = ["red", "green", HOSTILE]
+    paths, labels = _folder(tmp_path / "data", classes, 4)
+    labels[0] = "green"  # one mistake at least
+    page = Path(
+        evaluation_report(
+            _Colour(classes),
+            paths,
+            labels,
+            tmp_path / "report",
+            metadata={"method": "bottleneck", "note": HOSTILE},
+        )
+    )
+    text = page.read_text(encoding="utf-8")
+    assert HOSTILE not in text and "&lt;img src=x onerror=alert(1)&gt;" in text
+    assert "<script>" in text and text.count("<script") == 1  # its own, inline
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", text)
+    ids = set(re.findall(r'id="([^"]+)"', text))
+    links = re.findall(r'href="#([^"]+)"', text)
+    assert links and set(links) <= ids
+    thumbs = re.findall(r'src="thumbs/([^"]+)"', text)
+    assert thumbs
+    for name in thumbs:
+        with Image.open(page.parent / "thumbs" / name) as image:
+            assert image.format == "JPEG" and max(image.size) <= 160
+    assert "accuracy <b>" in text and 'id="reliability"' in text
+    assert text.count("<tr><td data-value=") == len(paths)
+
+
+def test_a_report_folder_is_replaced_only_when_asked(tmp_path):
+    classes = ["red", "green"]
+    paths, labels = _folder(tmp_path / "data", classes, 2)
+    model = _Colour(classes)
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="report folder .*report.* exists"):
+        evaluation_report(model, paths, labels, out)
+    assert (out / "keep.txt").read_text() == "mine"
+    evaluation_report(model, paths, labels, out, force=True)
+    assert sorted(p.name for p in out.iterdir()) == ["index.html", "thumbs"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "report"]
+
+
+def test_galleries_are_capped_and_say_what_is_left_out(tmp_path):
+    classes = ["red", "green"]
+    paths, labels = _folder(tmp_path / "data", classes, 6)
+    proba = np.tile([0.3, 0.7], (len(paths), 1))  # all predicted green
+    page = Path(
+        write_report(
+            tmp_path / "r", paths, labels, proba, classes, per_cell=2, top_losses=3
+        )
+    )
+    text = page.read_text(encoding="utf-8")
+    assert text.count("4 more not shown") == 2  # two cells of 6, 2 shown each
+    # Thumbnails only for what is shown: 3 top losses, 2 a cell (overlapping).
+    assert len(list((page.parent / "thumbs").iterdir())) <= 3 + 2 * 2
