@@ -459,11 +459,12 @@ def test_info_counts_runs_entries_and_index(cache):
     assert info.index_bytes == 10 * 32  # small runs: their keys, 32 bytes each
 
 
-def test_the_index_of_a_large_run_is_its_fences(cache):
+def test_the_index_of_a_large_run_is_its_fences_and_filter(cache):
     _write(cache, _keys(20_000), batch=5000)
     cache.compact()
     (ns,) = cache.info().namespaces
-    assert ns.runs == 1 and ns.index_bytes == -(-20_000 // 64) * 32  # 0.5 B a key
+    # Fences, 0.5 B a key, and a Bloom filter of 10 bits a key.
+    assert ns.runs == 1 and ns.index_bytes == -(-20_000 // 64) * 32 + 20_000 * 10 // 8
     reader_memory = []
     found, vectors = cache.lookup(FINGERPRINT, _keys(20_000)[::997], DIM)
     assert found.all()

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 
@@ -15,6 +16,7 @@ from tests._cache_worker import DIM, FINGERPRINT, fake_key, fake_vectors
 from tests._datasets import write_image_folder
 from tlsk import images
 from tlsk.cache import FeatureCache, FileKeyMemo, namespace_id
+from tlsk.cache._bloom import may_hold
 from tlsk.cache._keys import canonical_json
 from tlsk.cache._manifest import NamespaceEntry, RunRef
 from tlsk.cache._merge import FANOUT, due_merges, tier
@@ -243,3 +245,47 @@ def test_a_new_process_hashes_a_changed_file_or_every_file_if_told(tmp_path):
     changed_reads, changed = _transform_in_a_new_process(cache, paths)
     rows = changed[2:-2].split("], [")
     assert changed_reads == 1 and rows[0] == rows[1] and changed != cold
+
+
+# -- Bloom filters --------------------------------------------------------------
+
+
+def test_a_lookup_opens_no_large_run_whose_filter_rules_its_keys_out(
+    cache, monkeypatch
+):
+    from tlsk.cache import _reader
+
+    for start in (0, 5000):  # two runs too large to keep their keys in memory
+        _append(cache, _keys(start + 5000, start))
+    # As in a new process, with no vectors kept in memory:
+    monkeypatch.setattr(_reader, "_READERS", {})
+    monkeypatch.setattr(_reader, "MEMORY_COPY_BYTES", 0)
+    _assert_serves(cache, _keys(10_000)[::97])  # indexes loaded: each run opened
+    opened = []
+    open_h5 = _reader.open_h5
+    monkeypatch.setattr(
+        _reader, "open_h5", lambda path: opened.append(path) or open_h5(path)
+    )
+    # Absent keys that both runs' filters rule out (about 1 in 100 passes one).
+    filters = []
+    for run in run_files(cache.path):
+        with h5py.File(run, "r") as f:
+            filters.append(f["namespaces"][NS]["bloom"][:])
+    candidates = _keys(10_100, 10_000)
+    absent = np.array(candidates, "S32")
+    ruled_out = ~np.any([may_hold(bloom, absent) for bloom in filters], axis=0)
+    assert ruled_out.sum() > 90
+    keys = [key for key, out in zip(candidates, ruled_out, strict=True) if out]
+    found, _ = cache.lookup(FINGERPRINT, keys, DIM)
+    assert not found.any() and opened == []
+    _assert_serves(cache, _keys(5000)[:3])
+    assert len(opened) == 1  # the run that holds them
+
+
+def test_verify_reports_a_filter_that_misses_keys(cache):
+    _append(cache, _keys(5000))
+    (run,) = run_files(cache.path)
+    with h5py.File(run, "r+") as f:
+        f["namespaces"][NS]["bloom"][:] = 0
+    (problem,) = cache.verify()
+    assert "Bloom filter misses keys" in problem

@@ -13,9 +13,10 @@ The cache costs what is asked of it, not what it holds, in the manner of an
 LSM-tree (LevelDB, RocksDB): an append writes one new immutable *run* of
 sorted keys and publishes it in a small *manifest*; runs are merged in the
 background by a size-tiered policy (:mod:`tlsk.cache._merge`) whose lifetime
-cost is O(N log N); a lookup of k keys reads one fence block and the vectors
-of each key in each run, O(k log N), with an in-memory index of 32 bytes per
-64 keys.
+cost is O(N log N); a lookup of k keys reads, in each run that may hold a
+key (its Bloom filter says, :mod:`tlsk.cache._bloom`), one block of 64 keys
+and the vector: O(k log N), with an in-memory index of under 2 bytes a key
+(32 bytes per 64 keys of fences, and 10 bits a key of filter).
 
 On-disk layout (format version 2)
 ---------------------------------
@@ -35,6 +36,7 @@ All files are HDF5, readable with plain h5py::
       /namespaces/<ns_id>/  attrs: fingerprint, dim, rows_written
           keys     (n, 32) uint8     ascending byte order, unique, chunks of 64
           fences   (m, 32) uint8     keys[::64], the in-memory index
+          bloom    (b,) uint8        Bloom filter of the keys, 10 bits a key
           vectors  (n, dim) float32  row i belongs to keys[i]
     features.h5.lock          the writers' lock (flock; the file stays empty)
     features.h5.merge.lock    the mergers' lock

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from tlsk._files import fsync_dir, locked
+from tlsk.cache._bloom import size_bytes as bloom_size
 from tlsk.cache._damage import without_damaged_files
 from tlsk.cache._durable import write_h5
 from tlsk.cache._file_keys import MEMO_FINGERPRINT
@@ -109,8 +110,8 @@ def _index_bytes(runs: Sequence[RunRef]) -> int:
             total += (run.rows or 0) * 40  # keys and their order, sorted in memory
         elif run.rows <= SMALL_RUN_ROWS:
             total += run.rows * 32
-        else:
-            total += -(-run.rows // FENCE_ROWS) * KEY_BYTES
+        else:  # fences and the Bloom filter
+            total += -(-run.rows // FENCE_ROWS) * KEY_BYTES + bloom_size(run.rows)
     return total
 
 

@@ -21,6 +21,7 @@ import h5py
 import numpy as np
 
 from tlsk._files import file_identity
+from tlsk.cache._bloom import size_bytes as bloom_size
 from tlsk.cache._keys import KEY_BYTES, MAX_DIM, sha256_hex
 
 FORMAT = "tlsk-feature-cache"
@@ -205,6 +206,7 @@ class DataNamespace(NamespaceAttrs):
     keys: h5py.Dataset
     vectors: h5py.Dataset
     fences: h5py.Dataset | None  # None in a version-1 file: its keys are unsorted
+    bloom: h5py.Dataset | None = None  # None in a version-1 file
 
     @property
     def n(self) -> int:
@@ -218,11 +220,11 @@ def check_data_namespace(f: h5py.File, path: str, ns: str) -> DataNamespace:
     attrs = check_attrs(group, path, ns)
     where, dim = f"/namespaces/{ns}", attrs.dim
     legacy = attr_int(f.attrs, "format_version") == LEGACY_VERSION
-    expected = ["keys", "vectors"] if legacy else ["fences", "keys", "vectors"]
+    expected = ["keys", "vectors"] if legacy else ["bloom", "fences", "keys", "vectors"]
     if sorted(group.keys()) != expected:
         names = " and ".join(repr(n) for n in expected)
         raise refused(path, f"{where} must hold exactly {names}")
-    datasets = {name: group[name] for name in expected}
+    datasets = {name: group[name] for name in expected if name != "bloom"}
     widths = {"keys": KEY_BYTES, "fences": KEY_BYTES, "vectors": dim}
     for name, ds in datasets.items():
         dtype = np.dtype("<f4") if name == "vectors" else np.dtype(np.uint8)
@@ -254,8 +256,24 @@ def check_data_namespace(f: h5py.File, path: str, ns: str) -> DataNamespace:
     fences = datasets.get("fences")
     if fences is not None and fences.shape[0] != -(-n // FENCE_ROWS):
         raise refused(path, f"{where} holds {fences.shape[0]} fences for {n} keys")
+    bloom = None if legacy else group["bloom"]
+    if bloom is not None and (
+        not isinstance(bloom, h5py.Dataset)
+        or bloom.dtype != np.uint8
+        or bloom.shape != (bloom_size(n),)
+    ):
+        raise refused(
+            path,
+            f"{where}/bloom must be {bloom_size(n)} uint8 bytes for {n} keys; it is "
+            f"{getattr(bloom, 'dtype', type(bloom).__name__)} "
+            f"{getattr(bloom, 'shape', '')}",
+        )
     return DataNamespace(
-        **dataclasses.asdict(attrs), keys=keys, vectors=vectors, fences=fences
+        **dataclasses.asdict(attrs),
+        keys=keys,
+        vectors=vectors,
+        fences=fences,
+        bloom=bloom,
     )
 
 

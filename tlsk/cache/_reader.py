@@ -120,6 +120,9 @@ class Reader:
                 break
             index = self._indexes.get(run.path)
             rows = None
+            if index is not None and index.bloom is not None:
+                if not index.may_hold(query[pending]).any():
+                    continue  # its filter rules every key out: not opened
             if index is not None and index.keys is not None:
                 # Its keys are in memory: a run without any of them is not
                 # opened, one whose vectors are in memory neither.

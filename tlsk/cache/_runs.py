@@ -3,9 +3,10 @@
 A run file holds, per namespace, the keys in ascending byte order (unique),
 the vectors in the same order, and the *fences*: every ``FENCE_ROWS``-th key.
 A run is written once, complete, and never changed; merging runs writes a new
-one. Its in-memory index (:class:`RunIndex`) is the fences: 32 bytes per
-``FENCE_ROWS`` keys. Finding k keys reads the fence block of each (one 2 KiB
-chunk of keys) and then their vectors: O(k log N), whatever the run holds.
+one. Its in-memory index (:class:`RunIndex`) is the fences, 32 bytes per
+``FENCE_ROWS`` keys, and its Bloom filter (:mod:`tlsk.cache._bloom`). Finding
+k keys reads, for each key the filter lets through, its fence block (one
+2 KiB chunk of keys), then the vectors: O(k log N), whatever the run holds.
 
 A namespace small enough to keep whole in memory (``resident``) is read once
 and served from memory while its runs stay published: the repeated
@@ -23,6 +24,8 @@ from collections.abc import Iterable
 import h5py
 import numpy as np
 
+from tlsk.cache._bloom import build as build_bloom
+from tlsk.cache._bloom import may_hold
 from tlsk.cache._keys import KEY_BYTES, KEY_DTYPE, as_rows, from_rows
 from tlsk.cache._layout import FENCE_ROWS, DataNamespace, read, read_blocks, read_rows
 
@@ -64,6 +67,10 @@ def write_namespace(
 
     dataset("keys", (n, KEY_BYTES), np.uint8, FENCE_ROWS, as_rows(keys))
     dataset("fences", (len(fences), KEY_BYTES), np.uint8, 1024, as_rows(fences))
+    bloom = build_bloom(keys)
+    group.create_dataset(
+        "bloom", data=bloom, chunks=(min(len(bloom), 1 << 16),), fletcher32=True
+    )
     vectors = dataset("vectors", (n, dim), np.float32, _VECTOR_CHUNK_BYTES // (4 * dim))
     start = 0
     for block in vector_blocks:
@@ -83,6 +90,7 @@ class RunIndex:
     order: np.ndarray | None = None  # version-1 files: row of each sorted key
     vectors: np.ndarray | None = None  # resident copy, row order of the file
     provisional: bool = False  # keys known from the writer, file not read yet
+    bloom: np.ndarray | None = None  # with fences: the run's Bloom filter
 
     @classmethod
     def load(cls, group: DataNamespace, path: str, resident: bool) -> RunIndex:
@@ -97,6 +105,7 @@ class RunIndex:
             index = cls(group.n, None, from_rows(read(group.keys, slice(None), path)))
         else:
             index = cls(group.n, from_rows(read(group.fences, slice(None), path)))
+            index.bloom = read(group.bloom, slice(None), path)
         if resident:
             index.vectors = np.empty((group.n, group.dim), np.float32)
             for start, block in read_blocks(group.vectors, path):
@@ -105,7 +114,7 @@ class RunIndex:
 
     @property
     def memory_bytes(self) -> int:
-        arrays = (self.fences, self.keys, self.order, self.vectors)
+        arrays = (self.fences, self.bloom, self.keys, self.order, self.vectors)
         return sum(a.nbytes for a in arrays if a is not None)
 
     def rows_of(
@@ -122,9 +131,14 @@ class RunIndex:
             return np.where(hit, rows, -1).astype(np.int64)
         return self._rows_through_fences(query, group, path)
 
+    def may_hold(self, query: np.ndarray) -> np.ndarray | None:
+        """False for keys this run cannot hold (None: no filter, ask the file)."""
+        return None if self.bloom is None else may_hold(self.bloom, query)
+
     def _rows_through_fences(self, query, group, path):
         rows = np.full(len(query), -1, np.int64)
         block = np.searchsorted(self.fences, query, side="right") - 1
+        block[~self.may_hold(query)] = -1  # not here: no block to read
         inside = np.flatnonzero(block >= 0)
         if not len(inside):
             return rows

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tlsk.cache._bloom import may_hold
 from tlsk.cache._keys import KEY_DTYPE, from_rows
 from tlsk.cache._layout import (
     FENCE_ROWS,
@@ -75,6 +76,7 @@ def _verify_run(f, run: RunRef, entry) -> tuple[np.ndarray, list[str]]:
             [from_rows(b) for _, b in read_blocks(group.keys, run.path)] or [empty]
         )
         fences = from_rows(read(group.fences, slice(None), run.path))
+        bloom = read(group.bloom, slice(None), run.path)
         problems = _vector_problems(group, run.path, where)
     except CacheError as exc:
         return empty, [str(exc)]
@@ -82,6 +84,8 @@ def _verify_run(f, run: RunRef, entry) -> tuple[np.ndarray, list[str]]:
         problems.append(f"{where}: keys are not sorted and unique")
     if not np.array_equal(fences, keys[::FENCE_ROWS]):
         problems.append(f"{where}: fences do not match the keys")
+    if not may_hold(bloom, keys).all():
+        problems.append(f"{where}: the Bloom filter misses keys the run holds")
     return keys, problems
 
 
