@@ -201,6 +201,8 @@ def _calibration(data):
     svg = (
         f'<svg id="reliability" width="{size}" height="{size}" '
         f'xmlns="http://www.w3.org/2000/svg" role="img">'
+        + f'<rect x="{pad}" y="{pad}" width="{plot}" height="{plot}" fill="none" '
+        'stroke="#bbb"/>'
         + "".join(bars)
         + f'<line x1="{x(0)}" y1="{y(0)}" x2="{x(1)}" y2="{y(1)}" stroke="#999" '
         'stroke-dasharray="4"/>'
