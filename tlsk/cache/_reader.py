@@ -47,6 +47,7 @@ class Reader:
         self.ns, self.fp_json, self.dim = ns, fp_json, dim
         self._manifest: Manifest | None = None
         self._indexes: dict[str, RunIndex] = {}
+        self._namespace_fits: bool | None = None  # None: not known (format 1)
         self.lock = threading.Lock()  # for readers shared between threads
 
     @property
@@ -110,6 +111,14 @@ class Reader:
 
     def _find(self, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         runs = self.runs()
+        # Vectors are kept in memory only when the whole namespace fits: a
+        # larger one's first lookup then reads what it asks for, not 64 MB.
+        rows = [run.rows for run in runs]
+        self._namespace_fits = (
+            None  # format 1: counted as its files are read
+            if None in rows
+            else sum(rows) * (4 * self.dim + 32) <= MEMORY_COPY_BYTES
+        )
         live = {run.path for run in runs}
         self._indexes = {p: ix for p, ix in self._indexes.items() if p in live}
         found = np.zeros(len(query), dtype=bool)
@@ -162,6 +171,8 @@ class Reader:
         )
 
     def _resident(self, group: DataNamespace) -> bool:
+        if self._namespace_fits is False:
+            return False
         return self._kept_bytes() + group.n * (4 * group.dim + 32) <= MEMORY_COPY_BYTES
 
     def _group(self, f: h5py.File, run: RunRef) -> DataNamespace | None:

@@ -80,7 +80,8 @@ def evaluation_report(
     >>> page = evaluation_report(OnPaths(), paths, ["a", "b", "b"], out)
     >>> sorted(os.listdir(os.path.join(out, "thumbs")))
     ['0.jpg', '1.jpg', '2.jpg']
-    >>> "accuracy <b>0.333</b> on 3 images" in open(page).read()
+    >>> with open(page, encoding="utf-8") as file:
+    ...     "accuracy <b>0.333</b> on 3 images" in file.read()
     True
     """
     X = [os.fspath(x) for x in X]
