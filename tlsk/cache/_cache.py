@@ -67,7 +67,8 @@ class NamespaceInfo:
     """What one namespace holds (see :meth:`FeatureCache.info`).
 
     ``index_bytes`` is the memory a process's lookups keep for its index
-    (fences, and the keys of small runs), vectors kept in memory aside.
+    (fences and Bloom filters, and the keys of small runs), vectors kept in
+    memory aside.
     """
 
     id: str
