@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -227,8 +228,6 @@ def _fill_by_appends(module, folder, name, keys, vectors, step):
 
 
 def _remove_cache(path):
-    import shutil
-
     for suffix in ("", ".lock", ".merge.lock"):
         if os.path.exists(path + suffix):
             os.unlink(path + suffix)
