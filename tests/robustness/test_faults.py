@@ -56,7 +56,7 @@ from tests.robustness._support import leftovers, python, tiny
 from tlsk import backbone as bb
 from tlsk.cache import CacheError, CacheWarning, FeatureCache, namespace_id
 from tlsk.cli import main
-from tlsk.cli._common import load_model, save_model
+from tlsk.model_files import load_model, save_model
 
 
 @pytest.fixture(scope="module")
@@ -285,7 +285,7 @@ def test_disk_full_while_saving_a_model_keeps_the_previous_one(
 
 _SAVE_AND_DIE = """
 import os, signal, sys
-from tlsk.cli import _common
+from tlsk import model_files
 kill_at = int(sys.argv[2])  # die just before the kill_at-th os.replace (1-based)
 calls = 0
 replace = os.replace
@@ -298,7 +298,7 @@ def replace_or_die(src, dst):
     if calls == kill_at - 1 and kill_at == 4:
         os.kill(os.getpid(), signal.SIGKILL)  # just after the last one
 os.replace = replace_or_die
-_common.save_model({"model": "new"}, sys.argv[1], {"classes": ["new"]}, force=True)
+model_files.save_model({"model": "new"}, sys.argv[1], {"classes": ["new"]}, force=True)
 """
 
 
@@ -322,9 +322,10 @@ def test_sigkill_while_a_model_is_saved_leaves_a_model_that_loads(
 
 _TRAIN_AND_DIE = """
 import os, signal, sys
-from tlsk.cli import _common, main
+from tlsk import model_files
+from tlsk.cli import main
 kill_at = int(sys.argv[1])
-save_model = _common.save_model
+save_model = model_files.save_model
 def save_and_die(*args, **kwargs):
     calls = [0]
     replace = os.replace
@@ -335,7 +336,7 @@ def save_and_die(*args, **kwargs):
         replace(src, dst)
     os.replace = replace_or_die
     save_model(*args, **kwargs)
-_common.save_model = save_and_die  # before tlsk.cli.train imports it
+model_files.save_model = save_and_die  # before tlsk.cli.train imports it
 sys.exit(main(sys.argv[2:]))
 """
 

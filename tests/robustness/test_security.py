@@ -6,7 +6,7 @@ Each row of issue 7 and the tests that prove it:
     test_the_readme_states_the_trust_model
 - tlsk's own model files record what made them:
     test_a_model_file_records_what_made_it
-    test_cli_common::test_a_model_file_replaced_behind_its_metadata_is_refused
+    test_model_files::test_a_model_file_replaced_behind_its_metadata_is_refused
 - ``tlsk predict`` and ``evaluate`` load only the files the user names:
     test_predict_and_evaluate_unpickle_only_the_named_model
 - Keras models loaded with ``safe_mode=True``; a Lambda layer refused:
@@ -45,7 +45,7 @@ from tests.robustness._support import REPO, tiny
 from tlsk import _keras_estimator
 from tlsk.cache import CacheError, FeatureCache, namespace_id
 from tlsk.cli import main
-from tlsk.cli._common import load_model, save_model
+from tlsk.model_files import load_model, save_model
 
 HOSTILE = ["../../escaped", "/etc/passwd", "..", "a/b"]
 

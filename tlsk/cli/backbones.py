@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 
-from tlsk.cli._common import print_json
+from tlsk.cli._output import print_json
 
 HELP = "list the backbones (networks) with their sizes, cut points and costs"
 EXAMPLE = """examples:

@@ -21,7 +21,7 @@ import dataclasses
 import os
 
 from tlsk.cli import CommandError
-from tlsk.cli._common import print_json
+from tlsk.cli._output import print_json
 
 HELP = "show, verify, prune or compact an HDF5 feature cache"
 EXAMPLE = """examples:

@@ -48,7 +48,7 @@ def add_arguments(parser):
 
 
 def run(args):
-    from tlsk.cli._common import note, print_json
+    from tlsk.cli._output import note, print_json
     from tlsk.datasets import check_image_folder
 
     note(args, f"checking {args.dir} ...")

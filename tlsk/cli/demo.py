@@ -22,8 +22,10 @@ import time
 
 import numpy as np
 
+from tlsk._files import write_atomically
 from tlsk.cli import CommandError
-from tlsk.cli._common import note, save_model, write_atomically
+from tlsk.cli._output import note
+from tlsk.model_files import save_model
 
 HELP = "run the whole recipe offline on generated data (the README's main job)"
 EXAMPLE = """example:
@@ -148,7 +150,7 @@ def _methods(weights, settings, cache, train_labels):
     from sklearn.pipeline import make_pipeline
 
     from tlsk import KerasFineTuneClassifier, SmallCNNClassifier, VGG16FeatureExtractor
-    from tlsk.cli.train import bottleneck_classifier
+    from tlsk.classifiers import bottleneck_classifier
 
     size = settings["input_size"]
     keras_common = {

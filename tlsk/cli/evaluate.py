@@ -22,17 +22,16 @@ from __future__ import annotations
 import os
 
 from tlsk.cli import CommandError
-from tlsk.cli._common import (
+from tlsk.cli._folders import read_labelled_folder
+from tlsk.cli._output import (
     check_writable,
     classification_summary,
-    load_model,
     note,
-    predict_proba,
     print_json,
-    read_labelled_folder,
     save_figure,
-    show_progress,
 )
+from tlsk.cli._predictions import predict_proba, show_progress
+from tlsk.model_files import load_model
 
 HELP = "accuracy, per-class scores and confusion matrix of a model on an image folder"
 EXAMPLE = """example:

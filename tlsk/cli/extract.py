@@ -31,14 +31,9 @@ import time
 import warnings
 
 from tlsk.cli import CommandError
-from tlsk.cli._common import (
-    add_extractor_options,
-    extractor_params,
-    image_files,
-    int_at_least,
-    note,
-    print_json,
-)
+from tlsk.cli._folders import image_files
+from tlsk.cli._options import add_extractor_options, extractor_params, int_at_least
+from tlsk.cli._output import note, print_json
 
 HELP = "compute bottleneck features of images into an HDF5 feature cache"
 EXAMPLE = """example:

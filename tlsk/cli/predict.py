@@ -30,17 +30,13 @@ import csv
 import io
 import sys
 
+from tlsk._files import write_atomically
 from tlsk.cli import CommandError
-from tlsk.cli._common import (
-    check_writable,
-    image_files,
-    int_at_least,
-    load_model,
-    note,
-    predict_proba,
-    show_progress,
-    write_atomically,
-)
+from tlsk.cli._folders import image_files
+from tlsk.cli._options import int_at_least
+from tlsk.cli._output import check_writable, note
+from tlsk.cli._predictions import predict_proba, show_progress
+from tlsk.model_files import load_model
 
 HELP = "label images (files or folders) with a trained model or ImageNet classes"
 EXAMPLE = """examples:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import sys
 
-from tlsk.cli._common import fraction, int_at_least
+from tlsk.cli._options import fraction, int_at_least
 
 HELP = "stratified train/val/test split of a folder-per-class tree (copies or links)"
 EXAMPLE = """\
@@ -62,7 +62,7 @@ def add_arguments(parser):
 
 def run(args):
     from tlsk.cli import CommandError
-    from tlsk.cli._common import note
+    from tlsk.cli._output import note
     from tlsk.cli.check import shown
     from tlsk.datasets import SPLIT_MANIFEST, SPLIT_PARTS, split_image_folder
 

@@ -37,28 +37,30 @@ machines), progress and notes to stderr.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sys
 import time
 
+from tlsk.classifiers import CLASSIFIERS, GRIDS
 from tlsk.cli import CommandError
-from tlsk.cli._common import (
+from tlsk.cli._folders import read_labelled_folder
+from tlsk.cli._options import (
     add_extractor_options,
-    check_writable,
-    classification_summary,
     extractor_params,
     fraction,
     int_at_least,
-    metadata_path,
-    model_file,
-    note,
     parse_weights,
-    predict_proba,
-    print_json,
-    read_labelled_folder,
-    save_figure,
-    save_model,
 )
+from tlsk.cli._output import (
+    check_writable,
+    classification_summary,
+    note,
+    print_json,
+    save_figure,
+)
+from tlsk.cli._predictions import predict_proba
+from tlsk.model_files import metadata_path, model_file, save_model
 
 HELP = "train a bottleneck, fine-tuned or from-scratch classifier on an image folder"
 EXAMPLE = """examples:
@@ -69,15 +71,6 @@ EXAMPLE = """examples:
 """
 
 METHODS = ("bottleneck", "finetune", "scratch")
-CLASSIFIERS = ("logreg", "linear-svm", "svm", "random-forest")
-# The classifier's main parameter and the values --grid tries.
-GRIDS = {
-    "logreg": ("C", [0.01, 0.1, 1.0, 10.0, 100.0]),
-    "linear-svm": ("estimator__C", [0.01, 0.1, 1.0, 10.0, 100.0]),
-    "svm": ("estimator__C", [0.1, 1.0, 10.0, 100.0]),
-    "random-forest": ("n_estimators", [50, 100, 200, 400]),
-}
-_MAX_FOLDS = 5
 
 
 def add_arguments(parser):
@@ -176,12 +169,12 @@ def run(args):
     record = {
         "method": args.method,
         "backbone": None if args.method == "scratch" else args.backbone,
-        "classes": sorted(set(data["y_train"].tolist())),
+        "classes": sorted(set(data.y_train.tolist())),
         "data": os.path.abspath(args.dir),
-        "validation": data["validation"],
-        "n_train": len(data["train"]),
-        "n_validation": len(data["val"]),
-        "skipped_files": [str(err) for err in data["bad"]],
+        "validation": data.validation,
+        "n_train": len(data.train),
+        "n_validation": len(data.val),
+        "skipped_files": [str(err) for err in data.bad],
         "seed": args.seed,
     }
     if len(record["classes"]) < 2:
@@ -191,8 +184,8 @@ def run(args):
         )
     note(
         args,
-        f"training {args.method} on {len(data['train'])} images of "
-        f"{len(record['classes'])} classes; validating on {len(data['val'])}",
+        f"training {args.method} on {len(data.train)} images of "
+        f"{len(record['classes'])} classes; validating on {len(data.val)}",
     )
     if args.method == "bottleneck":
         model, proba_val, details = _train_bottleneck(args, data)
@@ -204,15 +197,15 @@ def run(args):
 
     text, y_pred, labels = "", [], []
     record["metrics"] = None
-    if data["val"]:
+    if data.val:
         if proba_val is None:
-            proba_val, classes = predict_proba(model, data["val"])
+            proba_val, classes = predict_proba(model, data.val)
         else:
             classes = model.classes_
         y_pred = classes[proba_val.argmax(axis=1)]
-        record["metrics"], text = classification_summary(data["y_val"], y_pred, classes)
+        record["metrics"], text = classification_summary(data.y_val, y_pred, classes)
         labels = record["metrics"]["confusion_matrix"]["labels"]
-    record["files"] = _plot(args, model, data["y_val"], y_pred, labels)
+    record["files"] = _plot(args, model, data.y_val, y_pred, labels)
     save_model(model, out, record, force=args.force)
     if args.json:
         print_json({**record, "model": out, "metadata": metadata_path(out)})
@@ -220,11 +213,11 @@ def run(args):
         print(
             f"{args.method}"
             + (f" ({args.classifier})" if args.method == "bottleneck" else "")
-            + f": {len(record['classes'])} classes, {len(data['train'])} training "
+            + f": {len(record['classes'])} classes, {len(data.train)} training "
             f"images, {record['training_seconds']:.1f} s"
         )
         if text:
-            print(f"validation: {data['validation']}")
+            print(f"validation: {data.validation}")
             print(text)
         else:
             print("no validation images: no report (--val 0)")
@@ -235,6 +228,18 @@ def run(args):
 
 
 # -- data ---------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class TrainingData:
+    """The images ``tlsk train`` learns from and validates on."""
+
+    train: list  # image paths
+    y_train: object  # their labels (a numpy array)
+    val: list
+    y_val: object
+    bad: list  # ImageError of each file that cannot be decoded
+    validation: str  # where the validation images come from, as printed
 
 
 def _load_data(args):
@@ -251,18 +256,12 @@ def _load_data(args):
         unknown = sorted(set(y_val.tolist()) - set(y_train.tolist()))
         if unknown:
             note(args, f"classes in {val_dir!r} but not in train/: {unknown}")
-        return {
-            "train": train,
-            "y_train": y_train,
-            "val": val,
-            "y_val": y_val,
-            "bad": bad + bad_val,
-            "validation": os.path.abspath(val_dir),
-        }
+        return TrainingData(
+            train, y_train, val, y_val, bad + bad_val, os.path.abspath(val_dir)
+        )
     paths, labels, bad = read_labelled_folder(args, args.dir)
-    data = {"bad": bad, "validation": "none", "val": [], "y_val": labels[:0]}
     if args.val == 0:
-        return {**data, "train": paths, "y_train": labels}
+        return TrainingData(paths, labels, [], labels[:0], bad, "none")
     from sklearn.model_selection import train_test_split
 
     try:
@@ -275,15 +274,11 @@ def _load_data(args):
             f"in {len(set(labels.tolist()))} classes ({err}); add images, change "
             "--val, or give a 'tlsk split' folder"
         ) from err
-    return {
-        **data,
-        "train": train,
-        "y_train": y_train,
-        "val": val,
-        "y_val": y_val,
-        "validation": f"{args.val:g} of {os.path.abspath(args.dir)} held out "
-        f"(stratified, seed {args.seed})",
-    }
+    validation = (
+        f"{args.val:g} of {os.path.abspath(args.dir)} held out "
+        f"(stratified, seed {args.seed})"
+    )
+    return TrainingData(train, y_train, val, y_val, bad, validation)
 
 
 # -- bottleneck ---------------------------------------------------------------
@@ -293,15 +288,16 @@ def _train_bottleneck(args, data):
     import numpy as np
     from sklearn.pipeline import Pipeline
 
+    from tlsk.classifiers import bottleneck_classifier
     from tlsk.features import ImageFeatureExtractor
 
     cache = args.cache or model_file(args.out, ".features.h5")
     params = extractor_params(args)
     extractor = ImageFeatureExtractor(**params, cache=cache).fit()
     # Train and validation features in one pass: each image through it once.
-    features = extractor.transform(list(data["train"]) + list(data["val"]))
-    X_train, X_val = features[: len(data["train"])], features[len(data["train"]) :]
-    y_train = np.asarray(data["y_train"])
+    features = extractor.transform(list(data.train) + list(data.val))
+    X_train, X_val = features[: len(data.train)], features[len(data.train) :]
+    y_train = np.asarray(data.y_train)
 
     classifier = bottleneck_classifier(args.classifier, y_train, args.seed, args.grid)
     details = {"classifier": args.classifier, "feature_cache": os.path.abspath(cache)}
@@ -319,94 +315,16 @@ def _train_bottleneck(args, data):
     return model, proba_val, details
 
 
-def bottleneck_classifier(name, y, seed, grid=False):
-    """The scaler and classifier, a Pipeline whose last step is 'classifier'."""
-    from sklearn.calibration import CalibratedClassifierCV
-    from sklearn.ensemble import RandomForestClassifier
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import StandardScaler
-    from sklearn.svm import SVC, LinearSVC
-
-    if name == "random-forest":
-        return Pipeline(
-            [
-                (
-                    "classifier",
-                    RandomForestClassifier(n_estimators=200, random_state=seed),
-                )
-            ]
-        )
-    if name == "logreg":
-        classifier = LogisticRegression(max_iter=5000)
-    else:
-        smallest = _smallest_class(y)
-        if grid:  # calibration then splits each grid fold's training part
-            smallest -= -(-smallest // _folds(smallest))
-        folds = _folds(smallest)
-        if folds < 2:
-            raise CommandError(
-                f"--classifier {name} calibrates its probabilities by "
-                f"cross-validation and needs at least {3 if grid else 2} training "
-                f"images per class{' with --grid' if grid else ''}; the smallest "
-                f"class has {_smallest_class(y)}"
-            )
-        base = (
-            LinearSVC(max_iter=20_000, random_state=seed)
-            if name == "linear-svm"
-            else SVC(kernel="rbf", random_state=seed)
-        )
-        classifier = CalibratedClassifierCV(base, cv=folds, ensemble=False)
-    return Pipeline([("scale", StandardScaler()), ("classifier", classifier)])
-
-
 def _grid_search(args, pipeline, X, y):
-    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+    from tlsk.classifiers import tune
 
-    name, values = GRIDS[args.classifier]
-    folds = _folds(_smallest_class(y))
-    if folds < 2:
-        raise CommandError(
-            "--grid needs at least 2 training images per class; the smallest "
-            f"class has {_smallest_class(y)}"
-        )
-    search = GridSearchCV(
-        pipeline,
-        {f"classifier__{name}": values},
-        cv=StratifiedKFold(folds, shuffle=True, random_state=args.seed),
-        scoring="accuracy",
-    ).fit(X, y)
+    best, grid = tune(pipeline, args.classifier, X, y, random_state=args.seed)
     note(
         args,
-        f"grid search ({folds}-fold): best {name.split('__')[-1]}="
-        f"{search.best_params_[f'classifier__{name}']} "
-        f"(cross-validated accuracy {search.best_score_:.3f})",
+        f"grid search ({grid['folds']}-fold): best {grid['parameter']}="
+        f"{grid['best']} (cross-validated accuracy {grid['best_score']:.3f})",
     )
-    grid = {
-        "parameter": name.split("__")[-1],
-        "folds": folds,
-        "best": search.best_params_[f"classifier__{name}"],
-        "best_score": float(search.best_score_),
-        "results": [
-            {"value": params[f"classifier__{name}"], "mean_accuracy": float(score)}
-            for params, score in zip(
-                search.cv_results_["params"],
-                search.cv_results_["mean_test_score"],
-                strict=True,
-            )
-        ],
-    }
-    return search.best_estimator_, grid
-
-
-def _smallest_class(y):
-    import numpy as np
-
-    return int(np.unique(y, return_counts=True)[1].min())
-
-
-def _folds(n_smallest):
-    return min(_MAX_FOLDS, n_smallest)
+    return best, grid
 
 
 # -- finetune and scratch -----------------------------------------------------
@@ -444,7 +362,7 @@ def _train_keras(args, data):
         model = SmallCNNClassifier(epochs=_first(args.epochs, 30), **common)
     # Keras writes its progress to stdout, which is for results.
     with contextlib.redirect_stdout(sys.stderr):
-        model.fit(list(data["train"]), data["y_train"])
+        model.fit(list(data.train), data.y_train)
     params = {k: v for k, v in model.get_params().items() if k != "verbose"}
     return model, {"params": params, "history": model.history_}
 

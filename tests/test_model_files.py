@@ -4,8 +4,7 @@ import joblib
 import pytest
 from sklearn.dummy import DummyClassifier
 
-from tlsk.cli import CommandError
-from tlsk.cli._common import load_model, metadata_path, save_model
+from tlsk.model_files import ModelFileError, load_model, metadata_path, save_model
 
 
 def _fitted(strategy):
@@ -25,7 +24,7 @@ def test_a_model_file_replaced_behind_its_metadata_is_refused(tmp_path):
     path = tmp_path / "model.joblib"
     save_model(_fitted("most_frequent"), path, {"classes": ["a", "b"]})
     joblib.dump(_fitted("uniform"), path)  # as a crash between the two writes would
-    with pytest.raises(CommandError, match="not the file its metadata"):
+    with pytest.raises(ModelFileError, match="not the file its metadata"):
         load_model(path)
 
 
@@ -33,7 +32,7 @@ def test_saving_never_overwrites_without_force(tmp_path):
     path = tmp_path / "model.joblib"
     save_model(_fitted("most_frequent"), path, {})
     before = path.read_bytes()
-    with pytest.raises(CommandError, match="use --force"):
+    with pytest.raises(FileExistsError, match="pass force=True"):
         save_model(_fitted("uniform"), path, {})
     assert path.read_bytes() == before
     save_model(_fitted("uniform"), path, {}, force=True)
@@ -52,5 +51,5 @@ def test_an_unloadable_model_with_matching_metadata_is_one_clear_error(tmp_path)
     record = json.loads((tmp_path / "model.json").read_text())
     record["model_sha256"] = file_sha256(path)
     (tmp_path / "model.json").write_text(json.dumps(record))
-    with pytest.raises(CommandError, match="cannot load model"):
+    with pytest.raises(ModelFileError, match="cannot load model"):
         load_model(path)

@@ -1,0 +1,107 @@
+"""Option types of the commands, and the feature extractor's options."""
+
+from __future__ import annotations
+
+import argparse
+
+from tlsk.backbone import POOLINGS
+from tlsk.images import INTERPOLATIONS
+from tlsk.precision import PRECISIONS
+from tlsk.preprocessing import PREPROCESSINGS
+
+
+def fraction(text):
+    """argparse type: a float in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1); got {text!r}")
+    return value
+
+
+def int_at_least(minimum):
+    """argparse type: an int >= ``minimum`` (a bad value is a usage error)."""
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(
+                f"expected an integer >= {minimum}; got {text!r}"
+            )
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+def add_extractor_options(parser):
+    """The feature extractor's options, for the extract/train commands."""
+    group = parser.add_argument_group("backbone and features")
+    group.add_argument(
+        "--backbone",
+        default="vgg16",
+        metavar="NAME|FILE.keras",
+        help="the network: a name 'tlsk backbones' lists, or a .keras model file "
+        "of your own (then give --preprocessing) (default: vgg16)",
+    )
+    group.add_argument(
+        "--weights",
+        default="imagenet",
+        help="'imagenet' (default), 'none' for a seeded random initialisation, "
+        "or the path of the backbone's no-top weights file",
+    )
+    group.add_argument(
+        "--layer",
+        metavar="LAYER",
+        help="where the network is cut: a cut point 'tlsk backbones' lists "
+        "(default: its last)",
+    )
+    group.add_argument("--pooling", default="avg", choices=POOLINGS)
+    group.add_argument(
+        "--input-size",
+        type=int_at_least(1),
+        metavar="PX",
+        help="side images are resized to (default: the backbone's native size)",
+    )
+    group.add_argument("--interpolation", default="bilinear", choices=INTERPOLATIONS)
+    group.add_argument(
+        "--preprocessing",
+        choices=PREPROCESSINGS,
+        help="how pixels are prepared (default: the backbone's own; required "
+        "for a .keras file)",
+    )
+    group.add_argument("--batch-size", type=int_at_least(1), default=32)
+    group.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="'auto' (default): bfloat16 where the CPU or GPU computes it "
+        "natively (AMX, AVX512-BF16), float32 elsewhere",
+    )
+
+
+def parse_weights(text):
+    """'imagenet' | 'none' | a path -> the extractor's ``weights`` value."""
+    return None if text.lower() == "none" else text
+
+
+def extractor_params(args, **overrides):
+    """Keyword arguments for ImageFeatureExtractor from parsed options."""
+    return {
+        "backbone": args.backbone,
+        "weights": parse_weights(args.weights),
+        "layer": args.layer,
+        "pooling": args.pooling,
+        "input_size": args.input_size,
+        "interpolation": args.interpolation,
+        "preprocessing": args.preprocessing,
+        "batch_size": args.batch_size,
+        "precision": args.precision,
+        "verbose": 0 if args.quiet else 1,
+        **overrides,
+    }
