@@ -21,16 +21,46 @@ with no image), then 1.
 
 Symbolic links to folders are not followed, so a class folder that is a link
 is ignored (and listed under "ignored"); hidden files are skipped.
+
+--label-errors also ranks the images whose label is probably wrong: the
+bottleneck features of every image that decodes (the extractor options of
+'tlsk train'; --cache keeps them for the next run), out-of-fold class
+probabilities of a classifier on them (--classifier, --folds), and confident
+learning through cleanlab (pip install "tlsk[labels]"; see
+tlsk.label_errors). The suspects are printed most doubtful first with their
+given and likely labels; --out writes them as CSV (file, label, likely,
+p_label, p_likely, quality); --json adds them under "label_errors". They do
+not change "ok" or the exit code: a suspect is for a person to look at.
+
+--report OUT/ writes a static HTML page (OUT/index.html): a sample of each
+class, the bad files and why, the duplicates side by side and, with
+--label-errors, the suspects' gallery.
+
+No image is moved or changed.
 """
 
 from __future__ import annotations
+
+import csv
+import io
+import os
+
+from tlsk._files import write_atomically
+from tlsk.classifiers import CLASSIFIERS
+from tlsk.cli import CommandError
+from tlsk.cli._options import add_extractor_options, extractor_params, int_at_least
+from tlsk.cli._output import check_writable, note, print_json
 
 HELP = "report images per class, undecodable files and duplicates across classes"
 EXAMPLE = """\
 example:
   tlsk check data/pets
   tlsk check data/pets --json --strict > report.json || echo "fix the data"
+  tlsk check data/pets --label-errors --cache pets.h5 --out suspects.csv \
+      --report pets-report/
 """
+
+_CSV_FIELDS = ("file", "label", "likely", "p_label", "p_likely", "quality")
 
 
 def add_arguments(parser):
@@ -45,22 +75,160 @@ def add_arguments(parser):
         action="store_true",
         help="exit with 1 if anything is wrong (bad file, duplicate, empty class)",
     )
+    parser.add_argument(
+        "--report",
+        metavar="OUT/",
+        help="also write an HTML report to this folder (OUT/index.html)",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace the --report folder or the --out file if present",
+    )
+    group = parser.add_argument_group("label errors")
+    group.add_argument(
+        "--label-errors",
+        action="store_true",
+        help="rank the images whose label is probably wrong (needs tlsk[labels])",
+    )
+    group.add_argument("--out", metavar="FILE.csv", help="write the suspects as CSV")
+    group.add_argument(
+        "--classifier",
+        choices=CLASSIFIERS,
+        default="logreg",
+        help="of the out-of-fold probabilities (default: logreg)",
+    )
+    group.add_argument(
+        "--folds",
+        type=int_at_least(2),
+        default=5,
+        metavar="K",
+        help="of the out-of-fold probabilities, at most the smallest class's "
+        "size (default: 5)",
+    )
+    group.add_argument(
+        "--seed", type=int, default=0, help="of the folds and samples (default: 0)"
+    )
+    group.add_argument(
+        "--cache",
+        metavar="FILE.h5",
+        help="feature cache: features already in it are not computed again",
+    )
+    add_extractor_options(parser)
 
 
 def run(args):
-    from tlsk.cli._output import note, print_json
     from tlsk.datasets import check_image_folder
+
+    if args.out and not args.label_errors:
+        raise CommandError("--out writes label errors: give --label-errors too")
+    if args.out:
+        check_writable(args.out, args.force)
+    if args.report and os.path.exists(args.report) and not args.force:
+        raise CommandError(
+            f"{args.report!r} exists; pass --force to replace the report folder"
+        )
+    if not os.path.isdir(args.dir):
+        raise CommandError(f"no folder at {args.dir!r}")
+    extractor = _extractor(args) if args.label_errors else None
 
     note(args, f"checking {args.dir} ...")
     report = check_image_folder(args.dir)
+    errors = None
+    if args.label_errors:
+        errors = _label_errors(args, report, extractor)
+        report = {**report, "label_errors": _rows(errors, report["root"])}
     if args.json:
         print_json(report)
     else:
         print_report(report)
+    if args.out:
+        _write_csv(args.out, report["label_errors"])
+        note(args, f"wrote {args.out}")
+    if args.report:
+        from tlsk.report import check_report
+
+        page = check_report(
+            args.dir,
+            args.report,
+            check=report,
+            label_errors=errors,
+            force=args.force,
+            seed=args.seed,
+        )
+        note(args, f"wrote {page}")
     if args.strict and not report["ok"]:
         note(args, "problems found (--strict): exit code 1")
         return 1
     return 0
+
+
+def _extractor(args):
+    """The fitted extractor, first: a missing weights file fails before any work."""
+    from tlsk.features import ImageFeatureExtractor
+
+    try:
+        import cleanlab  # noqa: F401
+    except ImportError as err:
+        raise CommandError(
+            '--label-errors needs cleanlab: pip install "tlsk[labels]"'
+        ) from err
+    return ImageFeatureExtractor(**extractor_params(args), cache=args.cache).fit()
+
+
+def _label_errors(args, report, extractor):
+    from tlsk.datasets import load_image_folder
+    from tlsk.label_errors import find_label_errors
+
+    root = report["root"]
+    bad = {item["path"] for item in report["bad_files"]}
+    paths, labels = load_image_folder(root, check=False)
+    keep = [
+        i
+        for i, path in enumerate(paths)
+        if os.path.relpath(path, root).replace(os.sep, "/") not in bad
+    ]
+    paths, labels = [paths[i] for i in keep], labels[keep]
+    if len(set(labels.tolist())) < 2:
+        raise CommandError(
+            f"--label-errors needs images of at least 2 classes; {args.dir!r} has "
+            f"{sorted(set(labels.tolist()))}"
+        )
+    note(args, f"finding label errors among {len(paths)} images ...")
+    return find_label_errors(
+        paths,
+        labels,
+        extractor=extractor,
+        classifier=args.classifier,
+        cv=args.folds,
+        random_state=args.seed,
+    )
+
+
+def _rows(errors, root):
+    """The suspects as JSON-ready rows, paths relative to ``root``."""
+    return [
+        {
+            "file": os.path.relpath(s.image, root).replace(os.sep, "/"),
+            "label": s.given,
+            "likely": s.likely,
+            "p_label": round(s.p_given, 6),
+            "p_likely": round(s.p_likely, 6),
+            "quality": round(s.quality, 6),
+        }
+        for s in errors.suspects()
+    ]
+
+
+def _write_csv(path, rows):
+    def write(file):
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=_CSV_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+        file.write(text.getvalue().encode("utf-8"))
+
+    write_atomically(path, write)
 
 
 def shown(name):
@@ -91,4 +259,25 @@ def print_report(report):
     if report["ignored"]:
         names = ", ".join(shown(name) for name in report["ignored"])
         print(f"ignored (not class folders): {names}")
+    if "label_errors" in report:
+        _print_suspects(report["label_errors"])
     print("ok" if report["ok"] else "problems found")
+
+
+def _print_suspects(rows):
+    from tlsk.cli._output import format_table
+
+    print(f"labels that are probably wrong ({len(rows)}), most doubtful first:")
+    if rows:
+        table = [["file", "label", "likely", "p(label)", "p(likely)"]] + [
+            [
+                shown(row["file"]),
+                shown(row["label"]),
+                shown(row["likely"]),
+                f"{row['p_label']:.3f}",
+                f"{row['p_likely']:.3f}",
+            ]
+            for row in rows
+        ]
+        for line in format_table(table):
+            print("  " + line)

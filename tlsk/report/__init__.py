@@ -13,21 +13,32 @@ Galleries are capped (``top_losses`` mistakes, ``per_cell`` images a cell,
 least confident first, with a count of what is left out), so a test set of
 10,000 images gives a page that opens quickly; thumbnails are made only for
 the images shown.
+
+:func:`check_report` writes the data report of a folder-per-class tree
+before any training (``tlsk check DIR --report OUT/``): a sample of each
+class, the files that cannot be decoded, the duplicates across classes and,
+given :func:`tlsk.label_errors.find_label_errors`'s result, the images whose
+label is probably wrong.
 """
 
 from __future__ import annotations
 
 import datetime
 import os
-import shutil
-import tempfile
 
-from tlsk._files import TMP_PREFIX
+from tlsk.report._check import check_report
 from tlsk.report._evaluation import EvaluationData, evaluation_data
 from tlsk.report._html import render
+from tlsk.report._page import write_report_folder
 from tlsk.report._thumbnails import write_thumbnail
 
-__all__ = ["EvaluationData", "evaluation_data", "evaluation_report", "write_report"]
+__all__ = [
+    "EvaluationData",
+    "check_report",
+    "evaluation_data",
+    "evaluation_report",
+    "write_report",
+]
 
 
 def evaluation_report(
@@ -119,31 +130,22 @@ def write_report(
     ``names`` label them on the page (default: the file paths, or
     ``X[i]`` for arrays).
     """
-    out = os.path.abspath(os.fspath(out))
-    if os.path.exists(out) and not force:
-        raise FileExistsError(
-            f"report folder {out!r} exists; pass force=True (--force) to replace it"
-        )
     if names is None:
         names = [x if isinstance(x, str) else f"X[{i}]" for i, x in enumerate(images)]
     data = evaluation_data(proba, classes, y, names)
     losses = data.top_losses(top_losses)
-    parent = os.path.dirname(out)
-    os.makedirs(parent, exist_ok=True)
-    work = tempfile.mkdtemp(prefix=TMP_PREFIX + os.path.basename(out) + "-", dir=parent)
-    try:
-        os.chmod(work, 0o755)  # mkdtemp's 0o700 would hide the page from others
-        thumbs = os.path.join(work, "thumbs")
-        os.mkdir(thumbs)
-        shown = {r.index for r in losses}
-        for t in range(len(data.labels)):
-            for p in range(len(data.labels)):
-                cell = sorted(data.cell(t, p), key=lambda r: (-r.loss, r.index))
-                shown.update(r.index for r in cell[:per_cell])
+    shown = {r.index for r in losses}
+    for t in range(len(data.labels)):
+        for p in range(len(data.labels)):
+            cell = sorted(data.cell(t, p), key=lambda r: (-r.loss, r.index))
+            shown.update(r.index for r in cell[:per_cell])
+
+    def build(folder):
+        thumbs = os.path.join(folder, "thumbs")
         thumbnails = {
             i: write_thumbnail(images[i], thumbs, f"{i}.jpg") for i in sorted(shown)
         }
-        page = render(
+        return render(
             data,
             thumbnails,
             title=title or "Evaluation report",
@@ -152,12 +154,5 @@ def write_report(
             top_losses=losses,
             per_cell=per_cell,
         )
-        with open(os.path.join(work, "index.html"), "w", encoding="utf-8") as file:
-            file.write(page)
-        if os.path.exists(out):
-            shutil.rmtree(out)
-        os.replace(work, out)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-    return os.path.join(out, "index.html")
+
+    return write_report_folder(out, force, build)

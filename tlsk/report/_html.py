@@ -1,8 +1,6 @@
 """The evaluation report as one static HTML page (no server, no network).
 
-Every text that comes from the data (class names, file names, metadata) goes
-through :func:`html.escape`; the page's only script is its own, inline: the
-sorting of the per-image table.
+Every text from the data goes through :func:`tlsk.report._page.e`.
 """
 
 from __future__ import annotations
@@ -11,45 +9,7 @@ import html
 import json
 
 from tlsk.report._evaluation import EvaluationData, ImageRow
-
-_STYLE = """
-body { font: 14px/1.4 system-ui, sans-serif; margin: 2em auto; max-width: 72em;
-       color: #222; }
-h1 { font-size: 1.6em; } h2 { margin-top: 2em; border-bottom: 1px solid #ccc; }
-table { border-collapse: collapse; margin: 0.5em 0; }
-td, th { padding: 0.2em 0.6em; border: 1px solid #ddd; text-align: right; }
-td:first-child, th:first-child { text-align: left; }
-th[data-sort] { cursor: pointer; background: #f4f4f4; }
-.diag { background: #e6f4e6; } .off { background: #fbe9e9; }
-.grid { display: flex; flex-wrap: wrap; gap: 8px; }
-figure { margin: 0; width: 170px; font-size: 12px; overflow-wrap: anywhere; }
-figure img { display: block; max-width: 160px; max-height: 160px; }
-.missing { width: 160px; height: 60px; background: #eee; }
-.note { color: #666; } pre { background: #f6f6f6; padding: 1em; overflow: auto; }
-"""
-
-# Sorts the table whose header cell was clicked: numbers as numbers.
-_SORT_SCRIPT = """
-document.querySelectorAll("th[data-sort]").forEach(function (th) {
-  th.addEventListener("click", function () {
-    var table = th.closest("table"), body = table.tBodies[0];
-    var column = th.cellIndex, numeric = th.dataset.sort === "number";
-    var down = th.dataset.order !== "down";
-    th.dataset.order = down ? "down" : "up";
-    var rows = Array.prototype.slice.call(body.rows);
-    rows.sort(function (a, b) {
-      var x = a.cells[column].dataset.value, y = b.cells[column].dataset.value;
-      var order = numeric ? Number(x) - Number(y) : x.localeCompare(y);
-      return down ? -order : order;
-    });
-    rows.forEach(function (row) { body.appendChild(row); });
-  });
-});
-"""
-
-
-def e(value) -> str:
-    return html.escape(str(value), quote=True)
+from tlsk.report._page import e, figure, gallery, page
 
 
 def render(
@@ -63,12 +23,7 @@ def render(
     per_cell: int,
 ) -> str:
     """The page. ``thumbnails``: image index -> file name under ``thumbs/``."""
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{e(title)}</title><style>{_STYLE}</style></head><body>",
-        f"<h1>{e(title)}</h1>",
-        f'<p class="note">written {e(written)}</p>',
+    sections = [
         _summary(data),
         _per_class(data),
         _confusion(data),
@@ -85,10 +40,8 @@ def render(
         _cells(data, thumbnails, per_cell),
         _images_table(data),
         _metadata(metadata),
-        f"<script>{_SORT_SCRIPT}</script>",
-        "</body></html>",
     ]
-    return "\n".join(parts)
+    return page(title, written, sections)
 
 
 def _summary(data):
@@ -136,29 +89,16 @@ def _confusion(data):
 
 
 def _figure(row: ImageRow, thumbnails) -> str:
-    thumb = thumbnails.get(row.index)
-    picture = (
-        f'<img src="thumbs/{e(thumb)}" alt="{e(row.name)}" loading="lazy">'
-        if thumb
-        else '<div class="missing">no thumbnail</div>'
+    caption = (
+        f"{e(row.name)}<br>true {e(row.true)}, "
+        f"predicted {e(row.predicted)} ({row.p_predicted:.2f})"
     )
-    return (
-        f"<figure>{picture}<figcaption>{e(row.name)}<br>true {e(row.true)}, "
-        f"predicted {e(row.predicted)} ({row.p_predicted:.2f})</figcaption></figure>"
-    )
+    return figure(thumbnails.get(row.index), row.name, caption)
 
 
 def _gallery_section(title, anchor, rows, thumbnails, note, left_out=0):
-    parts = [f'<h2 id="{anchor}">{e(title)}</h2>', f'<p class="note">{e(note)}</p>']
-    if rows:
-        parts.append('<div class="grid">')
-        parts += [_figure(row, thumbnails) for row in rows]
-        parts.append("</div>")
-    else:
-        parts.append("<p>none</p>")
-    if left_out:
-        parts.append(f'<p class="note">{left_out} more not shown</p>')
-    return "\n".join(parts)
+    figures = [_figure(row, thumbnails) for row in rows]
+    return gallery(title, anchor, figures, note, left_out)
 
 
 def _most_confused(data):
