@@ -1,4 +1,4 @@
-"""Small labelled folders of real photographs, offline, for examples, tests and benchmarks.
+"""Small labelled folders of real photographs, offline: for examples and tests.
 
 scikit-learn ships two photographs (a pagoda by a lake, a dahlia); crops cut
 from six regions of them make six classes of natural images that look like
