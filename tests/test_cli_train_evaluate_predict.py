@@ -300,6 +300,21 @@ def test_evaluate_writes_an_html_report_beside_its_table(
     assert main([*argv, "--force", "-q"]) == 0
 
 
+def test_evaluate_refuses_a_file_that_is_no_tlsk_model_and_an_empty_folder(
+    tmp_path, bottleneck, heldout, capsys
+):
+    import joblib
+
+    joblib.dump({"not": "a model"}, tmp_path / "other.joblib")
+    argv = ["evaluate", str(tmp_path / "other.joblib"), str(heldout), "-q"]
+    assert main([*argv, "--report", str(tmp_path / "report")]) == 1
+    assert "is not a tlsk model: its metadata" in capsys.readouterr().err
+    assert not (tmp_path / "report").exists()
+    (tmp_path / "empty").mkdir()
+    assert main(["evaluate", str(bottleneck[0]), str(tmp_path / "empty"), "-q"]) == 1
+    assert "no class folders in" in capsys.readouterr().err
+
+
 def test_evaluate_in_a_subprocess_prints_the_confusion_table(bottleneck, heldout):
     result = run_tlsk("evaluate", bottleneck[0], heldout, "-q")
     assert result.returncode == 0, result.stderr

@@ -129,3 +129,37 @@ def test_galleries_are_capped_and_say_what_is_left_out(tmp_path):
     assert text.count("4 more not shown") == 2  # two cells of 6, 2 shown each
     # Thumbnails only for what is shown: 3 top losses, 2 a cell (overlapping).
     assert len(list((page.parent / "thumbs").iterdir())) <= 3 + 2 * 2
+
+
+def test_the_data_report_shows_samples_bad_files_duplicates_and_escapes(tmp_path):
+    import shutil
+
+    from tlsk.report import check_report
+
+    paths, _ = _folder(tmp_path / "data", ["red", HOSTILE], 3)
+    (tmp_path / "data" / "red" / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    shutil.copy(paths[0], tmp_path / "data" / HOSTILE / "copy.jpg")
+    page = Path(check_report(tmp_path / "data", tmp_path / "out", per_class=2))
+    text = page.read_text(encoding="utf-8")
+    assert HOSTILE not in text and "&lt;img src=x onerror=alert(1)&gt;" in text
+    assert "red/broken.jpg" in text and 'id="duplicates"' in text
+    # Two samples of each class, the two duplicates: 5 thumbnails (one shared
+    # with a sample at most), each a JPEG that decodes.
+    thumbs = sorted((tmp_path / "out" / "thumbs").iterdir())
+    assert 4 <= len(thumbs) <= 6
+    for thumb in thumbs:
+        with Image.open(thumb) as image:
+            assert image.format == "JPEG" and max(image.size) <= 160
+    for source in re.findall(r'src="(thumbs/[^"]+)"', text):
+        assert (tmp_path / "out" / source).is_file()
+    with pytest.raises(FileExistsError, match="pass force=True"):
+        check_report(tmp_path / "data", tmp_path / "out")
+
+
+def test_the_data_report_of_an_empty_folder_is_a_clear_error(tmp_path):
+    from tlsk.report import check_report
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="empty"):
+        check_report(tmp_path / "empty", tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -105,6 +105,11 @@ def load_model(path):
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ModelFileError(f"no model file at {path!r}")
+    if not os.path.isfile(metadata_path(path)):
+        raise ModelFileError(
+            f"{path!r} is not a tlsk model: its metadata {metadata_path(path)!r} is "
+            "missing ('tlsk train' and save_model write both)"
+        )
     try:
         metadata = _read_metadata(path)
     except (OSError, ValueError) as err:

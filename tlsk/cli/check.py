@@ -29,7 +29,7 @@ probabilities of a classifier on them (--classifier, --folds), and confident
 learning through cleanlab (pip install "tlsk[labels]"; see
 tlsk.label_errors). The suspects are printed most doubtful first with their
 given and likely labels; --out writes them as CSV (file, label, likely,
-p_label, p_likely, quality); --json adds them under "label_errors". They do
+p_label, p_likely); --json adds them under "label_errors". They do
 not change "ok" or the exit code: a suspect is for a person to look at.
 
 --report OUT/ writes a static HTML page (OUT/index.html): a sample of each
@@ -60,7 +60,7 @@ example:
       --report pets-report/
 """
 
-_CSV_FIELDS = ("file", "label", "likely", "p_label", "p_likely", "quality")
+_CSV_FIELDS = ("file", "label", "likely", "p_label", "p_likely")
 
 
 def add_arguments(parser):
@@ -214,7 +214,6 @@ def _rows(errors, root):
             "likely": s.likely,
             "p_label": round(s.p_given, 6),
             "p_likely": round(s.p_likely, 6),
-            "quality": round(s.quality, 6),
         }
         for s in errors.suspects()
     ]

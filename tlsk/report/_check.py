@@ -121,9 +121,10 @@ class Thumbnails:
 
 def _counts(check):
     rows = [
-        f'<p id="summary">{check["n_images"]} images in {len(check["classes"])} '
-        f"classes; {check['n_bad']} files cannot be decoded; "
-        f"{len(check['duplicates'])} images appear in two or more classes</p>",
+        f'<p id="summary">{_count(check["n_images"], "image")} in '
+        f"{_count(len(check['classes']), 'class')}; "
+        f"{_count(check['n_bad'], 'file')} cannot be decoded; "
+        f"{_count(len(check['duplicates']), 'image')} in two or more classes</p>",
         "<table id='classes'><tr><th>class</th><th>images</th></tr>",
     ]
     for i, (label, count) in enumerate(check["classes"].items()):
@@ -140,6 +141,11 @@ def _counts(check):
     return "\n".join(rows)
 
 
+def _count(n, noun):
+    plural = noun + ("es" if noun.endswith("s") else "s")
+    return f"{n} {noun if n == 1 else plural}"
+
+
 def _relative(path, root):
     return os.path.relpath(os.path.abspath(path), root).replace(os.sep, "/")
 
@@ -154,7 +160,7 @@ def _suspects(suspects, shown, root, thumbs, label_errors):
         )
         figures.append(figure(thumbs.of(s.image) if s.image else None, name, caption))
     note = (
-        f"{len(suspects)} images whose label is probably wrong (confident "
+        f"{_count(len(suspects), 'image')} whose label is probably wrong (confident "
         f"learning on {label_errors.folds}-fold out-of-fold probabilities), most "
         "doubtful first"
     )
@@ -171,7 +177,7 @@ def _suspects(suspects, shown, root, thumbs, label_errors):
         parts.append(
             "<table id='suspects'><thead><tr><th data-sort='text'>file</th>"
             "<th data-sort='text'>label</th><th data-sort='text'>likely</th>"
-            "<th data-sort='number'>p(label)</th><th data-sort='number'>quality"
+            "<th data-sort='number'>p(label)</th><th data-sort='number'>p(likely)"
             "</th></tr></thead><tbody>"
         )
         for s in suspects:
@@ -181,7 +187,7 @@ def _suspects(suspects, shown, root, thumbs, label_errors):
                 f'<td data-value="{e(s.given)}">{e(s.given)}</td>'
                 f'<td data-value="{e(s.likely)}">{e(s.likely)}</td>'
                 f'<td data-value="{s.p_given:.6f}">{s.p_given:.3f}</td>'
-                f'<td data-value="{s.quality:.6f}">{s.quality:.3f}</td></tr>'
+                f'<td data-value="{s.p_likely:.6f}">{s.p_likely:.3f}</td></tr>'
             )
         parts.append("</tbody></table>")
     return "\n".join(parts)
