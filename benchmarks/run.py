@@ -12,6 +12,12 @@ Writes ``results.md`` (tables, targets met or not) and ``results.json`` to
   ``Pipeline(memory=joblib.Memory)`` vs no cache;
 - memory: peak RSS of extracting N vs 4N images;
 - finetune: one epoch through tlsk vs plain Keras ``fit``;
+- labels: 5% of the labels flipped on purpose; precision of the top-k
+  suspects of tlsk's confident learning vs in-sample top losses, out-of-fold
+  loss and a random pick (photo crops and digits);
+- report (only when asked for: about 5 minutes, needs Chromium): the
+  evaluation report of 10,000 images, capped galleries vs every image shown:
+  time to write, size, Chromium load time;
 - backbones (only when asked for: about 15 minutes): every registered network
   from JPEG files at its native size vs Keras ``predict`` on decoded arrays,
   float32 and auto;
@@ -50,7 +56,9 @@ import suite_cache  # noqa: E402
 import suite_cache_scaling  # noqa: E402
 import suite_extraction  # noqa: E402
 import suite_finetune  # noqa: E402
+import suite_labels  # noqa: E402
 import suite_memory  # noqa: E402
+import suite_report  # noqa: E402
 
 SECTIONS = {
     "extraction": suite_extraction,
@@ -58,10 +66,12 @@ SECTIONS = {
     "cache": suite_cache,
     "memory": suite_memory,
     "finetune": suite_finetune,
+    "labels": suite_labels,
     "backbones": suite_backbones,
     "cache-scaling": suite_cache_scaling,
+    "report": suite_report,
 }
-ASKED_FOR_ONLY = ("backbones", "cache-scaling")  # long: run when named
+ASKED_FOR_ONLY = ("backbones", "cache-scaling", "report")  # long: run when named
 DEFAULT_SECTIONS = [name for name in SECTIONS if name not in ASKED_FOR_ONLY]
 
 FULL = {
@@ -89,6 +99,10 @@ FULL = {
     "scaling_rounds": 3,
     "scaling_append": 100,
     "scaling_v1_fill_max": 100_000,
+    "labels_photos": 100,  # per class, six classes
+    "labels_digits": 1000,
+    "labels_size": 64,
+    "report_images": 10_000,
 }
 QUICK = {
     **FULL,
@@ -128,6 +142,10 @@ SMOKE = {
     "scaling_sizes": (1_000, 2_000),
     "scaling_rounds": 1,
     "scaling_v1_fill_max": 2_000,
+    "labels_photos": 10,
+    "labels_digits": 60,
+    "labels_size": 32,
+    "report_images": 60,
 }
 
 

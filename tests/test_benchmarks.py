@@ -30,7 +30,7 @@ def _smoke_run(out, *sections):
 def test_the_suite_writes_every_section_with_its_targets(tmp_path):
     report = _smoke_run(tmp_path)
     titles = [section["title"] for section in report["sections"]]
-    assert len(titles) == 5
+    assert len(titles) == 6
     targets = [t for section in report["sections"] for t in section["targets"]]
     assert len(targets) >= 12
     assert all(math.isfinite(t["value"]) for t in targets)
@@ -48,6 +48,18 @@ def test_the_cache_scaling_section_compares_both_formats(tmp_path):
     assert all(row["format 1"] > 0 for row in timed if row["format 1"] is not None)
     assert sum(row["format 1"] is not None for row in timed) >= len(timed) / 2
     assert all(math.isfinite(t["value"]) for t in section["targets"])
+
+
+def test_the_label_error_and_report_sections_measure_each_method(tmp_path):
+    labels, report = _smoke_run(tmp_path, "labels", "report")["sections"]
+    methods = {row["method"] for row in labels["rows"]}
+    assert "tlsk suspects (confident learning)" in methods and "in-sample top losses" in methods
+    assert {row["data"] for row in labels["rows"]} == {"photo crops", "digits"}
+    assert all(0 <= row["precision@k = recall@k"] <= 1 for row in labels["rows"])
+    pages = {row["page"]: row for row in report["rows"]}
+    assert pages["uncapped"]["thumbnails"] == 60  # every image
+    assert pages["tlsk (capped)"]["thumbnails"] <= 60
+    assert all(row["write s"] > 0 for row in report["rows"])
 
 
 @pytest.mark.slow

@@ -20,6 +20,8 @@ cleanlab is an optional extra: ``pip install "tlsk[labels]"``.
 >>> errors = find_label_errors(X, y, extractor="precomputed")
 >>> sorted(errors.indices.tolist())
 [3, 50]
+>>> errors.ranking()[:2].tolist() == errors.indices.tolist()
+True
 >>> first = errors.suspects()[0]
 >>> first.given != first.likely, 0 <= first.quality < 0.5
 (True, True)
@@ -67,6 +69,16 @@ class LabelErrors:
     quality: np.ndarray
     folds: int
     images: list | None = None
+
+    def ranking(self):
+        """Every image's index, lowest label quality first (suspect or not).
+
+        Confident learning decides *which* images are suspects (and so how
+        many labels are probably wrong); when you will look at a fixed number
+        k of images anyway, the k first of this ranking are the surest bet
+        (see the label-error benchmark in benchmarks/README.md).
+        """
+        return np.argsort(self.quality, kind="stable")
 
     def suspects(self):
         """The suspects as :class:`Suspect` rows, most doubtful first."""
