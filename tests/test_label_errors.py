@@ -80,9 +80,7 @@ def test_bad_labels_are_clear_errors():
         find_label_errors(X, ["a", "b", "a"], extractor="precomputed")
 
 
-def test_without_cleanlab_the_error_says_what_to_install(
-    monkeypatch, tmp_path, capsys
-):
+def test_without_cleanlab_the_error_says_what_to_install(monkeypatch, tmp_path, capsys):
     monkeypatch.setitem(sys.modules, "cleanlab", None)
     monkeypatch.setitem(sys.modules, "cleanlab.filter", None)
     with pytest.raises(ImportError, match=r'pip install "tlsk\[labels\]"'):
