@@ -105,3 +105,12 @@ def extractor_params(args, **overrides):
         "verbose": 0 if args.quiet else 1,
         **overrides,
     }
+
+
+def add_report_option(parser):
+    """``--report OUT/``: the HTML report folder of evaluate and check."""
+    parser.add_argument(
+        "--report",
+        metavar="OUT/",
+        help="also write an HTML report to this folder (OUT/index.html)",
+    )

@@ -31,6 +31,14 @@ def check_writable(path, force):
         raise CommandError(f"cannot write {path!r}: folder {folder!r} does not exist")
 
 
+def check_report_folder(path, force):
+    """Refuse an existing report folder unless ``force``, before any work."""
+    if path and os.path.exists(path) and not force:
+        raise CommandError(
+            f"{path!r} exists; pass --force to replace the report folder"
+        )
+
+
 def classification_summary(y_true, y_pred, known):
     """``(metrics, text)``: accuracy, per-class precision/recall/F1, confusion matrix.
 

@@ -48,8 +48,13 @@ import os
 from tlsk._files import write_atomically
 from tlsk.classifiers import CLASSIFIERS
 from tlsk.cli import CommandError
-from tlsk.cli._options import add_extractor_options, extractor_params, int_at_least
-from tlsk.cli._output import check_writable, note, print_json
+from tlsk.cli._options import (
+    add_extractor_options,
+    add_report_option,
+    extractor_params,
+    int_at_least,
+)
+from tlsk.cli._output import check_report_folder, check_writable, note, print_json
 
 HELP = "report images per class, undecodable files and duplicates across classes"
 EXAMPLE = """\
@@ -75,11 +80,7 @@ def add_arguments(parser):
         action="store_true",
         help="exit with 1 if anything is wrong (bad file, duplicate, empty class)",
     )
-    parser.add_argument(
-        "--report",
-        metavar="OUT/",
-        help="also write an HTML report to this folder (OUT/index.html)",
-    )
+    add_report_option(parser)
     parser.add_argument(
         "--force",
         action="store_true",
@@ -124,10 +125,7 @@ def run(args):
         raise CommandError("--out writes label errors: give --label-errors too")
     if args.out:
         check_writable(args.out, args.force)
-    if args.report and os.path.exists(args.report) and not args.force:
-        raise CommandError(
-            f"{args.report!r} exists; pass --force to replace the report folder"
-        )
+    check_report_folder(args.report, args.force)
     if not os.path.isdir(args.dir):
         raise CommandError(f"no folder at {args.dir!r}")
     extractor = _extractor(args) if args.label_errors else None

@@ -23,7 +23,9 @@ import os
 
 from tlsk.cli import CommandError
 from tlsk.cli._folders import read_labelled_folder
+from tlsk.cli._options import add_report_option
 from tlsk.cli._output import (
+    check_report_folder,
     check_writable,
     classification_summary,
     note,
@@ -49,11 +51,7 @@ def add_arguments(parser):
     parser.add_argument(
         "--plot", metavar="FILE.png", help="also draw the confusion matrix as PNG"
     )
-    parser.add_argument(
-        "--report",
-        metavar="OUT/",
-        help="also write an HTML report to this folder (OUT/index.html)",
-    )
+    add_report_option(parser)
     parser.add_argument(
         "--force",
         action="store_true",
@@ -65,10 +63,7 @@ def add_arguments(parser):
 def run(args):
     if args.plot:
         check_writable(args.plot, args.force)
-    if args.report and os.path.exists(args.report) and not args.force:
-        raise CommandError(
-            f"{args.report!r} exists; pass --force to replace the report folder"
-        )
+    check_report_folder(args.report, args.force)
     if not os.path.isdir(args.dir):
         raise CommandError(f"no folder at {args.dir!r}")
     model, metadata = load_model(args.model)
