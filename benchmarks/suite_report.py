@@ -80,7 +80,7 @@ def run(settings, workdir):
         loads[name] = load
         section.add(
             name,
-            round(write_seconds, 1),
+            round(write_seconds, 3),
             round(os.path.getsize(page) / 2**20, 2),
             len(os.listdir(thumbs)),
             round(thumb_bytes / 2**20, 1),
