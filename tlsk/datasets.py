@@ -404,8 +404,11 @@ def _files_below(folder):
     return found
 
 
-def _relative(path, root):
-    return os.path.relpath(path, root).replace(os.sep, "/")
+def relative_path(path, root):
+    """``path`` as the check report names it: relative to ``root``, with ``/``."""
+    return os.path.relpath(os.path.abspath(path), os.path.abspath(root)).replace(
+        os.sep, "/"
+    )
 
 
 def _survey(root, n_jobs):
@@ -418,7 +421,7 @@ def _survey(root, n_jobs):
     for path, label, (key, err) in zip(
         paths, labels, _scan(paths, n_jobs), strict=True
     ):
-        relative = _relative(os.path.abspath(path), root)
+        relative = relative_path(path, root)
         if err is not None:
             bad.append({"path": relative, "class": label, "reason": err.reason})
             continue

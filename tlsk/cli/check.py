@@ -175,17 +175,13 @@ def _extractor(args):
 
 
 def _label_errors(args, report, extractor):
-    from tlsk.datasets import load_image_folder
+    from tlsk.datasets import load_image_folder, relative_path
     from tlsk.label_errors import find_label_errors
 
     root = report["root"]
     bad = {item["path"] for item in report["bad_files"]}
     paths, labels = load_image_folder(root, check=False)
-    keep = [
-        i
-        for i, path in enumerate(paths)
-        if os.path.relpath(path, root).replace(os.sep, "/") not in bad
-    ]
+    keep = [i for i, path in enumerate(paths) if relative_path(path, root) not in bad]
     paths, labels = [paths[i] for i in keep], labels[keep]
     if len(set(labels.tolist())) < 2:
         raise CommandError(
@@ -205,9 +201,11 @@ def _label_errors(args, report, extractor):
 
 def _rows(errors, root):
     """The suspects as JSON-ready rows, paths relative to ``root``."""
+    from tlsk.datasets import relative_path
+
     return [
         {
-            "file": os.path.relpath(s.image, root).replace(os.sep, "/"),
+            "file": relative_path(s.image, root),
             "label": s.given,
             "likely": s.likely,
             "p_label": round(s.p_given, 6),

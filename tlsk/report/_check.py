@@ -13,6 +13,7 @@ import os
 
 import numpy as np
 
+from tlsk.datasets import relative_path
 from tlsk.report._page import e, figure, gallery, page, write_report_folder
 from tlsk.report._thumbnails import write_thumbnail
 
@@ -62,7 +63,7 @@ def check_report(
         check = check_image_folder(root)
     bad = {item["path"] for item in check["bad_files"]}
     paths, labels = load_image_folder(root, check=False)
-    names = [os.path.relpath(path, root).replace(os.sep, "/") for path in paths]
+    names = [relative_path(path, root) for path in paths]
     good = [i for i, name in enumerate(names) if name not in bad]
     rng = np.random.default_rng(seed)
     samples = {}
@@ -146,14 +147,10 @@ def _count(n, noun):
     return f"{n} {noun if n == 1 else plural}"
 
 
-def _relative(path, root):
-    return os.path.relpath(os.path.abspath(path), root).replace(os.sep, "/")
-
-
 def _suspects(suspects, shown, root, thumbs, label_errors):
     figures = []
     for s in suspects[:shown]:
-        name = _relative(s.image, root) if s.image else f"X[{s.index}]"
+        name = relative_path(s.image, root) if s.image else f"X[{s.index}]"
         caption = (
             f"{e(name)}<br>labelled {e(s.given)}, likely {e(s.likely)} "
             f"({s.p_likely:.2f})"
@@ -181,7 +178,7 @@ def _suspects(suspects, shown, root, thumbs, label_errors):
             "</th></tr></thead><tbody>"
         )
         for s in suspects:
-            name = _relative(s.image, root) if s.image else f"X[{s.index}]"
+            name = relative_path(s.image, root) if s.image else f"X[{s.index}]"
             parts.append(
                 f'<tr><td data-value="{e(name)}">{e(name)}</td>'
                 f'<td data-value="{e(s.given)}">{e(s.given)}</td>'
