@@ -490,6 +490,26 @@ def test_bad_parameter_values_are_named_at_fit(estimator, params, message, small
         model.fit(*small)
 
 
+RULES_BEYOND_CONSTRAINTS = [
+    (small_cnn, {"filters": ()}, r"filters must be"),
+    (small_cnn, {"augmentation": {"flip": True}}, r"augmentation\['flip'\]"),
+    (fine_tune, {"dense_units": (0,)}, r"dense_units must"),
+    (fine_tune, {"trainable_blocks": 6}, r"'trainable_blocks' .* at most 5"),
+]
+
+
+@pytest.mark.parametrize(
+    "make, params, message",
+    RULES_BEYOND_CONSTRAINTS,
+    ids=[f"{m.__name__}-{next(iter(p))}" for m, p, _ in RULES_BEYOND_CONSTRAINTS],
+)
+def test_every_parameter_rule_fails_before_any_image_is_read(make, params, message):
+    # Files that do not exist and a single class: a rule checked after the
+    # data would report one of those instead.
+    with pytest.raises(ValueError, match=message):
+        make(**params).fit(["missing/a.jpg", "missing/b.jpg"], ["a", "a"])
+
+
 @pytest.mark.parametrize("make", [small_cnn, fine_tune], ids=["cnn", "finetune"])
 def test_one_class_only_raises(make, small):
     images, _ = small

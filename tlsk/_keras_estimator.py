@@ -71,19 +71,44 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
         "verbose": ["verbose"],
     }
 
+    def _check_parameters(self):
+        """The rules ``_parameter_constraints`` cannot say; run before any work.
+
+        Subclasses extend it (calling ``super()``) with their own rules, so
+        that a bad value fails at the start of ``fit``, not in the middle.
+        """
+        augmentation_settings(self.augmentation)
+
     # -- scikit-learn API --------------------------------------------------
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Train on images ``X`` (paths or arrays) with labels ``y`` of any type.
 
+        The steps, each a method a subclass may extend: check the parameters
+        (:meth:`_check_parameters`), the images and labels
+        (:meth:`_check_training_data`), split off the validation images
+        (:meth:`_split`), build the network (:meth:`_initialize_model`) and
+        train it phase by phase (:meth:`_fit_loop`).
+
         Returns
         -------
         self
         """
-        import keras
-
         self.__dict__.pop("model_", None)  # release the previous fit's network
+        self._check_parameters()
+        inputs, encoded = self._check_training_data(X, y)
+        seed = _seed(self.random_state)
+        train, valid = self._split(encoded, seed)
+        self.precision_ = resolve_precision(self.precision)
+        model = self._initialize_model(seed)
+        self.history_ = {}
+        self._fit_loop(model, inputs, encoded, train, valid, seed)
+        self.model_ = model
+        return self
+
+    def _check_training_data(self, X, y):
+        """Image inputs and labels encoded as ``0..n_classes-1``; sets ``classes_``."""
         inputs = image_inputs(X)
         y = column_or_1d(np.asarray(y), warn=True)
         if len(inputs) != len(y):
@@ -100,12 +125,17 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
                 "needs images of at least 2 classes; received only the class "
                 f"{self.classes_.tolist()[0]!r}"
             )
-        seed = _seed(self.random_state)
-        train, valid = self._split(encoded, seed)
-        class_weight = self._class_weights(encoded[train])
+        return inputs, encoded
 
-        self.precision_ = resolve_precision(self.precision)
-        model = self._build_model(len(self.classes_), seed, self.precision_)
+    def _initialize_model(self, seed):
+        """A new, untrained network for ``classes_`` in ``precision_``."""
+        return self._build_model(len(self.classes_), seed, self.precision_)
+
+    def _fit_loop(self, model, inputs, encoded, train, valid, seed):
+        """Train ``model`` through :meth:`_phases`; record each in ``history_``."""
+        import keras
+
+        class_weight = self._class_weights(encoded[train])
         train_batches = self._batches(
             [inputs[i] for i in train], encoded[train], shuffle=True, seed=seed
         )
@@ -114,7 +144,6 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
             if len(valid)
             else None
         )
-        self.history_ = {}
         for phase in self._phases(model):
             if phase.epochs == 0:
                 continue
@@ -140,8 +169,6 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
                 name: [float(v) for v in values]
                 for name, values in history.history.items()
             }
-        self.model_ = model
-        return self
 
     def predict_proba(self, X):
         """Class probabilities ``(n_images, n_classes)``, columns as ``classes_``."""
@@ -257,18 +284,9 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
         """
         import keras
 
-        if self.augmentation is False:
+        settings = augmentation_settings(self.augmentation)
+        if settings is None:
             return []
-        settings = dict(AUGMENTATION_DEFAULTS)
-        if isinstance(self.augmentation, dict):
-            unknown = set(self.augmentation) - set(settings)
-            if unknown:
-                raise ValueError(
-                    f"augmentation keys must be among {sorted(settings)}; "
-                    f"received {sorted(unknown)}"
-                )
-            settings.update(self.augmentation)
-        _check_augmentation(settings)
         layers = []
         if settings["flip"]:
             layers.append(
@@ -298,9 +316,24 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
 FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical")
 
 
-def _check_augmentation(settings):
-    # Keras's RandomFlip silently does nothing for a mode it does not know
-    # (flip=True), so the values are checked here.
+def augmentation_settings(augmentation):
+    """The augmentation of ``augmentation`` (a parameter value); None when off.
+
+    Raises ``ValueError`` naming the key for an unknown key or a bad value:
+    Keras's RandomFlip silently does nothing for a mode it does not know
+    (``flip=True``), so the values are checked here.
+    """
+    if augmentation is False:
+        return None
+    settings = dict(AUGMENTATION_DEFAULTS)
+    if isinstance(augmentation, dict):
+        unknown = set(augmentation) - set(settings)
+        if unknown:
+            raise ValueError(
+                f"augmentation keys must be among {sorted(settings)}; "
+                f"received {sorted(unknown)}"
+            )
+        settings.update(augmentation)
     flip = settings["flip"]
     if flip and flip not in FLIP_MODES:
         raise ValueError(
@@ -316,6 +349,7 @@ def _check_augmentation(settings):
                 f"augmentation[{key!r}] must be a number >= 0 (0 or False: off); "
                 f"received {value!r}"
             )
+    return settings
 
 
 OPTIMIZERS = ("adam", "sgd", "rmsprop")

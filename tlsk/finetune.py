@@ -122,6 +122,22 @@ class KerasFineTuneClassifier(KerasImageClassifier):
         "backbone": [StrOptions(set(BACKBONES))],
     }
 
+    def _check_parameters(self):
+        super()._check_parameters()
+        if any(not isinstance(u, Integral) or u < 1 for u in self.dense_units):
+            raise ValueError(
+                "dense_units must be a tuple of positive ints; received "
+                f"{self.dense_units!r}"
+            )
+        spec = get_spec(self.backbone)
+        if self.trainable_blocks > spec.n_stages:
+            raise ValueError(
+                f"The 'trainable_blocks' parameter of {type(self).__name__} must be "
+                f"at most {spec.n_stages} for {spec.name}, its number of stages. "
+                f"Got {self.trainable_blocks} instead."
+            )
+        resolve_weights(self.weights)
+
     def __init__(
         self,
         weights="imagenet",
@@ -183,18 +199,7 @@ class KerasFineTuneClassifier(KerasImageClassifier):
     def _build_model(self, n_classes, seed, precision):
         import keras
 
-        if any(not isinstance(u, Integral) or u < 1 for u in self.dense_units):
-            raise ValueError(
-                "dense_units must be a tuple of positive ints; received "
-                f"{self.dense_units!r}"
-            )
         spec = get_spec(self.backbone)
-        if self.trainable_blocks > spec.n_stages:
-            raise ValueError(
-                f"The 'trainable_blocks' parameter of {type(self).__name__} must be "
-                f"at most {spec.n_stages} for {spec.name}, its number of stages. "
-                f"Got {self.trainable_blocks} instead."
-            )
         dtype = keras_dtype(precision)
         size = self._image_size()
         base, identity = base_network(

@@ -96,6 +96,16 @@ class SmallCNNClassifier(KerasImageClassifier):
         "optimizer": [StrOptions(set(OPTIMIZERS))],
     }
 
+    def _check_parameters(self):
+        super()._check_parameters()
+        if not self.filters or any(
+            not isinstance(f, Integral) or f < 1 for f in self.filters
+        ):
+            raise ValueError(
+                "filters must be a non-empty tuple of positive ints; received "
+                f"{self.filters!r}"
+            )
+
     def __init__(
         self,
         filters=(32, 64, 128),
@@ -142,13 +152,6 @@ class SmallCNNClassifier(KerasImageClassifier):
     def _build_model(self, n_classes, seed, precision):
         import keras
 
-        if not self.filters or any(
-            not isinstance(f, Integral) or f < 1 for f in self.filters
-        ):
-            raise ValueError(
-                "filters must be a non-empty tuple of positive ints; received "
-                f"{self.filters!r}"
-            )
         init = keras.initializers.GlorotUniform
         dtype = keras_dtype(precision)
         size = self.input_size
