@@ -25,6 +25,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from tlsk._sklearn_compat import Interval, StrOptions, _fit_context
 from tlsk.images import INTERPOLATIONS, decode_threads, image_inputs
 from tlsk.precision import PRECISIONS, resolve_precision
+from tlsk.tta import TTA_MODES, apply_view, tta_views
 
 __all__ = ["OPTIMIZERS", "KerasImageClassifier", "Phase", "make_optimizer"]
 
@@ -66,6 +67,7 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
         "class_weight": [None, dict, StrOptions({"balanced"})],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "precision": [StrOptions(set(PRECISIONS))],
+        "tta": [None, StrOptions(set(TTA_MODES))],
         "n_jobs": [None, Interval(Integral, 1, None, closed="left")],
         "random_state": [None, "random_state"],
         "verbose": ["verbose"],
@@ -171,13 +173,21 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
             }
 
     def predict_proba(self, X):
-        """Class probabilities ``(n_images, n_classes)``, columns as ``classes_``."""
+        """Class probabilities ``(n_images, n_classes)``, columns as ``classes_``.
+
+        With ``tta``, the mean of the probabilities over the views of
+        :mod:`tlsk.tta`; ``tta`` may change after ``fit`` (``set_params``).
+        """
         check_is_fitted(self)
+        views = tta_views(self.tta)
         inputs = image_inputs(X)
         if not inputs:
             return np.empty((0, len(self.classes_)), dtype=np.float32)
-        proba = self.model_.predict(self._batches(inputs), verbose=0)
-        return np.asarray(proba, dtype=np.float32)
+        proba = np.zeros((len(inputs), len(self.classes_)), dtype=np.float64)
+        for view in views:
+            batches = self._batches(inputs, view=view)
+            proba += self.model_.predict(batches, verbose=0)
+        return (proba / len(views)).astype(np.float32)
 
     def predict(self, X):
         """The most probable class of each image."""
@@ -212,8 +222,14 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
 
     # -- shared machinery ----------------------------------------------------
 
-    def _batches(self, inputs, y=None, shuffle=False, seed=None):
+    def _batches(self, inputs, y=None, shuffle=False, seed=None, view="original"):
         from tlsk._image_batches import ImageBatches
+
+        preprocess = self._preprocess
+        if view != "original":
+
+            def preprocess(batch):
+                return self._preprocess(apply_view(batch, view))
 
         return ImageBatches(
             inputs,
@@ -221,7 +237,7 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
             batch_size=self.batch_size,
             size=self._image_size(),
             interpolation=self.interpolation,
-            preprocess=self._preprocess,
+            preprocess=preprocess,
             shuffle=shuffle,
             seed=seed,
             workers=decode_threads(self.n_jobs),

@@ -75,6 +75,10 @@ class KerasFineTuneClassifier(KerasImageClassifier):
     class_weight, batch_size, n_jobs, random_state, verbose
         As for :class:`tlsk.SmallCNNClassifier`; early stopping applies to each
         phase and restores that phase's best weights.
+    tta : {None, "flip", "ten_crop"}, default=None
+        Test-time augmentation: ``predict_proba`` averages the probabilities
+        over the views of :mod:`tlsk.tta` (2 or 10 predictions per image);
+        training is unchanged.
     backbone : str, default="vgg16"
         The network, a name of the registry (:func:`tlsk.list_backbones`);
         images are preprocessed as that network expects.
@@ -153,6 +157,7 @@ class KerasFineTuneClassifier(KerasImageClassifier):
         finetune_learning_rate=1e-4,
         finetune_momentum=0.9,
         precision="auto",
+        tta=None,
         interpolation="bilinear",
         augmentation=True,
         validation_fraction=0.1,
@@ -178,6 +183,7 @@ class KerasFineTuneClassifier(KerasImageClassifier):
         self.finetune_learning_rate = finetune_learning_rate
         self.finetune_momentum = finetune_momentum
         self.precision = precision
+        self.tta = tta
         self.interpolation = interpolation
         self.augmentation = augmentation
         self.validation_fraction = validation_fraction

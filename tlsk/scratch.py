@@ -55,6 +55,10 @@ class SmallCNNClassifier(KerasImageClassifier):
     batch_size : int, default=32
     precision : {"auto", "float32", "bfloat16"}, default="auto"
         As for :class:`tlsk.KerasFineTuneClassifier`.
+    tta : {None, "flip", "ten_crop"}, default=None
+        Test-time augmentation: ``predict_proba`` averages the probabilities
+        over the views of :mod:`tlsk.tta` (2 or 10 predictions per image);
+        training is unchanged.
     n_jobs : int or None, default=None
         Threads decoding images ahead of the network (``min(4, CPUs)``).
     random_state : int, RandomState or None, default=None
@@ -123,6 +127,7 @@ class SmallCNNClassifier(KerasImageClassifier):
         class_weight=None,
         batch_size=32,
         precision="auto",
+        tta=None,
         n_jobs=None,
         random_state=None,
         verbose=0,
@@ -142,6 +147,7 @@ class SmallCNNClassifier(KerasImageClassifier):
         self.class_weight = class_weight
         self.batch_size = batch_size
         self.precision = precision
+        self.tta = tta
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
