@@ -5,7 +5,8 @@ The bottleneck path: :class:`ImageFeatureExtractor` (any network of
 :class:`VGG16FeatureExtractor` turn images into vectors (cached in HDF5 when
 ``cache=`` names a file) for any scikit-learn classifier.
 Fine-tuning: :class:`KerasFineTuneClassifier`. The from-scratch baseline:
-:class:`SmallCNNClassifier`. On a Dask cluster: :func:`featurize`.
+:class:`SmallCNNClassifier`; the learning-rate range test for either:
+:func:`lr_find`. On a Dask cluster: :func:`featurize`.
 """
 
 from tlsk._version import __version__
@@ -21,6 +22,7 @@ from tlsk.distributed import featurize, local_cluster
 from tlsk.features import ImageFeatureExtractor, VGG16FeatureExtractor
 from tlsk.finetune import KerasFineTuneClassifier
 from tlsk.images import ImageError, ImageRangeWarning, UndecodableImageWarning
+from tlsk.lr_finder import lr_find
 from tlsk.scratch import SmallCNNClassifier
 from tlsk.weights import WeightsMismatchError, WeightsUnavailableError
 
@@ -43,5 +45,6 @@ __all__ = [
     "list_backbones",
     "load_image_folder",
     "local_cluster",
+    "lr_find",
     "split_image_folder",
 ]

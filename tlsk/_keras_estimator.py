@@ -22,12 +22,20 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
+from tlsk._optimizers import OPTIMIZERS, SCHEDULES, make_optimizer
 from tlsk._sklearn_compat import Interval, StrOptions, _fit_context
 from tlsk.images import INTERPOLATIONS, decode_threads, image_inputs
 from tlsk.precision import PRECISIONS, resolve_precision
 from tlsk.tta import TTA_MODES, apply_view, tta_views
 
-__all__ = ["OPTIMIZERS", "KerasImageClassifier", "Phase", "make_optimizer"]
+__all__ = [
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "KerasImageClassifier",
+    "Phase",
+    "TrainingBatches",
+    "make_optimizer",
+]
 
 AUGMENTATION_DEFAULTS = {
     "flip": "horizontal",
@@ -39,12 +47,45 @@ AUGMENTATION_DEFAULTS = {
 
 @dataclass
 class Phase:
-    """One stage of training: which layers learn, with what, for how long."""
+    """One stage of training: which layers learn, with what, for how long.
+
+    ``optimizer`` is a name of ``OPTIMIZERS`` (made when the phase starts,
+    with ``learning_rate`` shaped by ``schedule`` over the phase's steps and
+    ``rate_scales(model)`` for per-layer rates) or a ready Keras optimizer.
+    ``learning_rate="auto"`` takes the rate of a range test
+    (:mod:`tlsk.lr_finder`) run on the model as the phase starts.
+    """
 
     name: str
     epochs: int
-    optimizer: object  # a keras optimizer instance
+    optimizer: object
+    learning_rate: object = None  # float or "auto"; with an optimizer name
+    momentum: float = 0.0
+    schedule: str = "constant"
     prepare: object = None  # callable(model) that sets layer.trainable
+    rate_scales: object = None  # callable(model) -> {variable path: factor}
+
+    def make_optimizer(self, model, learning_rate, steps):
+        """The phase's optimizer at ``learning_rate`` over ``steps`` batches."""
+        if not isinstance(self.optimizer, str):
+            return self.optimizer
+        return make_optimizer(
+            self.optimizer,
+            learning_rate,
+            self.momentum,
+            schedule=self.schedule,
+            steps=steps,
+            rate_scales=self.rate_scales(model) if self.rate_scales else None,
+        )
+
+
+@dataclass
+class TrainingBatches:
+    """What every phase trains on: batches and class weights of one split."""
+
+    train: object  # ImageBatches with labels, shuffled each epoch
+    valid: object  # ImageBatches with labels, or None
+    class_weight: dict | None
 
 
 class KerasImageClassifier(ClassifierMixin, BaseEstimator):
@@ -68,6 +109,7 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "precision": [StrOptions(set(PRECISIONS))],
         "tta": [None, StrOptions(set(TTA_MODES))],
+        "warm_start": ["boolean"],
         "n_jobs": [None, Interval(Integral, 1, None, closed="left")],
         "random_state": [None, "random_state"],
         "verbose": ["verbose"],
@@ -91,26 +133,47 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
         (:meth:`_check_parameters`), the images and labels
         (:meth:`_check_training_data`), split off the validation images
         (:meth:`_split`), build the network (:meth:`_initialize_model`) and
-        train it phase by phase (:meth:`_fit_loop`).
+        train it phase by phase (:meth:`_fit_loop`). With ``warm_start`` and
+        a fitted model, training continues from its weights.
 
         Returns
         -------
         self
         """
-        self.__dict__.pop("model_", None)  # release the previous fit's network
+        previous = self._warm_start_model()
         self._check_parameters()
-        inputs, encoded = self._check_training_data(X, y)
+        inputs, encoded = self._check_training_data(X, y, previous)
         seed = _seed(self.random_state)
         train, valid = self._split(encoded, seed)
-        self.precision_ = resolve_precision(self.precision)
-        model = self._initialize_model(seed)
-        self.history_ = {}
+        if previous is None:
+            self.precision_ = resolve_precision(self.precision)
+            self.history_ = {}
+            self.learning_rates_ = {}
+            model = self._initialize_model(seed)
+        else:  # continue in the precision the network was built in
+            self.__dict__.setdefault("learning_rates_", {})
+            model = previous
         self._fit_loop(model, inputs, encoded, train, valid, seed)
         self.model_ = model
         return self
 
-    def _check_training_data(self, X, y):
-        """Image inputs and labels encoded as ``0..n_classes-1``; sets ``classes_``."""
+    def _warm_start_model(self):
+        """The fitted network to continue with ``warm_start``, else None.
+
+        Without it the previous fit's network is released first, so that a
+        failed fit leaves no stale model behind.
+        """
+        if getattr(self, "warm_start", False) and self.__sklearn_is_fitted__():
+            return self.model_
+        self.__dict__.pop("model_", None)
+        return None
+
+    def _check_training_data(self, X, y, previous=None):
+        """Image inputs and labels encoded as ``0..n_classes-1``; sets ``classes_``.
+
+        With a ``previous`` network (``warm_start``), ``y`` must have exactly
+        its classes.
+        """
         inputs = image_inputs(X)
         y = column_or_1d(np.asarray(y), warn=True)
         if len(inputs) != len(y):
@@ -121,56 +184,91 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
         if len(inputs) == 0:
             raise ValueError("cannot fit on 0 images; received an empty X")
         check_classification_targets(y)
-        self.classes_, encoded = np.unique(y, return_inverse=True)
-        if len(self.classes_) < 2:
+        classes, encoded = np.unique(y, return_inverse=True)
+        if previous is not None and not np.array_equal(classes, self.classes_):
+            raise ValueError(
+                "warm_start=True continues a model of the classes "
+                f"{self.classes_.tolist()!r}; y has the classes {classes.tolist()!r}. "
+                "Pass warm_start=False to train a new model"
+            )
+        if len(classes) < 2:
             raise ValueError(
                 "needs images of at least 2 classes; received only the class "
-                f"{self.classes_.tolist()[0]!r}"
+                f"{classes.tolist()[0]!r}"
             )
+        self.classes_ = classes
         return inputs, encoded
 
     def _initialize_model(self, seed):
         """A new, untrained network for ``classes_`` in ``precision_``."""
         return self._build_model(len(self.classes_), seed, self.precision_)
 
+    def _training_batches(self, inputs, encoded, train, valid, seed):
+        """The batches of the split and its class weights."""
+        return TrainingBatches(
+            train=self._batches(
+                [inputs[i] for i in train], encoded[train], shuffle=True, seed=seed
+            ),
+            valid=(
+                self._batches([inputs[i] for i in valid], encoded[valid])
+                if len(valid)
+                else None
+            ),
+            class_weight=self._class_weights(encoded[train]),
+        )
+
     def _fit_loop(self, model, inputs, encoded, train, valid, seed):
         """Train ``model`` through :meth:`_phases`; record each in ``history_``."""
+        data = self._training_batches(inputs, encoded, train, valid, seed)
+        for phase in self._phases(model):
+            self._train_phase(model, phase, data)
+
+    def _train_phase(self, model, phase, data):
+        """One phase: open its layers, find its rate if "auto", compile, fit."""
         import keras
 
-        class_weight = self._class_weights(encoded[train])
-        train_batches = self._batches(
-            [inputs[i] for i in train], encoded[train], shuffle=True, seed=seed
+        if phase.epochs == 0:
+            return
+        if phase.prepare is not None:
+            phase.prepare(model)
+        rate = phase.learning_rate
+        if isinstance(rate, str) and rate == "auto":
+            rate = self._find_learning_rate(model, phase, data)
+        if rate is not None:
+            self.learning_rates_[phase.name] = float(rate)
+        model.compile(
+            optimizer=phase.make_optimizer(model, rate, len(data.train) * phase.epochs),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
         )
-        valid_batches = (
-            self._batches([inputs[i] for i in valid], encoded[valid])
-            if len(valid)
-            else None
+        history = model.fit(
+            data.train,
+            validation_data=data.valid,
+            epochs=phase.epochs,
+            # The data set shuffles itself from the seed; Keras's own
+            # shuffle of batch order draws from the global `random`.
+            shuffle=False,
+            class_weight=data.class_weight,
+            callbacks=self._callbacks(data.valid is not None, keras),
+            verbose=_keras_verbosity(self.verbose),
         )
-        for phase in self._phases(model):
-            if phase.epochs == 0:
-                continue
-            if phase.prepare is not None:
-                phase.prepare(model)
-            model.compile(
-                optimizer=phase.optimizer,
-                loss="sparse_categorical_crossentropy",
-                metrics=["accuracy"],
-            )
-            history = model.fit(
-                train_batches,
-                validation_data=valid_batches,
-                epochs=phase.epochs,
-                # The data set shuffles itself from the seed; Keras's own
-                # shuffle of batch order draws from the global `random`.
-                shuffle=False,
-                class_weight=class_weight,
-                callbacks=self._callbacks(valid_batches is not None, keras),
-                verbose=_keras_verbosity(self.verbose),
-            )
-            self.history_[phase.name] = {
-                name: [float(v) for v in values]
-                for name, values in history.history.items()
-            }
+        curves = self.history_.setdefault(phase.name, {})
+        for name, values in history.history.items():
+            curves.setdefault(name, []).extend(float(v) for v in values)
+
+    def _find_learning_rate(self, model, phase, data):
+        """The suggested rate of a range test on ``model`` as it is now.
+
+        The test trains, then puts every weight back; its curve is kept in
+        ``lr_find_[phase.name]``.
+        """
+        from tlsk.lr_finder import range_test
+
+        result = range_test(model, phase, data.train, class_weight=data.class_weight)
+        if not hasattr(self, "lr_find_"):
+            self.lr_find_ = {}
+        self.lr_find_[phase.name] = result
+        return result.suggestion
 
     def predict_proba(self, X):
         """Class probabilities ``(n_images, n_classes)``, columns as ``classes_``.
@@ -179,15 +277,18 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
         :mod:`tlsk.tta`; ``tta`` may change after ``fit`` (``set_params``).
         """
         check_is_fitted(self)
+        return self._mean_over_views(self.model_, X, len(self.classes_))
+
+    def _mean_over_views(self, network, X, width):
+        """``network``'s outputs on ``X``, averaged over the views of ``tta``."""
         views = tta_views(self.tta)
         inputs = image_inputs(X)
+        total = np.zeros((len(inputs), width), dtype=np.float64)
         if not inputs:
-            return np.empty((0, len(self.classes_)), dtype=np.float32)
-        proba = np.zeros((len(inputs), len(self.classes_)), dtype=np.float64)
+            return total.astype(np.float32)
         for view in views:
-            batches = self._batches(inputs, view=view)
-            proba += self.model_.predict(batches, verbose=0)
-        return (proba / len(views)).astype(np.float32)
+            total += network.predict(self._batches(inputs, view=view), verbose=0)
+        return (total / len(views)).astype(np.float32)
 
     def predict(self, X):
         """The most probable class of each image."""
@@ -368,20 +469,6 @@ def augmentation_settings(augmentation):
     return settings
 
 
-OPTIMIZERS = ("adam", "sgd", "rmsprop")
-
-
-def make_optimizer(name, learning_rate, momentum=0.0):
-    """A fresh Keras optimizer by name (one of ``OPTIMIZERS``)."""
-    import keras
-
-    if name == "adam":
-        return keras.optimizers.Adam(learning_rate)
-    if name == "rmsprop":
-        return keras.optimizers.RMSprop(learning_rate, momentum=momentum)
-    return keras.optimizers.SGD(learning_rate, momentum=momentum)
-
-
 def _seed(random_state):
     """An int seed for Keras layers and NumPy from a scikit-learn random_state."""
     if random_state is None:
@@ -405,6 +492,8 @@ def _model_to_bytes(model):
 
 def _model_from_bytes(data):
     import keras
+
+    import tlsk._scaled_optimizers  # noqa: F401 - registers the optimizers
 
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "model.keras")

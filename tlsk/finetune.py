@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 from numbers import Integral, Real
 
+import numpy as np
+from sklearn.utils.validation import check_is_fitted
+
 from tlsk._keras_estimator import (
     OPTIMIZERS,
+    SCHEDULES,
     KerasImageClassifier,
     Phase,
-    make_optimizer,
 )
 from tlsk._sklearn_compat import Interval, StrOptions
 from tlsk.backbone import POOLINGS, base_network, pooling_layer, resolve_weights
@@ -53,7 +56,11 @@ class KerasFineTuneClassifier(KerasImageClassifier):
     dense_units : tuple of int, default=(256,)
     dropout : float, default=0.5
     head_epochs : int, default=10
-    head_learning_rate : float, default=1e-3
+    head_learning_rate : float or "auto", default=1e-3
+        ``"auto"``: the rate a learning-rate range test suggests
+        (:func:`tlsk.lr_finder.lr_find`, about 100 batches of training whose
+        weights are then put back), run as the phase starts; found rates are
+        in ``learning_rates_`` and their curves in ``lr_find_``.
     head_optimizer : {"adam", "sgd", "rmsprop"}, default="adam"
     trainable_blocks : int, default=1
         Stages of the base unfrozen in phase 2, counted from the top, from 0
@@ -64,8 +71,30 @@ class KerasFineTuneClassifier(KerasImageClassifier):
         "mixed" blocks), 14 for Xception). Each stage ends at one of the
         registry's ``stage_ends``.
     finetune_epochs : int, default=10
-    finetune_learning_rate : float, default=1e-4
+    finetune_learning_rate : float or "auto", default=1e-4
+        ``"auto"`` as for ``head_learning_rate``, the test run on the network
+        as phase 2 starts (its head trained).
     finetune_momentum : float, default=0.9
+    schedule : {"constant", "cosine", "one_cycle"}, default="constant"
+        The learning rate within each phase, over its steps: constant;
+        cosine decay to 0 after a linear warm-up over the first 10% of the
+        steps; or Smith's one-cycle policy with fastai's defaults (up from
+        rate/25 over the first 25%, cosine annealing down to rate/1e5). See
+        :mod:`tlsk._optimizers`.
+    block_lr_ratio : float in (0, 1], default=1.0
+        Discriminative learning rates in phase 2: the earliest unfrozen stage
+        trains at this fraction of ``finetune_learning_rate``, the head at the
+        full rate, the stages between at geometrically spaced rates (fastai's
+        ``slice(lr * ratio, lr)``); 1: one rate for every layer.
+    gradual_unfreezing : bool, default=False
+        Phase 2 becomes ``trainable_blocks`` phases ("finetune_1", ...),
+        the k-th opening the last k stages; ``finetune_epochs`` is shared
+        among them (equal shares, the remainder to the last).
+    warm_start : bool, default=False
+        When the model is fitted, ``fit`` continues training its network
+        (scikit-learn's convention) through the same phases instead of
+        building a new one; ``y`` must have the same classes, and
+        ``history_`` grows by the new epochs.
     precision : {"auto", "float32", "bfloat16"}, default="auto"
         ``"bfloat16"`` trains in Keras mixed precision (bfloat16 compute,
         float32 weights and softmax); ``"auto"`` picks it where the hardware
@@ -90,6 +119,10 @@ class KerasFineTuneClassifier(KerasImageClassifier):
         ``{"head": {...}, "finetune": {...}}``: per epoch, ``loss``,
         ``accuracy`` and, with validation, ``val_loss`` and ``val_accuracy``.
     model_ : keras.Model
+    learning_rates_ : dict
+        ``{phase: rate}``: each phase's peak learning rate, found ones included.
+    lr_find_ : dict
+        Only with an ``"auto"`` rate: ``{phase: tlsk.lr_finder.LRFinderResult}``.
     weights_sha256_ : str
         The SHA-256 of the weights file the base started from.
     precision_ : str
@@ -116,13 +149,22 @@ class KerasFineTuneClassifier(KerasImageClassifier):
         "dense_units": [tuple, list],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "head_epochs": [Interval(Integral, 0, None, closed="left")],
-        "head_learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "head_learning_rate": [
+            Interval(Real, 0, None, closed="neither"),
+            StrOptions({"auto"}),
+        ],
         "head_optimizer": [StrOptions(set(OPTIMIZERS))],
         "input_size": [None, Interval(Integral, 1, None, closed="left")],
         "trainable_blocks": [Interval(Integral, 0, None, closed="left")],
         "finetune_epochs": [Interval(Integral, 0, None, closed="left")],
-        "finetune_learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "finetune_learning_rate": [
+            Interval(Real, 0, None, closed="neither"),
+            StrOptions({"auto"}),
+        ],
         "finetune_momentum": [Interval(Real, 0, 1, closed="left")],
+        "schedule": [StrOptions(set(SCHEDULES))],
+        "block_lr_ratio": [Interval(Real, 0, 1, closed="right")],
+        "gradual_unfreezing": ["boolean"],
         "backbone": [StrOptions(set(BACKBONES))],
     }
 
@@ -156,6 +198,10 @@ class KerasFineTuneClassifier(KerasImageClassifier):
         finetune_epochs=10,
         finetune_learning_rate=1e-4,
         finetune_momentum=0.9,
+        schedule="constant",
+        block_lr_ratio=1.0,
+        gradual_unfreezing=False,
+        warm_start=False,
         precision="auto",
         tta=None,
         interpolation="bilinear",
@@ -182,6 +228,10 @@ class KerasFineTuneClassifier(KerasImageClassifier):
         self.finetune_epochs = finetune_epochs
         self.finetune_learning_rate = finetune_learning_rate
         self.finetune_momentum = finetune_momentum
+        self.schedule = schedule
+        self.block_lr_ratio = block_lr_ratio
+        self.gradual_unfreezing = gradual_unfreezing
+        self.warm_start = warm_start
         self.precision = precision
         self.tta = tta
         self.interpolation = interpolation
@@ -240,22 +290,102 @@ class KerasFineTuneClassifier(KerasImageClassifier):
         return keras.Model(inputs, outputs, name=f"{spec.name}_finetune")
 
     def _phases(self, model):
-        return [
+        phases = [
             Phase(
                 "head",
                 self.head_epochs,
-                make_optimizer(self.head_optimizer, self.head_learning_rate),
+                self.head_optimizer,
+                self.head_learning_rate,
+                schedule=self.schedule,
                 prepare=lambda m: freeze_base(m, 0, self.backbone),
-            ),
-            Phase(
-                "finetune",
-                self.finetune_epochs if self.trainable_blocks else 0,
-                make_optimizer(
-                    "sgd", self.finetune_learning_rate, self.finetune_momentum
-                ),
-                prepare=lambda m: freeze_base(m, self.trainable_blocks, self.backbone),
-            ),
+            )
         ]
+        if not self.trainable_blocks:
+            return phases
+        if self.gradual_unfreezing:
+            steps = range(1, self.trainable_blocks + 1)
+            epochs = _shares(self.finetune_epochs, self.trainable_blocks)
+            names = [f"finetune_{blocks}" for blocks in steps]
+        else:
+            steps, epochs, names = (
+                [self.trainable_blocks],
+                [self.finetune_epochs],
+                ["finetune"],
+            )
+        for blocks, phase_epochs, name in zip(steps, epochs, names, strict=True):
+            phases.append(
+                Phase(
+                    name,
+                    phase_epochs,
+                    "sgd",
+                    self.finetune_learning_rate,
+                    momentum=self.finetune_momentum,
+                    schedule=self.schedule,
+                    prepare=lambda m, b=blocks: freeze_base(m, b, self.backbone),
+                    rate_scales=(
+                        None
+                        if self.block_lr_ratio == 1
+                        else lambda m, b=blocks: block_rate_scales(
+                            m, b, self.block_lr_ratio, self.backbone
+                        )
+                    ),
+                )
+            )
+        return phases
+
+    # -- embeddings --------------------------------------------------------
+
+    def transform(self, X):
+        """The pooled features of the fine-tuned base: ``(n_images, n_features)``.
+
+        The output of the head's pooling layer (``pooling`` of the base's
+        last stage, before the dense layers), averaged over the views of
+        ``tta``: embeddings of the trained network for any scikit-learn
+        estimator (nearest neighbours, a calibrated classifier, ...).
+        """
+        import keras
+
+        check_is_fitted(self)
+        pooled = self.model_.get_layer("head_pool").output
+        embedder = keras.Model(self.model_.inputs, pooled, name="embeddings")
+        return self._mean_over_views(embedder, X, int(pooled.shape[-1]))
+
+    def get_feature_names_out(self, input_features=None):
+        """``finetune0 ... finetune{n-1}``, one name per embedding column."""
+        check_is_fitted(self)
+        width = int(self.model_.get_layer("head_pool").output.shape[-1])
+        return np.asarray([f"finetune{i}" for i in range(width)], dtype=object)
+
+
+def _shares(total, parts):
+    """``total`` epochs in ``parts`` phases: equal shares, the rest to the last."""
+    share = total // parts
+    return [share] * (parts - 1) + [total - share * (parts - 1)]
+
+
+def block_rate_scales(model, open_blocks, ratio, backbone=DEFAULT_BACKBONE):
+    """Discriminative rates: ``{variable path: factor}`` for the open stages.
+
+    The head trains at the phase's rate (factor 1), the earliest of the
+    ``open_blocks`` open stages at ``ratio`` times it, the stages between at
+    geometrically spaced factors (fastai's ``slice(lr * ratio, lr)``).
+    """
+    import keras
+
+    spec = get_spec(backbone)
+    base = next(layer for layer in model.layers if isinstance(layer, keras.Model))
+    names = [layer.name for layer in base.layers]
+    ends = [names.index(end) for end in spec.stage_ends]
+    scales = {}
+    for index, layer in enumerate(base.layers):
+        # 1 for the last stage, n_stages for the first; layers after the
+        # last stage end belong to the last stage.
+        depth = max(1, sum(end >= index for end in ends))
+        if depth <= open_blocks:
+            factor = ratio ** (depth / open_blocks)
+            for variable in layer.trainable_weights:
+                scales[variable.path] = factor
+    return scales
 
 
 def freeze_base(model, trainable_blocks, backbone=DEFAULT_BACKBONE):

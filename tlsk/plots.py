@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-__all__ = ["plot_confusion_matrix", "plot_history"]
+__all__ = ["plot_confusion_matrix", "plot_history", "plot_lr_find"]
 
 
 def _figure(**kwargs):
@@ -123,6 +123,49 @@ def plot_confusion_matrix(y_true, y_pred, labels=None, path=None, normalize=None
     ax.set_yticks(ticks, [str(label) for label in labels])
     ax.set_xlabel("Predicted label")
     ax.set_ylabel("True label")
+    _save(figure, path)
+    return figure
+
+
+def plot_lr_find(result, path=None):
+    """The loss of a learning-rate range test against the rate (log scale).
+
+    Parameters
+    ----------
+    result : tlsk.lr_finder.LRFinderResult
+    path : str or path, optional
+        Where to save the figure as PNG.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tlsk.lr_finder import LRFinderResult
+    >>> from tlsk.plots import plot_lr_find
+    >>> rates = np.geomspace(1e-5, 1, 6)
+    >>> losses = np.array([2.0, 1.9, 1.2, 0.8, 1.5, 9.0])
+    >>> figure = plot_lr_find(LRFinderResult("head", rates, losses, losses))
+    >>> figure.axes[0].get_xscale(), figure.axes[0].get_xlabel()
+    ('log', 'learning rate')
+    """
+    figure = _figure(figsize=(6, 4), layout="constrained")
+    ax = figure.subplots()
+    ax.plot(result.learning_rates, result.raw_losses, alpha=0.3, label="loss")
+    ax.plot(result.learning_rates, result.losses, label="smoothed loss")
+    ax.axvline(
+        result.suggestion,
+        color="tab:red",
+        linestyle="--",
+        label=f"suggested {result.suggestion:.2g} (minimum / 10)",
+    )
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("loss")
+    ax.set_title(f"learning-rate range test: {result.phase}")
+    ax.legend(fontsize="small")
     _save(figure, path)
     return figure
 

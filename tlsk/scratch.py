@@ -6,12 +6,7 @@ from numbers import Integral, Real
 
 import numpy as np
 
-from tlsk._keras_estimator import (
-    OPTIMIZERS,
-    KerasImageClassifier,
-    Phase,
-    make_optimizer,
-)
+from tlsk._keras_estimator import OPTIMIZERS, KerasImageClassifier, Phase
 from tlsk._sklearn_compat import Interval, StrOptions
 from tlsk.precision import keras_dtype
 
@@ -33,8 +28,9 @@ class SmallCNNClassifier(KerasImageClassifier):
     dense_units : int, default=128
     dropout : float, default=0.5
     epochs : int, default=30
-    learning_rate : float, default=1e-3
-        Of the Adam optimizer.
+    learning_rate : float or "auto", default=1e-3
+        Of the optimizer; ``"auto"``: the rate a learning-rate range test
+        suggests (:func:`tlsk.lr_finder.lr_find`), run as training starts.
     input_size : int, default=128
         Side of the square the images are resized to; at least 32.
     interpolation : str, default="bilinear"
@@ -59,6 +55,9 @@ class SmallCNNClassifier(KerasImageClassifier):
         Test-time augmentation: ``predict_proba`` averages the probabilities
         over the views of :mod:`tlsk.tta` (2 or 10 predictions per image);
         training is unchanged.
+    warm_start : bool, default=False
+        When fitted, ``fit`` continues training the network instead of
+        building a new one (``y`` must have the same classes).
     n_jobs : int or None, default=None
         Threads decoding images ahead of the network (``min(4, CPUs)``).
     random_state : int, RandomState or None, default=None
@@ -96,7 +95,10 @@ class SmallCNNClassifier(KerasImageClassifier):
         "dense_units": [Interval(Integral, 1, None, closed="left")],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "epochs": [Interval(Integral, 0, None, closed="left")],
-        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "learning_rate": [
+            Interval(Real, 0, None, closed="neither"),
+            StrOptions({"auto"}),
+        ],
         "optimizer": [StrOptions(set(OPTIMIZERS))],
     }
 
@@ -128,6 +130,7 @@ class SmallCNNClassifier(KerasImageClassifier):
         batch_size=32,
         precision="auto",
         tta=None,
+        warm_start=False,
         n_jobs=None,
         random_state=None,
         verbose=0,
@@ -148,6 +151,7 @@ class SmallCNNClassifier(KerasImageClassifier):
         self.batch_size = batch_size
         self.precision = precision
         self.tta = tta
+        self.warm_start = warm_start
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
@@ -194,8 +198,4 @@ class SmallCNNClassifier(KerasImageClassifier):
         return keras.Model(inputs, outputs, name="small_cnn")
 
     def _phases(self, model):
-        return [
-            Phase(
-                "train", self.epochs, make_optimizer(self.optimizer, self.learning_rate)
-            )
-        ]
+        return [Phase("train", self.epochs, self.optimizer, self.learning_rate)]
