@@ -2,8 +2,8 @@
 
 :mod:`tlsk.features` (the transformers) and :mod:`tlsk.distributed` (shards
 on workers) both key images by content, show progress, warn about images
-that could not be decoded and check a cache path; each of those lives here,
-once.
+that could not be decoded, check a cache path and average vectors over the
+views of test-time augmentation; each of those lives here, once.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+
+import numpy as np
 
 from tlsk.images import (
     ImageError,
@@ -20,6 +22,7 @@ from tlsk.images import (
 )
 
 __all__ = [
+    "ViewMean",
     "batches",
     "check_cache_path",
     "content_keys",
@@ -154,3 +157,44 @@ def content_keys_with_memo(inputs, pool, n_threads, memo):
     if new:
         memo.put(new, [remembered_key(ident) for ident in new])
     return keys, failures
+
+
+class ViewMean:
+    """Each row's feature vectors, averaged over the views of test-time augmentation.
+
+    Vectors arrive view by view, some from a cache and some computed, in an
+    order that depends on what the cache held. With one view (no TTA) they
+    are kept as they come, float32, with no arithmetic. With several they
+    are summed in float64, where the order of ten additions of float32
+    values practically never shows in the float32 mean: a transform gives
+    the same vectors whatever its cache held.
+
+    Parameters
+    ----------
+    n_rows, dim : int
+        The shape of the result.
+    n_views : int
+        How many vectors each row receives.
+    """
+
+    def __init__(self, n_rows, dim, n_views):
+        self._n_views = n_views
+        dtype = np.float32 if n_views == 1 else np.float64
+        self._sums = np.zeros((n_rows, dim), dtype=dtype)
+
+    def add(self, rows, vectors):
+        """Add one view's ``vectors`` to ``rows`` (distinct row indices)."""
+        if self._n_views == 1:
+            self._sums[rows] = vectors
+        else:
+            self._sums[rows] += vectors
+
+    def copy_row(self, to, source):
+        """Row ``to`` gets what row ``source`` has (the same image twice)."""
+        self._sums[to] = self._sums[source]
+
+    def mean(self):
+        """The float32 ``(n_rows, dim)`` mean over the views."""
+        if self._n_views == 1:
+            return self._sums
+        return (self._sums / self._n_views).astype(np.float32)

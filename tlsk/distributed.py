@@ -8,7 +8,8 @@ places the tasks, retries them and restarts dead workers.
 How a run goes
 --------------
 1. **On the client.** Every image is hashed (its cache key is the SHA-256 of
-   its content) and looked up in the cache; what is found is not sent.
+   its content) and looked up in the cache (with test-time augmentation,
+   in the namespace of each view); what is found is not sent.
    Identical images are computed once. The rest is cut into shards of
    ``shard_size`` images.
 2. **On the workers.** A task gets the fitted extractor (a few kB: its
@@ -77,7 +78,7 @@ from numbers import Integral
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from tlsk._extraction import content_keys, progress, warn_undecodable
+from tlsk._extraction import ViewMean, content_keys, progress, warn_undecodable
 from tlsk._files import TMP_PREFIX
 from tlsk.cache import CacheError, FeatureCache, namespace_id
 from tlsk.features import ImageFeatureExtractor
@@ -146,7 +147,9 @@ def featurize(
         (shared storage); arrays travel inside the tasks, so file paths are
         the input to use at scale.
     extractor : ImageFeatureExtractor
-        Fitted, with a ``cache``. Its cache's folder must be writable by the
+        Fitted, with a ``cache``. With ``tta``, the workers compute every
+        view into its namespace, and the returned vectors are the views'
+        means, as ``transform`` gives them. Its cache's folder must be writable by the
         workers at the same path: shard files are written to
         ``<cache>.shards/``. Its ``on_error`` applies as in ``transform``; its
         ``verbose`` shows a progress bar on the client.
@@ -395,10 +398,9 @@ def _finished_shards(folder):
     return [os.path.join(folder, name) for name in names if _SHARD_RE.match(name)]
 
 
-def _lookups(cache, extractor, keys):
+def _lookups(cache, fingerprint, dim, keys):
     """Yield ``(start, found, vectors)`` over ``keys`` in blocks of bounded size."""
     # The cache keeps its key index between lookups of one process.
-    fingerprint, dim = extractor.fingerprint_, extractor.n_features_out_
     for start in range(0, len(keys), _LOOKUP_BLOCK):
         block = keys[start : start + _LOOKUP_BLOCK]
         found, vectors = cache.lookup(fingerprint, block, dim)
@@ -406,12 +408,20 @@ def _lookups(cache, extractor, keys):
 
 
 def _missing(cache, extractor, keys):
-    """The keys the cache does not hold, in order."""
-    missing = []
-    for start, found, _ in _lookups(cache, extractor, keys):
-        block = keys[start : start + len(found)]
-        missing.extend(key for key, hit in zip(block, found, strict=True) if not hit)
-    return missing
+    """The keys the cache lacks in the namespace of any view, in order.
+
+    A worker computes every view of the images it is sent (the views the
+    cache holds already are then not added twice).
+    """
+    missing = set()
+    dim = extractor.n_features_out_
+    for fingerprint in extractor.view_fingerprints().values():
+        for start, found, _ in _lookups(cache, fingerprint, dim, keys):
+            block = keys[start : start + len(found)]
+            missing.update(
+                key for key, hit in zip(block, found, strict=True) if not hit
+            )
+    return [key for key in keys if key in missing]
 
 
 def _plan(inputs, keys, indices, shard_size, folder):
@@ -585,17 +595,23 @@ def _remove_temporaries(folder):
 
 
 def _read_back(cache, extractor, keys, failures):
-    """Every readable image's vector from the cache; NaN rows for failures."""
-    features = np.zeros((len(keys), extractor.n_features_out_), dtype=np.float32)
+    """Each image's vector (its views' mean) from the cache; NaN for failures."""
+    dim = extractor.n_features_out_
+    fingerprints = extractor.view_fingerprints()
+    out = ViewMean(len(keys), dim, len(fingerprints))
     rows = [i for i in range(len(keys)) if i not in failures]
-    for start, found, vectors in _lookups(cache, extractor, [keys[i] for i in rows]):
-        if not found.all():
-            raise CacheError(
-                f"feature cache {cache.path!r} lacks {int((~found).sum())} vectors "
-                "that were just computed (an image file changed meanwhile, or "
-                "the cache was pruned or replaced?); run featurize again"
-            )
-        features[rows[start : start + len(found)]] = vectors
+    for fingerprint in fingerprints.values():
+        looked_up = _lookups(cache, fingerprint, dim, [keys[i] for i in rows])
+        for start, found, vectors in looked_up:
+            if not found.all():
+                raise CacheError(
+                    f"feature cache {cache.path!r} lacks {int((~found).sum())} "
+                    "vectors that were just computed (an image file changed "
+                    "meanwhile, or the cache was pruned or replaced?); run "
+                    "featurize again"
+                )
+            out.add(rows[start : start + len(found)], vectors)
+    features = out.mean()
     features[list(failures)] = np.nan
     return features
 

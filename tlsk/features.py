@@ -10,6 +10,7 @@ defaults and cache namespaces tlsk had before there were other backbones.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 from collections import deque
@@ -21,6 +22,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from tlsk._extraction import (
+    ViewMean,
     batches,
     check_cache_path,
     content_keys_with_memo,
@@ -50,6 +52,7 @@ from tlsk.images import (
 )
 from tlsk.precision import PRECISIONS, resolve_precision
 from tlsk.preprocessing import PREPROCESSINGS, fingerprint_tag, preprocess
+from tlsk.tta import TTA_MODES, apply_view, tta_views
 
 __all__ = ["ImageFeatureExtractor", "VGG16FeatureExtractor"]
 
@@ -130,13 +133,24 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
     verbose : int, default=0
         ``1`` or more shows a progress bar on stderr while features are
         computed.
+    tta : {None, "flip", "ten_crop"}, default=None
+        Test-time augmentation (:mod:`tlsk.tta`): each vector is the mean of
+        the vectors of the image's views, the image and its mirror
+        (``"flip"``, 2 views) or also four corner crops and their mirrors
+        (``"ten_crop"``, 10 views); same shape as without. Each view's
+        vectors are cached in a namespace of their own (the image as it is:
+        the namespace of ``tta=None``), so a second transform of the same
+        images computes nothing. Fixed at ``fit``; :meth:`with_tta` gives a
+        fitted copy with another mode.
 
     Attributes
     ----------
     fingerprint_ : dict
         Everything that decides the output (network, weights SHA-256, layer,
-        pooling, input size, resizing, preprocessing, precision); the cache
-        namespace.
+        pooling, input size, resizing, preprocessing, precision, and
+        ``"tta"`` when there is test-time augmentation); without ``tta``,
+        the cache namespace. With it, nothing is stored under it: the
+        views' vectors are, under :meth:`view_fingerprints`.
     n_features_out_ : int
         Length of each feature vector.
     precision_ : str
@@ -192,6 +206,7 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
             Interval(Integral, None, -1, closed="right"),
         ],
         "verbose": ["verbose"],
+        "tta": [None, StrOptions(set(TTA_MODES))],
     }
 
     def __init__(
@@ -210,6 +225,7 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
         max_image_pixels=DEFAULT_MAX_PIXELS,
         n_jobs=None,
         verbose=0,
+        tta=None,
     ):
         self.backbone = backbone
         self.weights = weights
@@ -225,6 +241,7 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
         self.max_image_pixels = max_image_pixels
         self.n_jobs = n_jobs
         self.verbose = verbose
+        self.tta = tta
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X=None, y=None):
@@ -256,12 +273,15 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
             backbone=network,
         )
         backbone = get_backbone(self._backbone_config)
-        self.fingerprint_ = {
-            **backbone.fingerprint,
-            "interpolation": self.interpolation,
-            "decode": DECODE_POLICY,
-            "preprocessing": fingerprint_tag(self.preprocessing_),
-        }
+        self.fingerprint_ = _with_tta_mode(
+            {
+                **backbone.fingerprint,
+                "interpolation": self.interpolation,
+                "decode": DECODE_POLICY,
+                "preprocessing": fingerprint_tag(self.preprocessing_),
+            },
+            self.tta,
+        )
         self.network_ = (
             os.path.basename(network)
             if is_model_file(network)
@@ -285,17 +305,19 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
         features : ndarray of shape (n_images, n_features_out_), float32
         """
         check_is_fitted(self)
+        views = self._fitted_views()
         backbone = self._current_backbone()
         inputs = image_inputs(X)
-        features = np.zeros((len(inputs), self.n_features_out_), dtype=np.float32)
+        out = ViewMean(len(inputs), self.n_features_out_, len(views))
         if not inputs:
-            return features
+            return out.mean()
         with ThreadPoolExecutor(decode_threads(self.n_jobs), "tlsk-decode") as pool:
             if self.cache_path_ is None:
                 todo = range(len(inputs))
-                failures = self._compute(backbone, inputs, todo, features, pool)
+                failures = self._compute(backbone, inputs, todo, views, out, pool)
             else:
-                failures = self._compute_with_cache(backbone, inputs, features, pool)
+                failures = self._compute_with_cache(backbone, inputs, views, out, pool)
+        features = out.mean()
         if failures:
             features[list(failures)] = np.nan
             warn_undecodable(failures, len(inputs), stacklevel=2)
@@ -322,6 +344,60 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
         other.cache = path
         other.cache_path_ = None if path is None else check_cache_path(path)
         return other
+
+    def with_tta(self, tta):
+        """A copy of this fitted extractor that averages over the views of ``tta``.
+
+        The copy keeps this one's fitted state (network, precision, cache);
+        only ``tta`` and the mode in ``fingerprint_`` change, so that a
+        trained pipeline can predict with test-time augmentation without a
+        new fit (``tlsk predict --tta``). Its views' vectors share the cache
+        namespaces of any other mode.
+
+        Parameters
+        ----------
+        tta : {None, "flip", "ten_crop"}
+
+        Returns
+        -------
+        ImageFeatureExtractor
+        """
+        check_is_fitted(self)
+        tta_views(tta)  # the error that names a bad mode
+        other = copy.copy(self)
+        other.tta = tta
+        other.fingerprint_ = _with_tta_mode(self.fingerprint_, tta)
+        return other
+
+    def view_fingerprints(self):
+        """The cache namespace of each view of ``tta``: ``{view: fingerprint}``.
+
+        In the order of :func:`tlsk.tta.tta_views`. The image as it is
+        (``"original"``) has the fingerprint of ``tta=None``, so plain
+        vectors and a TTA transform's first view are the same cache
+        entries; every other view adds ``"view": <name>`` to it.
+
+        Examples
+        --------
+        >>> from tlsk import VGG16FeatureExtractor
+        >>> extractor = VGG16FeatureExtractor(weights=None, input_size=32).fit()
+        >>> plain = extractor.fingerprint_
+        >>> views = extractor.with_tta("flip").view_fingerprints()
+        >>> list(views), views["original"] == plain
+        (['original', 'mirror'], True)
+        >>> views["mirror"] == {**plain, "view": "mirror"}
+        True
+        """
+        check_is_fitted(self)
+        plain = _with_tta_mode(self.fingerprint_, None)
+        return {
+            view: plain if view == "original" else {**plain, "view": view}
+            for view in tta_views(self.fingerprint_.get("tta"))
+        }
+
+    def __setstate__(self, state):
+        # Extractors pickled before tta existed averaged over nothing.
+        super().__setstate__({"tta": None, **state})
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -390,62 +466,104 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
             )
         return backbone
 
-    def _features(self, backbone, images):
-        return backbone.predict(preprocess(np.stack(images), self.preprocessing_))
+    def _fitted_views(self):
+        """The views of the fitted mode; a ValueError if ``tta`` changed since."""
+        fitted = self.fingerprint_.get("tta")
+        if self.tta != fitted:
+            raise ValueError(
+                f"tta was set to {self.tta!r} after this extractor was fitted "
+                f"with tta={fitted!r}; fit again, or use with_tta({self.tta!r})"
+            )
+        return tta_views(fitted)
 
-    def _compute(self, backbone, inputs, todo, features, pool):
-        """Fill ``features[i]`` for each index in ``todo``; return the failures."""
+    def _features(self, backbone, images, view="original"):
+        batch = np.stack(images)
+        if view != "original":  # the plain path stays as it always was
+            batch = apply_view(batch, view)
+        return backbone.predict(preprocess(batch, self.preprocessing_))
+
+    def _compute(self, backbone, inputs, todo, views, out, pool):
+        """Add each view's vectors of each index in ``todo``; return the failures."""
         failures = {}
         for indices, _, images in self._decoded_batches(inputs, todo, pool, failures):
-            features[indices] = self._features(backbone, images)
+            for view in views:
+                out.add(indices, self._features(backbone, images, view))
         return failures
 
-    def _compute_with_cache(self, backbone, inputs, features, pool):
+    def _compute_with_cache(self, backbone, inputs, views, out, pool):
         cache = FeatureCache(self.cache_path_)
         keys, failures = content_keys_with_memo(
             inputs, pool, decode_threads(self.n_jobs), FileKeyMemo(cache)
         )
         if failures and self.on_error == "raise":
             raise next(iter(failures.values()))
-        readable = [i for i in range(len(inputs)) if i not in failures]
-        found = np.zeros(len(inputs), dtype=bool)
-        found[readable], features[readable] = cache.lookup(
-            self.fingerprint_, [keys[i] for i in readable], self.n_features_out_
-        )
-        # The same content twice is computed once and copied to its twins.
-        first_of_key, twins = {}, []
-        for index in np.flatnonzero(~found):
-            if index in failures:
-                continue
-            first = first_of_key.setdefault(keys[index], index)
-            if first != index:
-                twins.append((index, first))
-        if first_of_key:
-            with cache.writer(self.fingerprint_, self.n_features_out_) as writer:
-                decoded = self._decoded_batches(
-                    inputs, list(first_of_key.values()), pool, failures
+        # The same content twice is looked up and computed once, then copied.
+        first_of_key = {}
+        for index, key in enumerate(keys):
+            if index not in failures:
+                first_of_key.setdefault(key, index)
+        unique = np.fromiter(first_of_key.values(), dtype=np.intp)
+        fingerprints = self.view_fingerprints()
+        missing = {}  # view -> indices its namespace lacks
+        for view in views:
+            found, vectors = cache.lookup(
+                fingerprints[view], list(first_of_key), self.n_features_out_
+            )
+            out.add(unique[found], vectors[found])
+            if not found.all():
+                missing[view] = set(unique[~found].tolist())
+        if missing:
+            todo = sorted(set().union(*missing.values()))
+            self._compute_missing(
+                backbone, cache, inputs, todo, missing, out, pool, failures
+            )
+        for index, key in enumerate(keys):
+            first = first_of_key.get(key)
+            if first is not None and first != index:
+                out.copy_row(index, first)
+                if first in failures:
+                    failures[index] = failures[first]
+        return failures
+
+    def _compute_missing(
+        self, backbone, cache, inputs, todo, missing, out, pool, failures
+    ):
+        """Decode ``todo`` once; compute and store what each view's namespace lacks."""
+        fingerprints = self.view_fingerprints()
+        with contextlib.ExitStack() as stack:
+            writers = {
+                view: stack.enter_context(
+                    cache.writer(fingerprints[view], self.n_features_out_)
                 )
-                for indices, batch_keys, images in decoded:
+                for view in missing
+            }
+            decoded = self._decoded_batches(inputs, todo, pool, failures)
+            for indices, batch_keys, images in decoded:
+                for view, writer in writers.items():
+                    lacking = [j for j, i in enumerate(indices) if i in missing[view]]
+                    if not lacking:
+                        continue
                     # Under the lock, so that another process sharing the cache
                     # never computes what this one is computing, and vice versa.
                     with writer.claim():
                         self._fill_through_cache(
-                            backbone, writer, features, indices, batch_keys, images
+                            backbone,
+                            writer,
+                            view,
+                            out,
+                            [indices[j] for j in lacking],
+                            [batch_keys[j] for j in lacking],
+                            [images[j] for j in lacking],
                         )
-        for index, first in twins:
-            features[index] = features[first]
-            if first in failures:
-                failures[index] = failures[first]
-        return failures
 
-    def _fill_through_cache(self, backbone, writer, features, indices, keys, images):
-        """Take what the cache holds now; compute, store and fill in the rest."""
+    def _fill_through_cache(self, backbone, writer, view, out, indices, keys, images):
+        """Take what the cache holds now; compute, store and add in the rest."""
         hit, stored = writer.lookup(keys)
-        features[indices] = stored
+        out.add([indices[i] for i in np.flatnonzero(hit)], stored[hit])
         miss = np.flatnonzero(~hit)
         if miss.size:
-            computed = self._features(backbone, [images[i] for i in miss])
-            features[[indices[i] for i in miss]] = computed
+            computed = self._features(backbone, [images[i] for i in miss], view)
+            out.add([indices[i] for i in miss], computed)
             writer.append([keys[i] for i in miss], computed)
 
     def _decoded_batches(self, inputs, todo, pool, failures):
@@ -495,6 +613,16 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
             yield pending.popleft().result()
 
 
+def _with_tta_mode(fingerprint, tta):
+    """``fingerprint`` saying the mode ``tta``; without the key when None.
+
+    Without TTA the fingerprint is exactly that of earlier tlsk versions, so
+    their caches keep serving it.
+    """
+    plain = {key: value for key, value in fingerprint.items() if key != "tta"}
+    return plain if tta is None else {**plain, "tta": tta}
+
+
 class VGG16FeatureExtractor(ImageFeatureExtractor):
     """Bottleneck features of a pretrained VGG16, as a scikit-learn transformer.
 
@@ -521,8 +649,9 @@ class VGG16FeatureExtractor(ImageFeatureExtractor):
     input_size : int, default=224
         Side of the square the images are resized to; at least 32.
     interpolation, batch_size, precision, cache, on_error, max_image_pixels, \
-n_jobs, verbose
-        As for :class:`ImageFeatureExtractor`.
+n_jobs, verbose, tta
+        As for :class:`ImageFeatureExtractor`; with ``tta=None`` the vectors
+        and namespaces are those of earlier tlsk versions.
 
     Attributes
     ----------
@@ -581,6 +710,7 @@ n_jobs, verbose
         max_image_pixels=DEFAULT_MAX_PIXELS,
         n_jobs=None,
         verbose=0,
+        tta=None,
     ):
         self.weights = weights
         self.layer = layer
@@ -594,3 +724,4 @@ n_jobs, verbose
         self.max_image_pixels = max_image_pixels
         self.n_jobs = n_jobs
         self.verbose = verbose
+        self.tta = tta
