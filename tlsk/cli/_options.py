@@ -8,6 +8,7 @@ from tlsk.backbone import POOLINGS
 from tlsk.images import INTERPOLATIONS
 from tlsk.precision import PRECISIONS
 from tlsk.preprocessing import PREPROCESSINGS
+from tlsk.tta import TTA_MODES, tta_views
 
 
 def fraction(text):
@@ -114,3 +115,44 @@ def add_report_option(parser):
         metavar="OUT/",
         help="also write an HTML report to this folder (OUT/index.html)",
     )
+
+
+def add_tta_option(parser):
+    """``--tta MODE``: test-time augmentation for predict and evaluate."""
+    parser.add_argument(
+        "--tta",
+        choices=TTA_MODES,
+        help="test-time augmentation: average over the image and its mirror "
+        "('flip', 2x the time) or also four corner crops and their mirrors "
+        "('ten_crop', 10x)",
+    )
+
+
+def with_tta(model, tta):
+    """The loaded ``model`` predicting with test-time augmentation ``tta``.
+
+    A bottleneck Pipeline gets a copy of its fitted extractor that averages
+    the features over the views; a Keras classifier averages its
+    probabilities (its ``tta`` parameter). None leaves the model as it is.
+    """
+    from sklearn.pipeline import Pipeline
+
+    from tlsk.cli import CommandError
+    from tlsk.features import ImageFeatureExtractor
+
+    if tta is None:
+        return model
+    if isinstance(model, Pipeline) and isinstance(model[0], ImageFeatureExtractor):
+        name = model.steps[0][0]
+        return model.set_params(**{name: model[0].with_tta(tta)})
+    if "tta" in model.get_params():
+        return model.set_params(tta=tta)
+    raise CommandError(
+        f"--tta needs a tlsk model (a bottleneck pipeline or a Keras "
+        f"classifier); received a {type(model).__name__}"
+    )
+
+
+def tta_summary(tta):
+    """How the output names ``tta``: ``"flip (2 views per image)"``, or ``"none"``."""
+    return "none" if tta is None else f"{tta} ({len(tta_views(tta))} views per image)"

@@ -12,6 +12,9 @@ to the images of each cell, the most confident mistakes, the most confused
 pairs of classes, a reliability diagram, a sortable table of every image and
 what made the model (see tlsk.report).
 
+--tta flip|ten_crop averages the predictions over test-time augmented views
+of each image (see tlsk.tta); the output says so ("tta" in the JSON).
+
 MODEL is a file written by 'tlsk train', with its .json metadata beside it.
 A joblib file executes code when it is loaded: load only model files from a
 trusted source.
@@ -23,7 +26,7 @@ import os
 
 from tlsk.cli import CommandError
 from tlsk.cli._folders import read_labelled_folder
-from tlsk.cli._options import add_report_option
+from tlsk.cli._options import add_report_option, add_tta_option, tta_summary, with_tta
 from tlsk.cli._output import (
     check_report_folder,
     check_writable,
@@ -40,6 +43,7 @@ EXAMPLE = """example:
   tlsk evaluate svm.joblib split/test --plot svm-test.png
   tlsk evaluate svm.joblib split/test --json > svm-test.json
   tlsk evaluate svm.joblib split/test --report svm-report/
+  tlsk evaluate svm.joblib split/test --tta ten_crop --json
 """
 
 
@@ -58,6 +62,7 @@ def add_arguments(parser):
         help="replace the --plot file or the --report folder if present",
     )
     parser.add_argument("--json", action="store_true", help="print JSON on stdout")
+    add_tta_option(parser)
 
 
 def run(args):
@@ -67,6 +72,9 @@ def run(args):
     if not os.path.isdir(args.dir):
         raise CommandError(f"no folder at {args.dir!r}")
     model, metadata = load_model(args.model)
+    model = with_tta(model, args.tta)
+    if args.tta:
+        metadata = {**metadata, "tta": args.tta}
     paths, labels, bad = read_labelled_folder(args, args.dir)
     known = set(map(str, model.classes_))
     if not known & set(labels.tolist()):
@@ -109,11 +117,14 @@ def run(args):
                 "method": metadata.get("method"),
                 "data": os.path.abspath(args.dir),
                 "skipped_files": [str(err) for err in bad],
+                "tta": args.tta,
                 **metrics,
             }
         )
     else:
         print(f"model: {args.model} ({metadata.get('method', '?')})")
         print(f"data: {args.dir}")
+        if args.tta:
+            print(f"test-time augmentation: {tta_summary(args.tta)}")
         print(text)
     return 0

@@ -6,7 +6,9 @@ folders inside it are skipped). Writes CSV, one row per image, to stdout or
 
   path,label,probability[,label_2,probability_2,...],error
 
-with the --top-k most probable classes, most probable first. A file that
+with the --top-k most probable classes, most probable first. With --tta,
+the probabilities are averaged over test-time augmented views of each image
+(flips, or ten crops; see tlsk.tta), at 2 or 10 times the cost. A file that
 cannot be decoded gets a row with its error and an empty label, and the
 others go on. Exit code 0 when at least one image was labelled (count the
 rows with an error), 1 when none was.
@@ -33,7 +35,7 @@ import sys
 from tlsk._files import write_atomically
 from tlsk.cli import CommandError
 from tlsk.cli._folders import image_files
-from tlsk.cli._options import int_at_least
+from tlsk.cli._options import add_tta_option, int_at_least, tta_summary, with_tta
 from tlsk.cli._output import check_writable, note
 from tlsk.cli._predictions import predict_proba, show_progress
 from tlsk.model_files import load_model
@@ -41,6 +43,7 @@ from tlsk.model_files import load_model
 HELP = "label images (files or folders) with a trained model or ImageNet classes"
 EXAMPLE = """examples:
   tlsk predict svm.joblib new-photos/ cat.jpg --top-k 3 --out labels.csv
+  tlsk predict svm.joblib new-photos/ --tta flip
   tlsk predict --imagenet holiday/ --top-k 5
   tlsk predict --imagenet --backbone efficientnet_b0 holiday/
 """
@@ -68,6 +71,7 @@ def add_arguments(parser):
     parser.add_argument(
         "--force", action="store_true", help="replace the --out file if present"
     )
+    add_tta_option(parser)
     group = parser.add_argument_group("ImageNet")
     group.add_argument(
         "--imagenet",
@@ -96,6 +100,8 @@ def add_arguments(parser):
 
 def run(args):
     if args.imagenet:
+        if args.tta:
+            args.usage_error("--tta needs a MODEL, not --imagenet")
         targets = args.inputs
     else:
         if args.weights_file or args.class_index or args.backbone != "vgg16":
@@ -105,6 +111,7 @@ def run(args):
         if len(args.inputs) < 2:
             args.usage_error("give a MODEL and at least one PATH (or --imagenet)")
         model, _ = load_model(args.inputs[0])
+        model = with_tta(model, args.tta)
         targets = args.inputs[1:]
     if args.out:
         check_writable(args.out, args.force)
@@ -152,6 +159,8 @@ def _model_rows(args, model, paths):
     header.append("error")
     results = {}
     if good:
+        if args.tta:
+            note(args, f"test-time augmentation: {tta_summary(args.tta)}")
         show_progress(model, args)
         proba, classes = predict_proba(model, good)
         for path, row in zip(good, proba, strict=True):
