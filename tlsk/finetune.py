@@ -378,9 +378,9 @@ def block_rate_scales(model, open_blocks, ratio, backbone=DEFAULT_BACKBONE):
     ends = [names.index(end) for end in spec.stage_ends]
     scales = {}
     for index, layer in enumerate(base.layers):
-        # 1 for the last stage, n_stages for the first; layers after the
-        # last stage end belong to the last stage.
-        depth = max(1, sum(end >= index for end in ends))
+        # 1 for the last stage (after the last of the stage ends), n_stages
+        # for the first.
+        depth = 1 + sum(end >= index for end in ends)
         if depth <= open_blocks:
             factor = ratio ** (depth / open_blocks)
             for variable in layer.trainable_weights:

@@ -171,7 +171,10 @@ def range_test(
                 batches.on_epoch_end()  # a new order for the next pass
             x, y = batches[index]
             optimizer.learning_rate = float(rate)
-            loss = float(model.train_on_batch(x, y, class_weight=class_weight))
+            logs = model.train_on_batch(
+                x, y, class_weight=class_weight, return_dict=True
+            )
+            loss = float(logs["loss"])
             average = SMOOTHING * average + (1 - SMOOTHING) * loss
             value = average / (1 - SMOOTHING ** (step + 1))
             raw.append(loss)
