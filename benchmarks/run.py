@@ -21,6 +21,10 @@ Writes ``results.md`` (tables, targets met or not) and ``results.json`` to
 - backbones (only when asked for: about 15 minutes): every registered network
   from JPEG files at its native size vs Keras ``predict`` on decoded arrays,
   float32 and auto;
+- tta (only when asked for: about 5 minutes): test-time augmentation, none
+  vs flip vs ten_crop: accuracy of VGG16 features + logistic regression and
+  of a small CNN (photo crops, digits), cold and warm transform times and
+  their ratio to no TTA;
 - cache-scaling (only when asked for: about 20 minutes, 10 GB of disk):
   caches of 10,000 to 1,000,000 vectors, format 2 vs the pinned format 1:
   adding 32 vectors, a cold 1,000-key lookup in a new process, filling by
@@ -33,6 +37,7 @@ initialisation (the same cost). Usage::
     python benchmarks/run.py --quick          # smaller images and fewer of them
     python benchmarks/run.py --sections cache memory
     python benchmarks/run.py --sections backbones --out benchmarks/results/backbones
+    python benchmarks/run.py --sections tta --out benchmarks/results/tta
     python benchmarks/run.py --sections cache-scaling \
         --out benchmarks/results/cache_scaling
 """
@@ -59,6 +64,7 @@ import suite_finetune  # noqa: E402
 import suite_labels  # noqa: E402
 import suite_memory  # noqa: E402
 import suite_report  # noqa: E402
+import suite_tta  # noqa: E402
 
 SECTIONS = {
     "extraction": suite_extraction,
@@ -70,8 +76,10 @@ SECTIONS = {
     "backbones": suite_backbones,
     "cache-scaling": suite_cache_scaling,
     "report": suite_report,
+    "tta": suite_tta,
 }
-ASKED_FOR_ONLY = ("backbones", "cache-scaling", "report")  # long: run when named
+# Long: run when named.
+ASKED_FOR_ONLY = ("backbones", "cache-scaling", "report", "tta")
 DEFAULT_SECTIONS = [name for name in SECTIONS if name not in ASKED_FOR_ONLY]
 
 FULL = {
@@ -103,6 +111,12 @@ FULL = {
     "labels_digits": 1000,
     "labels_size": 64,
     "report_images": 10_000,
+    "tta_photos": 50,  # per class, six classes, a quarter of them to train on
+    "tta_file_size": 160,
+    "tta_digits": 400,
+    "tta_size": 96,
+    "tta_cnn_size": 64,
+    "tta_cnn_epochs": 20,
 }
 QUICK = {
     **FULL,
@@ -119,6 +133,10 @@ QUICK = {
     "scaling_sizes": (10_000, 100_000),
     "scaling_rounds": 2,
     "scaling_v1_fill_max": 10_000,
+    "tta_photos": 30,
+    "tta_digits": 200,
+    "tta_size": 64,
+    "tta_cnn_epochs": 10,
 }
 
 # Checks that the suite runs (the test suite uses it); its figures mean nothing.
@@ -146,6 +164,12 @@ SMOKE = {
     "labels_digits": 60,
     "labels_size": 32,
     "report_images": 60,
+    "tta_photos": 4,
+    "tta_file_size": 48,
+    "tta_digits": 40,
+    "tta_size": 32,
+    "tta_cnn_size": 32,
+    "tta_cnn_epochs": 1,
 }
 
 
