@@ -62,6 +62,20 @@ def test_the_label_error_and_report_sections_measure_each_method(tmp_path):
     assert all(row["write s"] > 0 for row in report["rows"])
 
 
+def test_the_tta_section_measures_each_mode_side_by_side(tmp_path):
+    (section,) = _smoke_run(tmp_path, "tta")["sections"]
+    rows = section["rows"]
+    assert {row["data"] for row in rows} == {"photo crops", "digits"}
+    for data in ("photo crops", "digits"):
+        vgg = [r for r in rows if r["data"] == data and r["model"].startswith("VGG")]
+        modes = {row["tta"]: row for row in vgg}
+        assert set(modes) == {"none", "flip", "ten_crop"}
+        assert modes["none"]["cold / no tta"] == 1
+        assert all(0 <= r["accuracy, trained plain"] <= 1 for r in modes.values())
+    assert any(row["model"].startswith("SmallCNNClassifier") for row in rows)
+    assert all(math.isfinite(t["value"]) for t in section["targets"])
+
+
 @pytest.mark.slow
 def test_the_backbones_section_compares_each_network_with_keras(tmp_path):
     (section,) = _smoke_run(tmp_path, "backbones")["sections"]
