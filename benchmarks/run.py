@@ -25,6 +25,10 @@ Writes ``results.md`` (tables, targets met or not) and ``results.json`` to
   vs flip vs ten_crop: accuracy of VGG16 features + logistic regression and
   of a small CNN (photo crops, digits), cold and warm transform times and
   their ratio to no TTA;
+- finetune-tools (only when asked for): what each fine-tuning tool buys
+  (schedules, discriminative rates, gradual unfreezing, "auto" rates, warm
+  start, embeddings) in accuracy and time against the same fine-tuning
+  without it, on photo crops;
 - cache-scaling (only when asked for: about 20 minutes, 10 GB of disk):
   caches of 10,000 to 1,000,000 vectors, format 2 vs the pinned format 1:
   adding 32 vectors, a cold 1,000-key lookup in a new process, filling by
@@ -38,6 +42,8 @@ initialisation (the same cost). Usage::
     python benchmarks/run.py --sections cache memory
     python benchmarks/run.py --sections backbones --out benchmarks/results/backbones
     python benchmarks/run.py --sections tta --out benchmarks/results/tta
+    python benchmarks/run.py --sections finetune-tools \
+        --out benchmarks/results/finetune_tools
     python benchmarks/run.py --sections cache-scaling \
         --out benchmarks/results/cache_scaling
 """
@@ -61,6 +67,7 @@ import suite_cache  # noqa: E402
 import suite_cache_scaling  # noqa: E402
 import suite_extraction  # noqa: E402
 import suite_finetune  # noqa: E402
+import suite_finetune_tools  # noqa: E402
 import suite_labels  # noqa: E402
 import suite_memory  # noqa: E402
 import suite_report  # noqa: E402
@@ -72,6 +79,7 @@ SECTIONS = {
     "cache": suite_cache,
     "memory": suite_memory,
     "finetune": suite_finetune,
+    "finetune-tools": suite_finetune_tools,
     "labels": suite_labels,
     "backbones": suite_backbones,
     "cache-scaling": suite_cache_scaling,
@@ -79,7 +87,7 @@ SECTIONS = {
     "tta": suite_tta,
 }
 # Long: run when named.
-ASKED_FOR_ONLY = ("backbones", "cache-scaling", "report", "tta")
+ASKED_FOR_ONLY = ("backbones", "cache-scaling", "report", "tta", "finetune-tools")
 DEFAULT_SECTIONS = [name for name in SECTIONS if name not in ASKED_FOR_ONLY]
 
 FULL = {
@@ -117,6 +125,10 @@ FULL = {
     "tta_size": 96,
     "tta_cnn_size": 64,
     "tta_cnn_epochs": 20,
+    "finetune_tools_photos": 40,  # per class, six classes, 40% for testing
+    "finetune_tools_size": 64,
+    "finetune_tools_epochs": 6,
+    "finetune_tools_seeds": (0, 1, 2),
 }
 QUICK = {
     **FULL,
@@ -137,6 +149,8 @@ QUICK = {
     "tta_digits": 200,
     "tta_size": 64,
     "tta_cnn_epochs": 10,
+    "finetune_tools_photos": 25,
+    "finetune_tools_seeds": (0,),
 }
 
 # Checks that the suite runs (the test suite uses it); its figures mean nothing.
@@ -170,6 +184,10 @@ SMOKE = {
     "tta_size": 32,
     "tta_cnn_size": 32,
     "tta_cnn_epochs": 1,
+    "finetune_tools_photos": 18,
+    "finetune_tools_size": 32,
+    "finetune_tools_epochs": 2,
+    "finetune_tools_seeds": (0,),
 }
 
 
