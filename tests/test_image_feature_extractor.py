@@ -69,9 +69,17 @@ def test_todays_vgg16_computes_the_vectors_the_old_cache_holds(old_cache):
     for record in records:
         cached = VGG16FeatureExtractor(**record["params"], cache=str(cache)).fit()
         fresh = VGG16FeatureExtractor(**record["params"]).fit()
-        np.testing.assert_allclose(
-            fresh.transform(images), cached.transform(images), rtol=1e-6, atol=1e-6
-        )
+        computed, stored = fresh.transform(images), cached.transform(images)
+        if record["params"]["precision"] == "float32":
+            np.testing.assert_allclose(computed, stored, rtol=1e-6, atol=1e-6)
+        else:
+            # bfloat16 kernels round differently from one CPU to another (AMX
+            # against AVX-512 BF16): the same vectors up to that rounding.
+            cosine = np.sum(computed * stored, axis=1) / (
+                np.linalg.norm(computed, axis=1) * np.linalg.norm(stored, axis=1)
+            )
+            assert cosine.min() > 0.999, cosine
+            np.testing.assert_allclose(computed, stored, rtol=0.05, atol=2e-3)
 
 
 def test_vgg16_feature_extractor_keeps_its_parameters_and_defaults():
