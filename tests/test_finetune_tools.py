@@ -6,6 +6,7 @@ Tiny networks only (32 px, a random VGG16, a few coloured images).
 """
 
 import os
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -249,13 +250,13 @@ def test_auto_rate_is_the_range_tests_suggestion(data):
     found = model.lr_find_["train"]
     assert isinstance(found, LRFinderResult)
     assert model.learning_rates_["train"] == pytest.approx(found.suggestion)
+    reloaded = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(reloaded.lr_find_["train"].losses, found.losses)
 
 
-def test_auto_rates_and_scaled_optimizers_reload_in_a_fresh_process(data, tmp_path):
+def test_scaled_optimizers_reload_in_a_fresh_process(data, tmp_path):
     images, labels = data
-    model = fine_tune(
-        trainable_blocks=2, block_lr_ratio=0.1, finetune_learning_rate="auto"
-    ).fit(images, labels)
+    model = fine_tune(trainable_blocks=2, block_lr_ratio=0.1).fit(images, labels)
     joblib.dump(model, tmp_path / "model.joblib")
     np.save(tmp_path / "images.npy", images)
     script = textwrap.dedent(
@@ -264,7 +265,7 @@ def test_auto_rates_and_scaled_optimizers_reload_in_a_fresh_process(data, tmp_pa
         model = joblib.load({str(tmp_path / "model.joblib")!r})
         images = np.load({str(tmp_path / "images.npy")!r})
         np.save({str(tmp_path / "proba.npy")!r}, model.predict_proba(images))
-        print(type(model.model_.optimizer).__name__, sorted(model.lr_find_))
+        print(type(model.model_.optimizer).__name__)
         """
     )
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -272,7 +273,7 @@ def test_auto_rates_and_scaled_optimizers_reload_in_a_fresh_process(data, tmp_pa
         [sys.executable, "-c", script], env=env, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split()[-2:] == ["ScaledSGD", "['finetune']"]
+    assert done.stdout.split()[-1] == "ScaledSGD"
     np.testing.assert_array_equal(
         np.load(tmp_path / "proba.npy"), model.predict_proba(images)
     )
