@@ -6,7 +6,9 @@ The bottleneck path: :class:`ImageFeatureExtractor` (any network of
 ``cache=`` names a file) for any scikit-learn classifier.
 Fine-tuning: :class:`KerasFineTuneClassifier`. The from-scratch baseline:
 :class:`SmallCNNClassifier`; the learning-rate range test for either:
-:func:`lr_find`. On a Dask cluster: :func:`featurize`.
+:func:`lr_find`. On a Dask cluster: :func:`featurize`. Model files with
+their metadata: :func:`save_model` and :func:`load_model` (``.skops`` to
+share, ``.joblib`` for your own).
 """
 
 from tlsk._version import __version__
@@ -23,6 +25,12 @@ from tlsk.features import ImageFeatureExtractor, VGG16FeatureExtractor
 from tlsk.finetune import KerasFineTuneClassifier
 from tlsk.images import ImageError, ImageRangeWarning, UndecodableImageWarning
 from tlsk.lr_finder import lr_find
+from tlsk.model_files import (
+    ModelFileError,
+    UntrustedTypesError,
+    load_model,
+    save_model,
+)
 from tlsk.scratch import SmallCNNClassifier
 from tlsk.weights import WeightsMismatchError, WeightsUnavailableError
 
@@ -33,8 +41,10 @@ __all__ = [
     "ImageFeatureExtractor",
     "ImageRangeWarning",
     "KerasFineTuneClassifier",
+    "ModelFileError",
     "SmallCNNClassifier",
     "UndecodableImageWarning",
+    "UntrustedTypesError",
     "VGG16FeatureExtractor",
     "WeightsMismatchError",
     "WeightsUnavailableError",
@@ -44,7 +54,9 @@ __all__ = [
     "find_bad_images",
     "list_backbones",
     "load_image_folder",
+    "load_model",
     "local_cluster",
     "lr_find",
+    "save_model",
     "split_image_folder",
 ]

@@ -128,6 +128,20 @@ def add_tta_option(parser):
     )
 
 
+def add_trust_option(parser):
+    """``--trust TYPE``: a further type a ``.skops`` model may build."""
+    parser.add_argument(
+        "--trust",
+        action="append",
+        default=[],
+        metavar="TYPE",
+        help="a type a .skops MODEL may build beyond scikit-learn's estimators, "
+        "numpy's arrays and tlsk's estimators (repeat for several; e.g. "
+        "sklearn.tree._tree.Tree for a random forest); only for a file whose "
+        "author you trust",
+    )
+
+
 def with_tta(model, tta):
     """The loaded ``model`` predicting with test-time augmentation ``tta``.
 

@@ -16,8 +16,11 @@ what made the model (see tlsk.report).
 of each image (see tlsk.tta); the output says so ("tta" in the JSON).
 
 MODEL is a file written by 'tlsk train', with its .json metadata beside it.
-A joblib file executes code when it is loaded: load only model files from a
-trusted source.
+A .skops MODEL builds only scikit-learn's estimators, numpy's arrays and
+tlsk's estimators, and is refused, naming them, if it holds any other type
+(--trust TYPE to allow one): the format for a model from someone else. A
+joblib MODEL executes code when it is loaded: load only your own, or files
+from a source you trust.
 """
 
 from __future__ import annotations
@@ -26,7 +29,13 @@ import os
 
 from tlsk.cli import CommandError
 from tlsk.cli._folders import read_labelled_folder
-from tlsk.cli._options import add_report_option, add_tta_option, tta_summary, with_tta
+from tlsk.cli._options import (
+    add_report_option,
+    add_trust_option,
+    add_tta_option,
+    tta_summary,
+    with_tta,
+)
 from tlsk.cli._output import (
     check_report_folder,
     check_writable,
@@ -44,12 +53,16 @@ EXAMPLE = """example:
   tlsk evaluate svm.joblib split/test --json > svm-test.json
   tlsk evaluate svm.joblib split/test --report svm-report/
   tlsk evaluate svm.joblib split/test --tta ten_crop --json
+  tlsk evaluate shared.skops split/test
 """
 
 
 def add_arguments(parser):
     parser.add_argument(
-        "model", metavar="MODEL", help="model file from 'tlsk train' (trusted only)"
+        "model",
+        metavar="MODEL",
+        help="model file from 'tlsk train' (.skops, or joblib from a trusted "
+        "source only)",
     )
     parser.add_argument("dir", metavar="DIR", help="folder-per-class image tree")
     parser.add_argument(
@@ -63,6 +76,7 @@ def add_arguments(parser):
     )
     parser.add_argument("--json", action="store_true", help="print JSON on stdout")
     add_tta_option(parser)
+    add_trust_option(parser)
 
 
 def run(args):
@@ -71,7 +85,7 @@ def run(args):
     check_report_folder(args.report, args.force)
     if not os.path.isdir(args.dir):
         raise CommandError(f"no folder at {args.dir!r}")
-    model, metadata = load_model(args.model)
+    model, metadata = load_model(args.model, trusted=args.trust)
     model = with_tta(model, args.tta)
     if args.tta:
         metadata = {**metadata, "tta": args.tta}

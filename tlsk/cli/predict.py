@@ -22,8 +22,11 @@ cache, downloaded if missing, or --weights-file; offline without them it
 fails at once.
 
 MODEL is a file written by 'tlsk train', with its .json metadata beside it.
-A joblib file executes code when it is loaded: load only model files from a
-trusted source.
+A .skops MODEL builds only scikit-learn's estimators, numpy's arrays and
+tlsk's estimators, and is refused, naming them, if it holds any other type
+(--trust TYPE to allow one): the format for a model from someone else. A
+joblib MODEL executes code when it is loaded: load only your own, or files
+from a source you trust.
 """
 
 from __future__ import annotations
@@ -35,7 +38,13 @@ import sys
 from tlsk._files import write_atomically
 from tlsk.cli import CommandError
 from tlsk.cli._folders import image_files
-from tlsk.cli._options import add_tta_option, int_at_least, tta_summary, with_tta
+from tlsk.cli._options import (
+    add_trust_option,
+    add_tta_option,
+    int_at_least,
+    tta_summary,
+    with_tta,
+)
 from tlsk.cli._output import check_writable, note
 from tlsk.cli._predictions import predict_proba, show_progress
 from tlsk.model_files import load_model
@@ -44,6 +53,7 @@ HELP = "label images (files or folders) with a trained model or ImageNet classes
 EXAMPLE = """examples:
   tlsk predict svm.joblib new-photos/ cat.jpg --top-k 3 --out labels.csv
   tlsk predict svm.joblib new-photos/ --tta flip
+  tlsk predict shared.skops new-photos/
   tlsk predict --imagenet holiday/ --top-k 5
   tlsk predict --imagenet --backbone efficientnet_b0 holiday/
 """
@@ -57,7 +67,8 @@ def add_arguments(parser):
         "inputs",
         nargs="+",
         metavar="MODEL PATH",
-        help="the model file from 'tlsk train' (trusted only), then image files "
+        help="the model file from 'tlsk train' (.skops, or joblib from a trusted "
+        "source only), then image files "
         "or folders; with --imagenet, image files or folders only",
     )
     parser.add_argument(
@@ -72,6 +83,7 @@ def add_arguments(parser):
         "--force", action="store_true", help="replace the --out file if present"
     )
     add_tta_option(parser)
+    add_trust_option(parser)
     group = parser.add_argument_group("ImageNet")
     group.add_argument(
         "--imagenet",
@@ -110,7 +122,7 @@ def run(args):
             )
         if len(args.inputs) < 2:
             args.usage_error("give a MODEL and at least one PATH (or --imagenet)")
-        model, _ = load_model(args.inputs[0])
+        model, _ = load_model(args.inputs[0], trusted=args.trust)
         model = with_tta(model, args.tta)
         targets = args.inputs[1:]
     if args.out:

@@ -26,7 +26,13 @@ The backbone options serve bottleneck; finetune uses --backbone, --weights,
 --pooling, --input-size, --interpolation and --batch-size of them, scratch
 the last three. The metadata records the backbone.
 
-Writes MODEL (a joblib file; --force to replace it), beside it its metadata
+Writes MODEL (--force to replace it): a MODEL ending in .skops is written in
+the skops format, safe to give to someone else (loading it builds only
+scikit-learn's estimators, numpy's arrays and tlsk's estimators; needs
+'pip install tlsk[skops]'); any other suffix, e.g. .joblib, is a joblib
+pickle, the fastest to load but one that runs code as it loads, for your own
+use. A random forest's .skops file loads with --trust sklearn.tree._tree.Tree
+(skops does not check a tree's node indices). Beside MODEL: its metadata
 MODEL-stem.json (classes, method, parameters, validation metrics, tlsk
 version, training time, data folder), the validation confusion matrix
 MODEL-stem.confusion.png and, for finetune and scratch, the training curves
@@ -60,7 +66,13 @@ from tlsk.cli._output import (
     save_figure,
 )
 from tlsk.cli._predictions import predict_proba
-from tlsk.model_files import metadata_path, model_file, save_model
+from tlsk.model_files import (
+    metadata_path,
+    model_file,
+    save_model,
+    serialization,
+    untrusted_types,
+)
 
 HELP = "train a bottleneck, fine-tuned or from-scratch classifier on an image folder"
 EXAMPLE = """examples:
@@ -68,6 +80,7 @@ EXAMPLE = """examples:
   tlsk train split/ --method finetune --backbone resnet50 --head-epochs 5 \\
       --finetune-epochs 5 --out finetuned.joblib
   tlsk train photos/ --method scratch --epochs 30 --input-size 128 --out cnn.joblib
+  tlsk train photos/ --method bottleneck --classifier svm --out to-share.skops
 """
 
 METHODS = ("bottleneck", "finetune", "scratch")
@@ -79,7 +92,10 @@ def add_arguments(parser):
         "--method", choices=METHODS, default="bottleneck", help="(default: %(default)s)"
     )
     parser.add_argument(
-        "--out", required=True, metavar="MODEL", help="model file to write (joblib)"
+        "--out",
+        required=True,
+        metavar="MODEL",
+        help="model file to write: MODEL.skops (to share) or MODEL.joblib",
     )
     parser.add_argument(
         "--force", action="store_true", help="replace MODEL and its files if present"
@@ -157,6 +173,7 @@ def add_arguments(parser):
 def run(args):
     started = time.perf_counter()
     out = os.fspath(args.out)
+    serialization(out)  # a missing skops fails now, not after the training
     outputs = [out, metadata_path(out), model_file(out, ".confusion.png")]
     if args.method != "bottleneck":
         outputs.append(model_file(out, ".curves.png"))
@@ -222,6 +239,14 @@ def run(args):
         else:
             print("no validation images: no report (--val 0)")
     note(args, f"wrote {out}, {metadata_path(out)}")
+    untrusted = untrusted_types(out)
+    if untrusted:
+        note(
+            args,
+            f"{out} loads only with "
+            + " ".join(f"--trust {name}" for name in untrusted)
+            + " (trusted=[...] in load_model): tlsk does not trust these types",
+        )
     for path in record["files"].values():
         note(args, f"wrote {path}")
     return 0
