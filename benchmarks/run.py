@@ -29,6 +29,9 @@ Writes ``results.md`` (tables, targets met or not) and ``results.json`` to
   (schedules, discriminative rates, gradual unfreezing, "auto" rates, warm
   start, embeddings) in accuracy and time against the same fine-tuning
   without it, on photo crops;
+- model-files (only when asked for: about 2 minutes): joblib vs skops, save
+  and load time and file size of a bottleneck pipeline and a fine-tuned
+  VGG16;
 - cache-scaling (only when asked for: about 20 minutes, 10 GB of disk):
   caches of 10,000 to 1,000,000 vectors, format 2 vs the pinned format 1:
   adding 32 vectors, a cold 1,000-key lookup in a new process, filling by
@@ -46,6 +49,8 @@ initialisation (the same cost). Usage::
         --out benchmarks/results/finetune_tools
     python benchmarks/run.py --sections cache-scaling \
         --out benchmarks/results/cache_scaling
+    python benchmarks/run.py --sections model-files \
+        --out benchmarks/results/model_files
 """
 
 from __future__ import annotations
@@ -70,6 +75,7 @@ import suite_finetune  # noqa: E402
 import suite_finetune_tools  # noqa: E402
 import suite_labels  # noqa: E402
 import suite_memory  # noqa: E402
+import suite_model_files  # noqa: E402
 import suite_report  # noqa: E402
 import suite_tta  # noqa: E402
 
@@ -85,9 +91,17 @@ SECTIONS = {
     "cache-scaling": suite_cache_scaling,
     "report": suite_report,
     "tta": suite_tta,
+    "model-files": suite_model_files,
 }
 # Long: run when named.
-ASKED_FOR_ONLY = ("backbones", "cache-scaling", "report", "tta", "finetune-tools")
+ASKED_FOR_ONLY = (
+    "backbones",
+    "cache-scaling",
+    "report",
+    "tta",
+    "finetune-tools",
+    "model-files",
+)
 DEFAULT_SECTIONS = [name for name in SECTIONS if name not in ASKED_FOR_ONLY]
 
 FULL = {
@@ -129,6 +143,9 @@ FULL = {
     "finetune_tools_size": 64,
     "finetune_tools_epochs": 6,
     "finetune_tools_seeds": (0, 1, 2),
+    "model_files_images": 600,  # feature vectors of the SVM, six classes
+    "model_files_size": 224,
+    "model_files_rounds": 3,
 }
 QUICK = {
     **FULL,
@@ -151,6 +168,9 @@ QUICK = {
     "tta_cnn_epochs": 10,
     "finetune_tools_photos": 25,
     "finetune_tools_seeds": (0,),
+    "model_files_images": 300,
+    "model_files_size": 112,
+    "model_files_rounds": 2,
 }
 
 # Checks that the suite runs (the test suite uses it); its figures mean nothing.
@@ -188,6 +208,9 @@ SMOKE = {
     "finetune_tools_size": 32,
     "finetune_tools_epochs": 2,
     "finetune_tools_seeds": (0,),
+    "model_files_images": 24,
+    "model_files_size": 32,
+    "model_files_rounds": 1,
 }
 
 

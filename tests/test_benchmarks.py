@@ -99,3 +99,11 @@ def test_the_registry_costs_are_what_the_profiler_measures():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "registry differs" not in result.stdout
+
+
+def test_the_model_files_section_measures_joblib_beside_skops(tmp_path):
+    (section,) = _smoke_run(tmp_path, "model-files")["sections"]
+    formats = {(row["model"], row["format"]) for row in section["rows"]}
+    assert {kind for _, kind in formats} == {"joblib", "skops"} and len(formats) == 4
+    assert all(row["file MB"] > 0 and row["load s"] > 0 for row in section["rows"])
+    assert all(math.isfinite(t["value"]) for t in section["targets"])
