@@ -48,7 +48,9 @@ class SmallCNNClassifier(KerasImageClassifier):
         has not improved for ``patience`` epochs, and restore the best weights.
     patience : int, default=5
     class_weight : dict, "balanced" or None, default=None
-    batch_size : int, default=32
+    batch_size : int, default=16
+        Smaller than the usual 32 so that a small data set gets enough
+        updates per epoch (210 images: 12 steps an epoch, not 6).
     precision : {"auto", "float32", "bfloat16"}, default="auto"
         As for :class:`tlsk.KerasFineTuneClassifier`.
     tta : {None, "flip", "ten_crop"}, default=None
@@ -74,6 +76,17 @@ class SmallCNNClassifier(KerasImageClassifier):
     model_ : keras.Model
     precision_ : str
         The precision trained in, ``"float32"`` or ``"bfloat16"``.
+
+    Notes
+    -----
+    The defaults were chosen against the classic small convnet of the Keras
+    tutorials (32-32-64 filters, Flatten, Dense 64, Adam 1e-3, batch 32) on
+    210 real-photo crops of five classes at 64 px, 10 epochs
+    (``benchmarks/suite_scratch.py``). With ``learning_rate=1e-3`` and
+    ``batch_size=32`` this network was still underfitting at epoch 10
+    (training accuracy 0.6-0.7) and often lumped two classes together: mean
+    test accuracy 0.78 against the classic network's 0.82 over 12 seeds;
+    with these defaults 0.89.
 
     Examples
     --------
@@ -118,7 +131,7 @@ class SmallCNNClassifier(KerasImageClassifier):
         dense_units=128,
         dropout=0.5,
         epochs=30,
-        learning_rate=1e-3,
+        learning_rate=2e-3,
         optimizer="adam",
         input_size=128,
         interpolation="bilinear",
@@ -127,7 +140,7 @@ class SmallCNNClassifier(KerasImageClassifier):
         early_stopping=True,
         patience=5,
         class_weight=None,
-        batch_size=32,
+        batch_size=16,
         precision="auto",
         tta=None,
         warm_start=False,
