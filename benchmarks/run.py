@@ -15,6 +15,9 @@ Writes ``results.md`` (tables, targets met or not) and ``results.json`` to
 - labels: 5% of the labels flipped on purpose; precision of the top-k
   suspects of tlsk's confident learning vs in-sample top losses, out-of-fold
   loss and a random pick (photo crops and digits);
+- scratch (about 3 minutes): the from-scratch baseline, ``SmallCNNClassifier``'s
+  defaults vs the classic small Keras convnet of the tutorials, on the same
+  photo crops (test accuracy over seeds, and the ratio);
 - report (only when asked for: about 5 minutes, needs Chromium): the
   evaluation report of 10,000 images, capped galleries vs every image shown:
   time to write, size, Chromium load time;
@@ -40,7 +43,7 @@ Writes ``results.md`` (tables, targets met or not) and ``results.json`` to
 VGG16 uses ImageNet weights when Keras's cache has them, else a seeded random
 initialisation (the same cost). Usage::
 
-    python benchmarks/run.py                  # about 13 minutes on 2 cores
+    python benchmarks/run.py                  # about 16 minutes on 2 cores
     python benchmarks/run.py --quick          # smaller images and fewer of them
     python benchmarks/run.py --sections cache memory
     python benchmarks/run.py --sections backbones --out benchmarks/results/backbones
@@ -77,6 +80,7 @@ import suite_labels  # noqa: E402
 import suite_memory  # noqa: E402
 import suite_model_files  # noqa: E402
 import suite_report  # noqa: E402
+import suite_scratch  # noqa: E402
 import suite_tta  # noqa: E402
 
 SECTIONS = {
@@ -90,6 +94,7 @@ SECTIONS = {
     "backbones": suite_backbones,
     "cache-scaling": suite_cache_scaling,
     "report": suite_report,
+    "scratch": suite_scratch,
     "tta": suite_tta,
     "model-files": suite_model_files,
 }
@@ -146,6 +151,11 @@ FULL = {
     "model_files_images": 600,  # feature vectors of the SVM, six classes
     "model_files_size": 224,
     "model_files_rounds": 3,
+    "scratch_train": 210,  # photo crops, five classes
+    "scratch_test": 150,
+    "scratch_size": 64,
+    "scratch_epochs": 10,
+    "scratch_seeds": 6,
 }
 QUICK = {
     **FULL,
@@ -171,6 +181,7 @@ QUICK = {
     "model_files_images": 300,
     "model_files_size": 112,
     "model_files_rounds": 2,
+    "scratch_seeds": 3,
 }
 
 # Checks that the suite runs (the test suite uses it); its figures mean nothing.
@@ -198,6 +209,11 @@ SMOKE = {
     "labels_digits": 60,
     "labels_size": 32,
     "report_images": 60,
+    "scratch_train": 50,  # the fewest a 10% stratified hold-out of 5 classes takes
+    "scratch_test": 25,
+    "scratch_size": 32,
+    "scratch_epochs": 1,
+    "scratch_seeds": 1,
     "tta_photos": 4,
     "tta_file_size": 48,
     "tta_digits": 40,

@@ -30,7 +30,7 @@ def _smoke_run(out, *sections):
 def test_the_suite_writes_every_section_with_its_targets(tmp_path):
     report = _smoke_run(tmp_path)
     titles = [section["title"] for section in report["sections"]]
-    assert len(titles) == 6
+    assert len(titles) == 7
     targets = [t for section in report["sections"] for t in section["targets"]]
     assert len(targets) >= 12
     assert all(math.isfinite(t["value"]) for t in targets)
@@ -50,8 +50,10 @@ def test_the_cache_scaling_section_compares_both_formats(tmp_path):
     assert all(math.isfinite(t["value"]) for t in section["targets"])
 
 
-def test_the_label_error_and_report_sections_measure_each_method(tmp_path):
-    labels, report = _smoke_run(tmp_path, "labels", "report")["sections"]
+def test_the_label_error_report_and_scratch_sections_measure_each_method(tmp_path):
+    labels, report, scratch = _smoke_run(tmp_path, "labels", "report", "scratch")[
+        "sections"
+    ]
     methods = {row["method"] for row in labels["rows"]}
     assert {"tlsk suspects (confident learning)", "in-sample top losses"} <= methods
     assert {row["data"] for row in labels["rows"]} == {"photo crops", "digits"}
@@ -60,6 +62,16 @@ def test_the_label_error_and_report_sections_measure_each_method(tmp_path):
     assert pages["uncapped"]["thumbnails"] == 60  # every image
     assert pages["tlsk (capped)"]["thumbnails"] <= 60
     assert all(row["write s"] > 0 for row in report["rows"])
+    networks = [row["network"] for row in scratch["rows"]]
+    assert networks == [
+        "tlsk SmallCNNClassifier (defaults)",
+        "classic Keras convnet (reference)",
+    ]
+    assert all(0 <= row["accuracy (mean)"] <= 1 for row in scratch["rows"])
+    assert all(row["fit s (mean)"] > 0 for row in scratch["rows"])
+    (target,) = scratch["targets"]
+    assert (target["op"], target["limit"]) == (">=", 1.0)
+    assert math.isfinite(target["value"])
 
 
 def test_the_tta_section_measures_each_mode_side_by_side(tmp_path):
