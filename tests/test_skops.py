@@ -73,7 +73,7 @@ def saved(tmp_path_factory):
         "vgg16-extractor": VGG16FeatureExtractor(weights=None, input_size=32).fit(),
         "scratch": SmallCNNClassifier(epochs=1, **KERAS).fit(X, y),
         "finetune": KerasFineTuneClassifier(
-            weights=None, head_epochs=1, finetune_epochs=1, **KERAS
+            weights=None, head_epochs=1, finetune_epochs=0, **KERAS
         ).fit(X, y),
     }
     for name in CLASSIFIERS:  # the pipelines 'tlsk train' builds
