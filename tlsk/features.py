@@ -19,6 +19,7 @@ from numbers import Integral
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from tlsk._extraction import (
@@ -29,6 +30,7 @@ from tlsk._extraction import (
     progress,
     warn_undecodable,
 )
+from tlsk._openvino import ENGINES, get_openvino_backbone, resolve_engine
 from tlsk._sklearn_compat import Interval, StrOptions, _fit_context
 from tlsk.backbone import (
     LAYERS,
@@ -50,13 +52,15 @@ from tlsk.images import (
     image_inputs,
     resize_image,
 )
-from tlsk.precision import PRECISIONS, resolve_precision
+from tlsk.precision import EXTRACTION_PRECISIONS, resolve_precision
 from tlsk.preprocessing import PREPROCESSINGS, fingerprint_tag, preprocess
 from tlsk.tta import TTA_MODES, apply_view, tta_views
 
 __all__ = ["ImageFeatureExtractor", "VGG16FeatureExtractor"]
 
 _ON_ERROR = ("raise", "nan")
+# int8 calibration: NNCF's statistics need a few dozen images to be stable.
+MIN_CALIBRATION_IMAGES = 32
 
 
 class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
@@ -105,11 +109,13 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
         None: the network's own convention. Required for a ``.keras`` file.
     batch_size : int, default=32
         Images per network call.
-    precision : {"auto", "float32", "bfloat16"}, default="auto"
+    precision : {"auto", "float32", "bfloat16", "int8"}, default="auto"
         ``"bfloat16"`` computes in mixed bfloat16 (float32 pooling and
         output); ``"auto"`` picks it where the hardware computes bfloat16
         natively (CPUs with AMX or AVX512-BF16, recent GPUs), and float32
-        elsewhere. Resolved at ``fit`` into ``precision_``; part of the cache
+        elsewhere. ``"int8"``: post-training quantization (NNCF) learned by
+        ``fit`` from the images given to it, run by the OpenVINO engine.
+        Resolved at ``fit`` into ``precision_``; part of the cache
         fingerprint. See :mod:`tlsk.precision`.
     cache : str, path or None, default=None
         HDF5 feature cache file. Vectors are looked up by the SHA-256 of the
@@ -142,6 +148,19 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
         the namespace of ``tta=None``), so a second transform of the same
         images computes nothing. Fixed at ``fit``; :meth:`with_tta` gives a
         fitted copy with another mode.
+    engine : {"auto", "keras", "openvino"}, default="auto"
+        Who runs the network. ``"openvino"`` converts it to an OpenVINO
+        model in memory and compiles it once per process (the optional
+        extra ``tlsk[openvino]``). ``"auto"``: OpenVINO for int8, Keras
+        otherwise (OpenVINO measured no faster in float32 or bfloat16; see
+        :func:`tlsk._openvino.resolve_engine`). Resolved at ``fit`` into
+        ``engine_``; with Keras the fingerprint is that of earlier versions.
+    calibration_size : int, default=300
+        With ``precision="int8"``: at most this many images of ``fit(X)``
+        calibrate the quantization (at least 32 are needed).
+    random_state : int, RandomState or None, default=0
+        Which images of ``fit(X)`` calibrate int8, when X has more than
+        ``calibration_size``: the same X and seed give the same model.
 
     Attributes
     ----------
@@ -151,6 +170,16 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
         ``"tta"`` when there is test-time augmentation); without ``tta``,
         the cache namespace. With it, nothing is stored under it: the
         views' vectors are, under :meth:`view_fingerprints`.
+        With the OpenVINO engine it also holds ``"engine"``, the OpenVINO
+        version and, for int8, ``"quantization_sha256"`` (of the
+        calibration images' keys, NNCF's version and options).
+    engine_ : str
+        The engine that computes the vectors, ``"keras"`` or ``"openvino"``.
+    calibration_keys_ : list of str
+        With ``precision="int8"``: the content keys (SHA-256, hex) of the
+        images the quantization was calibrated on, in order. The quantized
+        model itself is stored once beside Keras's cache
+        (:func:`tlsk._openvino.quantized_model_dir`), so a pickle stays small.
     n_features_out_ : int
         Length of each feature vector.
     precision_ : str
@@ -196,7 +225,7 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
         "interpolation": [StrOptions(set(INTERPOLATIONS))],
         "preprocessing": [None, StrOptions(set(PREPROCESSINGS))],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "precision": [StrOptions(set(PRECISIONS))],
+        "precision": [StrOptions(set(EXTRACTION_PRECISIONS))],
         "cache": [None, str, os.PathLike],
         "on_error": [StrOptions(set(_ON_ERROR))],
         "max_image_pixels": [Interval(Integral, 1, None, closed="left")],
@@ -207,6 +236,11 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
         ],
         "verbose": ["verbose"],
         "tta": [None, StrOptions(set(TTA_MODES))],
+        "engine": [StrOptions(set(ENGINES))],
+        "calibration_size": [
+            Interval(Integral, MIN_CALIBRATION_IMAGES, None, closed="left")
+        ],
+        "random_state": ["random_state"],
     }
 
     def __init__(
@@ -226,6 +260,9 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
         n_jobs=None,
         verbose=0,
         tta=None,
+        engine="auto",
+        calibration_size=300,
+        random_state=0,
     ):
         self.backbone = backbone
         self.weights = weights
@@ -242,15 +279,20 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.verbose = verbose
         self.tta = tta
+        self.engine = engine
+        self.calibration_size = calibration_size
+        self.random_state = random_state
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X=None, y=None):
-        """Validate the parameters and build the network; learns nothing from X.
+        """Validate the parameters and build the network; with int8, quantize it.
 
         Parameters
         ----------
         X : images, optional
-            Checked for a supported kind when given, not read.
+            Checked for a supported kind when given, and read only with
+            ``precision="int8"``, which requires it: up to
+            ``calibration_size`` of its images calibrate the quantization.
         y : ignored
 
         Returns
@@ -261,7 +303,16 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
             image_inputs(X, warn_range=False)  # transform warns, once
         # Resolved once, so that worker processes in other folders agree.
         self.cache_path_ = None if self.cache is None else check_cache_path(self.cache)
-        self.precision_ = resolve_precision(self.precision)
+        self.precision_ = resolve_precision(
+            self.precision, allowed=EXTRACTION_PRECISIONS
+        )
+        self.engine_ = resolve_engine(self.engine, self.precision_)
+        if self.precision_ == "int8" and X is None:
+            raise ValueError(
+                "precision='int8' learns its quantization from the images given "
+                f"to fit: call fit(X) with at least {MIN_CALIBRATION_IMAGES} "
+                "images; received X=None"
+            )
         network = resolve_backbone(self.backbone)
         self.preprocessing_ = self._resolved_preprocessing(network)
         self._backbone_config = BackboneConfig(
@@ -269,10 +320,14 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
             layer=self._resolved_layer(network),
             pooling=self.pooling,
             input_size=self._resolved_input_size(network),
-            precision=self.precision_,
+            # OpenVINO converts the float32 network and lowers it itself.
+            precision="float32" if self.engine_ == "openvino" else self.precision_,
             backbone=network,
         )
-        backbone = get_backbone(self._backbone_config)
+        self._quantization = None
+        if self.precision_ == "int8":
+            self._quantization = self._calibrate(X)
+        backbone = self._engine_backbone()
         self.fingerprint_ = _with_tta_mode(
             {
                 **backbone.fingerprint,
@@ -396,8 +451,13 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
         }
 
     def __setstate__(self, state):
-        # Extractors pickled before tta existed averaged over nothing.
-        super().__setstate__({"tta": None, **state})
+        # Extractors pickled before tta existed averaged over nothing; before
+        # engines, Keras ran them.
+        defaults = {"tta": None, "engine": "auto", "calibration_size": 300}
+        defaults["random_state"] = 0
+        if "fingerprint_" in state:
+            defaults.update(engine_="keras", _quantization=None)
+        super().__setstate__({**defaults, **state})
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -447,8 +507,43 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
 
     # -- transform -----------------------------------------------------------
 
-    def _current_backbone(self):
+    def _engine_backbone(self):
+        """The backbone run by ``engine_``, built (and compiled) once per process."""
         backbone = get_backbone(self._backbone_config)
+        if self.engine_ == "keras":
+            return backbone
+        return get_openvino_backbone(backbone, self.precision_, self._quantization)
+
+    def _calibrate(self, X):
+        """Quantize the network on images of X; return its quantization."""
+        from tlsk._openvino import quantize_backbone
+
+        inputs = image_inputs(X, warn_range=False)
+        if len(inputs) < MIN_CALIBRATION_IMAGES:
+            raise ValueError(
+                f"precision='int8' needs at least {MIN_CALIBRATION_IMAGES} images "
+                f"in fit(X) to calibrate the quantization; received {len(inputs)}"
+            )
+        rng = check_random_state(self.random_state)
+        n = min(self.calibration_size, len(inputs))
+        chosen = np.sort(rng.choice(len(inputs), n, replace=False))
+        backbone = get_backbone(self._backbone_config)
+        size = backbone.fingerprint["input_size"]
+
+        def load(index):
+            key, image = inputs[index].load(self.max_image_pixels)
+            return key, resize_image(image, size, self.interpolation)
+
+        with ThreadPoolExecutor(decode_threads(self.n_jobs), "tlsk-decode") as pool:
+            loaded = list(pool.map(load, chosen))
+        keys = [key.hex() if isinstance(key, bytes) else str(key) for key, _ in loaded]
+        images = np.stack([image for _, image in loaded])
+        images = preprocess(images, self.preprocessing_)
+        self.calibration_keys_ = keys
+        return quantize_backbone(backbone, np.asarray(images, np.float32), keys)
+
+    def _current_backbone(self):
+        backbone = self._engine_backbone()
         changed = {
             key
             for key, value in backbone.fingerprint.items()
@@ -456,6 +551,11 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
         }
         if changed:
             config = self._backbone_config
+            if changed & {"openvino", "nncf"}:
+                raise ValueError(
+                    "the OpenVINO or NNCF version changed since this extractor "
+                    "was fitted; fit again"
+                )
             what = (
                 f"model file {config.backbone!r}"
                 if "model_sha256" in changed
@@ -649,7 +749,7 @@ class VGG16FeatureExtractor(ImageFeatureExtractor):
     input_size : int, default=224
         Side of the square the images are resized to; at least 32.
     interpolation, batch_size, precision, cache, on_error, max_image_pixels, \
-n_jobs, verbose, tta
+n_jobs, verbose, tta, engine, calibration_size, random_state
         As for :class:`ImageFeatureExtractor`; with ``tta=None`` the vectors
         and namespaces are those of earlier tlsk versions.
 
@@ -711,6 +811,9 @@ n_jobs, verbose, tta
         n_jobs=None,
         verbose=0,
         tta=None,
+        engine="auto",
+        calibration_size=300,
+        random_state=0,
     ):
         self.weights = weights
         self.layer = layer
@@ -725,3 +828,6 @@ n_jobs, verbose, tta
         self.n_jobs = n_jobs
         self.verbose = verbose
         self.tta = tta
+        self.engine = engine
+        self.calibration_size = calibration_size
+        self.random_state = random_state

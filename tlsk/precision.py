@@ -8,6 +8,9 @@
     Keras mixed precision (the ``"mixed_bfloat16"`` dtype policy, set per
     layer): convolutions and matrix products compute in bfloat16, weights stay
     float32, and the final pooling, the softmax and every output are float32.
+``"int8"`` (feature extraction only)
+    Post-training int8 quantization with NNCF, calibrated on the images
+    given to ``fit``, run by the OpenVINO engine (:mod:`tlsk._openvino`).
 ``"auto"`` (the default)
     ``"bfloat16"`` where the hardware computes it natively (x86 CPUs with AMX
     or AVX512-BF16; with a GPU visible, a GPU of compute capability 8.0 or
@@ -29,6 +32,7 @@ import os
 __all__ = [
     "PRECISIONS",
     "COMPUTE_PRECISIONS",
+    "EXTRACTION_PRECISIONS",
     "NATIVE_BFLOAT16_CPU_FLAGS",
     "cpu_flags",
     "keras_dtype",
@@ -38,16 +42,19 @@ __all__ = [
 
 PRECISIONS = ("auto", "float32", "bfloat16")
 COMPUTE_PRECISIONS = ("float32", "bfloat16")  # what "auto" resolves to
+# The feature extractors also quantize (the OpenVINO engine); training never does.
+EXTRACTION_PRECISIONS = (*PRECISIONS, "int8")
 # Linux /proc/cpuinfo flags of x86 CPUs with bfloat16 matrix instructions.
 NATIVE_BFLOAT16_CPU_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
 _MIN_GPU_COMPUTE_CAPABILITY = (8, 0)  # NVIDIA Ampere: bf16 tensor cores
 
 
-def resolve_precision(precision, cpu_flags_=None):
-    """The precision to compute in: ``"float32"`` or ``"bfloat16"``.
+def resolve_precision(precision, cpu_flags_=None, allowed=PRECISIONS):
+    """The precision to compute in: ``"float32"`` or ``"bfloat16"`` (or ``"int8"``).
 
     ``cpu_flags_`` (a set of flag names) replaces the flags read from the
-    machine, to ask what "auto" would pick elsewhere.
+    machine, to ask what "auto" would pick elsewhere. ``allowed`` are the
+    accepted values (:data:`EXTRACTION_PRECISIONS` for the extractors).
 
     Examples
     --------
@@ -58,10 +65,8 @@ def resolve_precision(precision, cpu_flags_=None):
     >>> resolve_precision("auto", cpu_flags_={"avx512f", "amx_bf16"})
     'bfloat16'
     """
-    if precision not in PRECISIONS:
-        raise ValueError(
-            f"precision must be one of {PRECISIONS}; received {precision!r}"
-        )
+    if precision not in allowed:
+        raise ValueError(f"precision must be one of {allowed}; received {precision!r}")
     if precision != "auto":
         return precision
     return "bfloat16" if native_bfloat16(cpu_flags_) else "float32"
