@@ -39,6 +39,10 @@ Writes ``results.md`` (tables, targets met or not) and ``results.json`` to
   caches of 10,000 to 1,000,000 vectors, format 2 vs the pinned format 1:
   adding 32 vectors, a cold 1,000-key lookup in a new process, filling by
   small appends vs one bulk fill.
+- engines (only when asked for: about 5 minutes): Keras float32 and
+  mixed_bfloat16 vs OpenVINO float32, bf16 and int8 (NNCF), on decoded
+  arrays and from JPEG files through tlsk: images/s, GFLOP/s, cosine to
+  Keras float32, digits accuracy.
 
 VGG16 uses ImageNet weights when Keras's cache has them, else a seeded random
 initialisation (the same cost). Usage::
@@ -73,6 +77,7 @@ import suite_accuracy  # noqa: E402
 import suite_backbones  # noqa: E402
 import suite_cache  # noqa: E402
 import suite_cache_scaling  # noqa: E402
+import suite_engines  # noqa: E402
 import suite_extraction  # noqa: E402
 import suite_finetune  # noqa: E402
 import suite_finetune_tools  # noqa: E402
@@ -97,6 +102,7 @@ SECTIONS = {
     "scratch": suite_scratch,
     "tta": suite_tta,
     "model-files": suite_model_files,
+    "engines": suite_engines,
 }
 # Long: run when named.
 ASKED_FOR_ONLY = (
@@ -106,6 +112,7 @@ ASKED_FOR_ONLY = (
     "tta",
     "finetune-tools",
     "model-files",
+    "engines",
 )
 DEFAULT_SECTIONS = [name for name in SECTIONS if name not in ASKED_FOR_ONLY]
 
