@@ -159,3 +159,38 @@ def test_int8_model_missing_from_the_store_is_named(int8_fit, tmp_path, monkeypa
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "elsewhere"))
     with pytest.raises(_openvino.QuantizedModelMissingError, match="fit the extractor"):
         pickle.loads(pickle.dumps(extractor)).transform(images[:2])
+
+
+def test_cli_extract_int8_files_vectors_under_an_int8_fingerprint(tmp_path):
+    pytest.importorskip("nncf")
+    from PIL import Image
+
+    from tlsk.cache import FeatureCache
+    from tlsk.cli import main
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i, image in enumerate(_images(32, seed=3)):
+        Image.fromarray(image).save(folder / f"{i:02d}.png")
+    cache = tmp_path / "features.h5"
+    argv = ["extract", str(folder), "--cache", str(cache), "--quiet"]
+    argv += ["--weights", "none", "--input-size", str(SIZE), "--precision", "int8"]
+    assert main(argv) == 0
+    (namespace,) = FeatureCache(str(cache)).info().namespaces
+    assert namespace.fingerprint["precision"] == "int8"
+    assert namespace.fingerprint["engine"] == "openvino"
+    assert namespace.entries == 32
+
+
+def test_cli_training_on_keras_refuses_int8_and_openvino():
+    import argparse
+
+    from tlsk.cli import CommandError
+    from tlsk.cli._options import check_keras_training
+
+    args = argparse.Namespace(method="finetune", precision="int8", engine="auto")
+    with pytest.raises(CommandError, match="--method bottleneck"):
+        check_keras_training(args)
+    args = argparse.Namespace(method="scratch", precision="auto", engine="openvino")
+    with pytest.raises(CommandError, match="trains on Keras"):
+        check_keras_training(args)

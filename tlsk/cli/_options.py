@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from tlsk._openvino import ENGINES
 from tlsk.backbone import POOLINGS
 from tlsk.images import INTERPOLATIONS
-from tlsk.precision import PRECISIONS
+from tlsk.precision import EXTRACTION_PRECISIONS
 from tlsk.preprocessing import PREPROCESSINGS
 from tlsk.tta import TTA_MODES, tta_views
 
@@ -80,9 +81,17 @@ def add_extractor_options(parser):
     group.add_argument(
         "--precision",
         default="auto",
-        choices=PRECISIONS,
+        choices=EXTRACTION_PRECISIONS,
         help="'auto' (default): bfloat16 where the CPU or GPU computes it "
-        "natively (AMX, AVX512-BF16), float32 elsewhere",
+        "natively (AMX, AVX512-BF16), float32 elsewhere; 'int8' (features "
+        "only): quantized by OpenVINO's NNCF, calibrated on the images given",
+    )
+    group.add_argument(
+        "--engine",
+        default="auto",
+        choices=ENGINES,
+        help="who computes the features: 'keras', 'openvino' (pip install "
+        "'tlsk[openvino]'), or 'auto' (default: OpenVINO for int8, else Keras)",
     )
 
 
@@ -103,9 +112,27 @@ def extractor_params(args, **overrides):
         "preprocessing": args.preprocessing,
         "batch_size": args.batch_size,
         "precision": args.precision,
+        "engine": args.engine,
         "verbose": 0 if args.quiet else 1,
         **overrides,
     }
+
+
+def calibration_images(args, images):
+    """What the extractor's ``fit`` is given: the images for int8, else None."""
+    return list(images) if args.precision == "int8" else None
+
+
+def check_keras_training(args):
+    """Training runs on Keras: refuse int8 and the OpenVINO engine for it."""
+    from tlsk.cli import CommandError
+
+    if args.precision == "int8" or args.engine == "openvino":
+        raise CommandError(
+            f"--method {args.method} trains on Keras in float32 or bfloat16; "
+            "--precision int8 and --engine openvino are for --method bottleneck "
+            f"(received --precision {args.precision} --engine {args.engine})"
+        )
 
 
 def add_report_option(parser):

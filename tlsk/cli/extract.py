@@ -32,7 +32,12 @@ import warnings
 
 from tlsk.cli import CommandError
 from tlsk.cli._folders import image_files
-from tlsk.cli._options import add_extractor_options, extractor_params, int_at_least
+from tlsk.cli._options import (
+    add_extractor_options,
+    calibration_images,
+    extractor_params,
+    int_at_least,
+)
 from tlsk.cli._output import note, print_json
 
 HELP = "compute bottleneck features of images into an HDF5 feature cache"
@@ -109,7 +114,7 @@ def run(args):
             cache=args.cache,
             on_error="raise" if args.on_error == "raise" else "nan",
         )
-    ).fit()
+    ).fit(calibration_images(args, files))
     cache = FeatureCache(extractor.cache_path_)
     namespace = namespace_id(extractor.fingerprint_)
     before = _entries(cache, namespace)

@@ -53,6 +53,8 @@ from tlsk.cli import CommandError
 from tlsk.cli._folders import read_labelled_folder
 from tlsk.cli._options import (
     add_extractor_options,
+    calibration_images,
+    check_keras_training,
     extractor_params,
     fraction,
     int_at_least,
@@ -318,7 +320,8 @@ def _train_bottleneck(args, data):
 
     cache = args.cache or model_file(args.out, ".features.h5")
     params = extractor_params(args)
-    extractor = ImageFeatureExtractor(**params, cache=cache).fit()
+    calibration = calibration_images(args, data.train)
+    extractor = ImageFeatureExtractor(**params, cache=cache).fit(calibration)
     # Train and validation features in one pass: each image through it once.
     features = extractor.transform(list(data.train) + list(data.val))
     X_train, X_val = features[: len(data.train)], features[len(data.train) :]
@@ -333,7 +336,8 @@ def _train_bottleneck(args, data):
     proba_val = classifier.predict_proba(X_val) if len(X_val) else None
     # The saved model computes features afresh: a cache path would tie the
     # model file to this machine's folders.
-    saved_extractor = ImageFeatureExtractor(**{**params, "verbose": 0}).fit()
+    saved_extractor = ImageFeatureExtractor(**{**params, "verbose": 0})
+    saved_extractor.fit(calibration)  # the same images: the same int8 model
     model = Pipeline([("features", saved_extractor), *classifier.steps])
     details["extractor"] = saved_extractor.get_params()
     details["params"] = classifier[-1].get_params()
@@ -359,6 +363,7 @@ def _train_keras(args, data):
     from tlsk.finetune import KerasFineTuneClassifier
     from tlsk.scratch import SmallCNNClassifier
 
+    check_keras_training(args)
     common = {
         "interpolation": args.interpolation,
         "augmentation": not args.no_augmentation,
