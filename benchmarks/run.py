@@ -230,6 +230,7 @@ SMOKE = {
     "finetune_tools_photos": 18,
     "finetune_tools_size": 32,
     "finetune_tools_epochs": 2,
+    "finetune_tools_cnn_epochs": 2,
     "finetune_tools_seeds": (0,),
     "model_files_images": 24,
     "model_files_size": 32,

@@ -17,6 +17,11 @@ and one change per row against it:
 - embeddings: ``transform`` of the baseline's network into a logistic
   regression, against the network's own softmax.
 
+The tools that are not about a pretrained base (schedules, ``"auto"``
+rates, warm start) are also measured on ``SmallCNNClassifier`` trained from
+scratch on the same crops, against its defaults: those rows mean something
+even where no pretrained weights can be had.
+
 Every row trains from the same seeds, taking turns in each round (one round
 per seed), so that a slow minute of a shared machine falls on all of them.
 Accuracy is on the held-out crops; the time is of ``fit``.
@@ -34,20 +39,26 @@ SEEDS_FULL = (0, 1, 2)
 
 
 def variants(settings):
-    """``{row name: (parameters over the baseline's, how the row trains)}``."""
+    """``{row name: (network, parameters over its baseline's, how it trains)}``."""
     half = settings["finetune_tools_epochs"] // 2
     return {
-        "baseline (constant rates)": ({}, "fit"),
-        "schedule: cosine": ({"schedule": "cosine"}, "fit"),
-        "schedule: one_cycle": ({"schedule": "one_cycle"}, "fit"),
-        "block_lr_ratio=0.1": ({"block_lr_ratio": 0.1}, "fit"),
-        "gradual unfreezing": ({"gradual_unfreezing": True}, "fit"),
+        "baseline (constant rates)": ("finetune", {}, "fit"),
+        "schedule: cosine": ("finetune", {"schedule": "cosine"}, "fit"),
+        "schedule: one_cycle": ("finetune", {"schedule": "one_cycle"}, "fit"),
+        "block_lr_ratio=0.1": ("finetune", {"block_lr_ratio": 0.1}, "fit"),
+        "gradual unfreezing": ("finetune", {"gradual_unfreezing": True}, "fit"),
         'learning rates "auto"': (
+            "finetune",
             {"head_learning_rate": "auto", "finetune_learning_rate": "auto"},
             "fit",
         ),
-        f"warm start (phase 2: {half} epochs, then resumed)": ({}, "warm"),
-        "transform + logistic regression": ({}, "embeddings"),
+        f"warm start (phase 2: {half} epochs, then resumed)": ("finetune", {}, "warm"),
+        "transform + logistic regression": ("finetune", {}, "embeddings"),
+        "scratch: baseline (constant rate)": ("scratch", {}, "fit"),
+        "scratch: schedule cosine": ("scratch", {"schedule": "cosine"}, "fit"),
+        "scratch: schedule one_cycle": ("scratch", {"schedule": "one_cycle"}, "fit"),
+        'scratch: learning rate "auto"': ("scratch", {"learning_rate": "auto"}, "fit"),
+        "scratch: warm start (half, then resumed)": ("scratch", {}, "warm"),
     }
 
 
@@ -71,20 +82,21 @@ def run(settings, workdir):
     rows = variants(settings)
     scores = {name: [] for name in rows}
     times = {name: [] for name in rows}
+    data = (X_train, y_train, X_test, y_test)
     # Untimed: the first fit of a process pays TensorFlow's one-time start-up.
-    _train_and_score(settings, {}, "fit", seeds[0], X_train, y_train, X_test, y_test)
+    _train_and_score(settings, "finetune", {}, "fit", seeds[0], *data)
     for seed in seeds:  # a round: every row once, on the same seed
-        for name, (params, how) in rows.items():
+        for name, (network, params, how) in rows.items():
             started = time.perf_counter()
-            accuracy = _train_and_score(
-                settings, params, how, seed, X_train, y_train, X_test, y_test
-            )
+            accuracy = _train_and_score(settings, network, params, how, seed, *data)
             times[name].append(time.perf_counter() - started)
             scores[name].append(accuracy)
     section = Section(
         f"Fine-tuning tools: VGG16 at {size} px, last 2 stages, {epochs} + "
-        f"{epochs} epochs, {len(X_train)} training / {len(X_test)} test photo "
-        f"crops in 6 classes; mean over seeds {tuple(seeds)}",
+        f"{epochs} epochs; SmallCNNClassifier "
+        f"{settings['finetune_tools_cnn_epochs']} epochs; {len(X_train)} training "
+        f"/ {len(X_test)} test photo crops in 6 "
+        f"classes at {size} px; mean over seeds {tuple(seeds)}",
         (
             "run",
             "accuracy",
@@ -95,10 +107,10 @@ def run(settings, workdir):
             "time / baseline",
         ),
     )
-    baseline = next(iter(rows))
-    base_accuracy = float(np.mean(scores[baseline]))
-    base_time = float(np.mean(times[baseline]))
-    for name in rows:
+    baselines = {rows[name][0]: name for name in reversed(list(rows))}
+    for name, (network, _, _) in rows.items():
+        base_accuracy = float(np.mean(scores[baselines[network]]))
+        base_time = float(np.mean(times[baselines[network]]))
         accuracy, seconds = float(np.mean(scores[name])), float(np.mean(times[name]))
         section.add(
             name,
@@ -128,28 +140,15 @@ def run(settings, workdir):
     return section
 
 
-def _train_and_score(settings, params, how, seed, X_train, y_train, X_test, y_test):
+def _train_and_score(settings, network, params, how, seed, *data):
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from tlsk import KerasFineTuneClassifier
-
-    epochs = settings["finetune_tools_epochs"]
-    base = {
-        "weights": settings["weights"],
-        "input_size": settings["finetune_tools_size"],
-        "trainable_blocks": 2,
-        "head_epochs": epochs,
-        "finetune_epochs": epochs,
-        "random_state": seed,
-    }
-    model = KerasFineTuneClassifier(**base, **params)
-    if how == "warm":  # stopped half-way through phase 2, then resumed
-        half = epochs // 2
-        model.set_params(finetune_epochs=half).fit(X_train, y_train)
-        model.set_params(warm_start=True, head_epochs=0, finetune_epochs=epochs - half)
-        model.fit(X_train, y_train)
+    X_train, y_train, X_test, y_test = data
+    model = _model(settings, network, seed).set_params(**params)
+    if how == "warm":  # stopped half-way through the last phase, then resumed
+        _train_half_then_resume(model, network, X_train, y_train)
         return model.score(X_test, y_test)
     model.fit(X_train, y_train)
     if how == "embeddings":
@@ -157,3 +156,36 @@ def _train_and_score(settings, params, how, seed, X_train, y_train, X_test, y_te
         head.fit(model.transform(X_train), y_train)
         return head.score(model.transform(X_test), y_test)
     return model.score(X_test, y_test)
+
+
+def _model(settings, network, seed):
+    from tlsk import KerasFineTuneClassifier, SmallCNNClassifier
+
+    size, epochs = settings["finetune_tools_size"], settings["finetune_tools_epochs"]
+    if network == "scratch":
+        return SmallCNNClassifier(
+            input_size=size,
+            epochs=settings["finetune_tools_cnn_epochs"],
+            random_state=seed,
+        )
+    return KerasFineTuneClassifier(
+        weights=settings["weights"],
+        input_size=size,
+        trainable_blocks=2,
+        head_epochs=epochs,
+        finetune_epochs=epochs,
+        random_state=seed,
+    )
+
+
+def _train_half_then_resume(model, network, X, y):
+    if network == "scratch":
+        half = model.epochs // 2
+        rest = model.epochs - half
+        model.set_params(epochs=half).fit(X, y)
+        model.set_params(warm_start=True, epochs=rest).fit(X, y)
+        return
+    half = model.finetune_epochs // 2
+    rest = model.finetune_epochs - half
+    model.set_params(finetune_epochs=half).fit(X, y)
+    model.set_params(warm_start=True, head_epochs=0, finetune_epochs=rest).fit(X, y)

@@ -6,7 +6,12 @@ from numbers import Integral, Real
 
 import numpy as np
 
-from tlsk._keras_estimator import OPTIMIZERS, KerasImageClassifier, Phase
+from tlsk._keras_estimator import (
+    OPTIMIZERS,
+    SCHEDULES,
+    KerasImageClassifier,
+    Phase,
+)
 from tlsk._sklearn_compat import Interval, StrOptions
 from tlsk.precision import keras_dtype
 
@@ -28,9 +33,14 @@ class SmallCNNClassifier(KerasImageClassifier):
     dense_units : int, default=128
     dropout : float, default=0.5
     epochs : int, default=30
-    learning_rate : float or "auto", default=1e-3
-        Of the optimizer; ``"auto"``: the rate a learning-rate range test
-        suggests (:func:`tlsk.lr_finder.lr_find`), run as training starts.
+    learning_rate : float or "auto", default=2e-3
+        Of the optimizer (twice Adam's usual 1e-3: see the Notes); ``"auto"``:
+        the rate a learning-rate range test suggests
+        (:func:`tlsk.lr_finder.lr_find`), run as training starts.
+    optimizer : {"adam", "sgd", "rmsprop"}, default="adam"
+    schedule : {"constant", "cosine", "one_cycle"}, default="constant"
+        The learning rate over the training steps, as for
+        :class:`tlsk.KerasFineTuneClassifier`.
     input_size : int, default=128
         Side of the square the images are resized to; at least 32.
     interpolation : str, default="bilinear"
@@ -113,6 +123,7 @@ class SmallCNNClassifier(KerasImageClassifier):
             StrOptions({"auto"}),
         ],
         "optimizer": [StrOptions(set(OPTIMIZERS))],
+        "schedule": [StrOptions(set(SCHEDULES))],
     }
 
     def _check_parameters(self):
@@ -133,6 +144,7 @@ class SmallCNNClassifier(KerasImageClassifier):
         epochs=30,
         learning_rate=2e-3,
         optimizer="adam",
+        schedule="constant",
         input_size=128,
         interpolation="bilinear",
         augmentation=True,
@@ -154,6 +166,7 @@ class SmallCNNClassifier(KerasImageClassifier):
         self.epochs = epochs
         self.learning_rate = learning_rate
         self.optimizer = optimizer
+        self.schedule = schedule
         self.input_size = input_size
         self.interpolation = interpolation
         self.augmentation = augmentation
@@ -211,4 +224,12 @@ class SmallCNNClassifier(KerasImageClassifier):
         return keras.Model(inputs, outputs, name="small_cnn")
 
     def _phases(self, model):
-        return [Phase("train", self.epochs, self.optimizer, self.learning_rate)]
+        return [
+            Phase(
+                "train",
+                self.epochs,
+                self.optimizer,
+                self.learning_rate,
+                schedule=self.schedule,
+            )
+        ]

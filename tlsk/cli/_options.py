@@ -77,7 +77,11 @@ def add_extractor_options(parser):
         help="how pixels are prepared (default: the backbone's own; required "
         "for a .keras file)",
     )
-    group.add_argument("--batch-size", type=int_at_least(1), default=32)
+    group.add_argument(
+        "--batch-size",
+        type=int_at_least(1),
+        help="images per batch (default: the estimator's own, 32 for features)",
+    )
     group.add_argument(
         "--precision",
         default="auto",
@@ -110,10 +114,10 @@ def extractor_params(args, **overrides):
         "input_size": args.input_size,
         "interpolation": args.interpolation,
         "preprocessing": args.preprocessing,
-        "batch_size": args.batch_size,
         "precision": args.precision,
         "engine": args.engine,
         "verbose": 0 if args.quiet else 1,
+        **({} if args.batch_size is None else {"batch_size": args.batch_size}),
         **overrides,
     }
 

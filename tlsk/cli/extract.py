@@ -122,7 +122,7 @@ def run(args):
         # The bad rows are reported below, each file with its reason.
         warnings.simplefilter("ignore", UndecodableImageWarning)
         if client is None:
-            bad_rows = _extract_here(files, extractor, args.batch_size)
+            bad_rows = _extract_here(files, extractor, extractor.batch_size)
         else:
             from tlsk.distributed import featurize
 

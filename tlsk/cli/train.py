@@ -369,14 +369,14 @@ def _train_keras(args, data):
         "augmentation": not args.no_augmentation,
         "validation_fraction": args.monitor_fraction,
         "early_stopping": not args.no_early_stopping,
-        "batch_size": args.batch_size,
         "precision": args.precision,
         "random_state": args.seed,
         # Keras's one line per epoch when stderr is no terminal (log files).
         "verbose": 0 if args.quiet else (1 if sys.stderr.isatty() else 2),
     }
-    if args.input_size is not None:  # else each estimator's default
-        common["input_size"] = args.input_size
+    for option in ("input_size", "batch_size"):  # else each estimator's default
+        if getattr(args, option) is not None:
+            common[option] = getattr(args, option)
     if args.method == "finetune":
         default = 10 if args.epochs is None else args.epochs
         model = KerasFineTuneClassifier(
