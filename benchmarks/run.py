@@ -155,6 +155,7 @@ FULL = {
     "finetune_tools_size": 64,
     "finetune_tools_epochs": 6,
     "finetune_tools_seeds": (0, 1, 2),
+    "finetune_tools_cnn_epochs": 10,
     "model_files_images": 600,  # feature vectors of the SVM, six classes
     "model_files_size": 224,
     "model_files_rounds": 3,
