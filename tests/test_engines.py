@@ -194,3 +194,18 @@ def test_cli_training_on_keras_refuses_int8_and_openvino():
     args = argparse.Namespace(method="scratch", precision="auto", engine="openvino")
     with pytest.raises(CommandError, match="trains on Keras"):
         check_keras_training(args)
+
+
+@pytest.mark.slow
+def test_dask_workers_run_the_int8_model_fitted_here(int8_fit, tmp_path):
+    pytest.importorskip("distributed")
+    from distributed import Client
+
+    from tlsk.distributed import featurize, local_cluster
+
+    extractor, images, int8 = int8_fit
+    sharded = extractor.with_cache_file(tmp_path / "features.h5")
+    # Workers inherit KERAS_HOME, so they read the model quantized here.
+    with local_cluster(2) as cluster, Client(cluster) as client:
+        features = featurize(list(images), sharded, client)
+    np.testing.assert_allclose(features, int8, rtol=1e-5, atol=1e-6)
