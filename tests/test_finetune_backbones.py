@@ -6,18 +6,14 @@ import numpy as np
 import pytest
 
 from tests._datasets import coloured_images
+from tests._training import PLAIN
 from tlsk import KerasFineTuneClassifier
 from tlsk.backbones import get_spec
 from tlsk.finetune import freeze_base
 
 SMALL = {
+    **PLAIN,
     "weights": None,
-    "input_size": 32,
-    "batch_size": 8,
-    "augmentation": False,
-    "validation_fraction": 0,
-    "early_stopping": False,
-    "random_state": 0,
     "dense_units": (16,),
     "dropout": 0,
     "head_epochs": 1,

@@ -21,6 +21,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 
 from tests._datasets import coloured_images
+from tests._training import PLAIN
 from tlsk import KerasFineTuneClassifier, SmallCNNClassifier, lr_find
 from tlsk._optimizers import learning_rate_schedule, make_optimizer
 from tlsk.finetune import block_rate_scales
@@ -28,14 +29,6 @@ from tlsk.images import image_inputs
 from tlsk.lr_finder import LRFinderResult
 
 REPO = Path(__file__).resolve().parents[1]
-PLAIN = {
-    "input_size": 32,
-    "batch_size": 8,
-    "augmentation": False,
-    "validation_fraction": 0,
-    "early_stopping": False,
-    "random_state": 0,
-}
 FINETUNE = {
     **PLAIN,
     "weights": None,

@@ -25,21 +25,13 @@ from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.pipeline import Pipeline
 
 from tests._datasets import coloured_images, write_image_folder
+from tests._training import PLAIN
 from tlsk import KerasFineTuneClassifier, SmallCNNClassifier
 from tlsk.backbone import base_network
 from tlsk.finetune import freeze_base
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Fast, deterministic training: no augmentation, no validation, no stopping.
-PLAIN = {
-    "input_size": 32,
-    "batch_size": 8,
-    "augmentation": False,
-    "validation_fraction": 0,
-    "early_stopping": False,
-    "random_state": 0,
-}
 CNN = {**PLAIN, "filters": (8, 16, 16), "dense_units": 16, "learning_rate": 3e-3}
 FINETUNE = {
     **PLAIN,

@@ -8,17 +8,9 @@ import numpy as np
 import pytest
 
 from tests._datasets import coloured_images
+from tests._training import PLAIN
 from tlsk import KerasFineTuneClassifier, SmallCNNClassifier
 from tlsk.tta import CROP_FRACTION, TTA_MODES, apply_view, tta_views
-
-PLAIN = {
-    "input_size": 32,
-    "batch_size": 8,
-    "augmentation": False,
-    "validation_fraction": 0,
-    "early_stopping": False,
-    "random_state": 0,
-}
 
 
 @pytest.fixture(scope="module")
