@@ -7,10 +7,11 @@ with a fixed input signature), and compiles it for the CPU once per process
 per configuration, in float32, bfloat16 (``INFERENCE_PRECISION_HINT``), or
 int8 after NNCF post-training quantization (:func:`quantize_backbone`).
 
-Why it is worth it: on a 2-core Intel Xeon with AMX, VGG16 at 224 px ran
-int8 at 93 images/s against 27 for Keras mixed_bfloat16 and 27 for
-OpenVINO bf16 (``benchmarks/run.py engines``); AMX computes int8 at twice
-its bfloat16 rate and Keras does not expose it.
+Why it is worth it: on a 2-core Intel Xeon with AMX, VGG16 at 224 px on
+decoded arrays ran int8 at 61.5 images/s against 32.2 for Keras
+mixed_bfloat16 and 32.7 for OpenVINO bf16, in one run (``benchmarks/run.py
+--sections engines``); AMX computes int8 at twice its bfloat16 rate, and
+Keras does not expose it.
 
 Where the int8 model lives
 --------------------------
@@ -206,9 +207,11 @@ def _compile(model, precision):
     hint = _BF16_HINT["bfloat16" if precision == "int8" else precision]
     if precision == "int8" and not _native_bfloat16():
         hint = "f32"
-    return openvino.Core().compile_model(
-        model, "CPU", {"INFERENCE_PRECISION_HINT": hint}
-    )
+    # Unpinned: the decode threads share the cores with inference, and pinned
+    # OpenVINO threads made both slower (2-core Xeon: int8 from files 31-40
+    # images/s pinned, 40-46 unpinned, in one run).
+    config = {"INFERENCE_PRECISION_HINT": hint, "ENABLE_CPU_PINNING": False}
+    return openvino.Core().compile_model(model, "CPU", config)
 
 
 def _native_bfloat16():
@@ -307,10 +310,10 @@ def resolve_engine(engine, precision):
     """The engine that runs ``precision`` (resolved): ``"keras"`` or ``"openvino"``.
 
     ``"auto"`` picks OpenVINO for int8, which only it runs, and Keras for
-    float32 and bfloat16: measured in one run on a 2-core Xeon with AMX
-    (VGG16, 224 px), OpenVINO bf16 27 images/s against Keras's 27-52 and
-    OpenVINO float32 5.7 against Keras's 7.7, so OpenVINO is no faster
-    there and Keras keeps the vectors of earlier tlsk versions.
+    float32 and bfloat16. Measured in one run on a 2-core Xeon with AMX
+    (VGG16, 224 px, decoded arrays): OpenVINO bf16 32.7 images/s against
+    Keras's 32.2, and OpenVINO float32 4.8 against Keras's 4.9. So OpenVINO
+    is no faster there, and Keras keeps the vectors of earlier versions.
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}; received {engine!r}")
