@@ -119,3 +119,15 @@ def test_the_model_files_section_measures_joblib_beside_skops(tmp_path):
     assert {kind for _, kind in formats} == {"joblib", "skops"} and len(formats) == 4
     assert all(row["file MB"] > 0 and row["load s"] > 0 for row in section["rows"])
     assert all(math.isfinite(t["value"]) for t in section["targets"])
+
+
+@pytest.mark.slow
+def test_the_engines_section_measures_each_engine_and_precision(tmp_path):
+    (section,) = _smoke_run(tmp_path, "engines")["sections"]
+    rows = section["rows"]
+    measured = {(row["input"], row["engine"], row["precision"]) for row in rows}
+    assert ("arrays", "openvino", "int8") in measured
+    assert ("files", "openvino", "int8") in measured
+    assert ("files", "auto", "auto") in measured
+    assert all(row["images/s"] > 0 for row in section["rows"])
+    assert all(math.isfinite(t["value"]) for t in section["targets"])
