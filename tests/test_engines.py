@@ -83,6 +83,7 @@ def test_openvino_float32_agrees_with_keras_and_has_its_own_fingerprint():
     assert openvino.fingerprint_ != keras.fingerprint_
 
 
+@pytest.mark.slow  # a second network to build and convert: ~10 s
 def test_openvino_runs_any_registered_backbone():
     pytest.importorskip("openvino")
     images = _images(3)
