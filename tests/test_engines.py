@@ -210,3 +210,11 @@ def test_dask_workers_run_the_int8_model_fitted_here(int8_fit, tmp_path):
     with local_cluster(2) as cluster, Client(cluster) as client:
         features = featurize(list(images), sharded, client)
     np.testing.assert_allclose(features, int8, rtol=1e-5, atol=1e-6)
+
+
+def test_openvino_engine_averages_tta_views_like_keras():
+    pytest.importorskip("openvino")
+    images = _images(3, seed=5)
+    keras = _extractor(precision="float32", tta="flip").fit_transform(images)
+    openvino = _extractor(precision="float32", tta="flip", engine="openvino")
+    np.testing.assert_allclose(openvino.fit_transform(images), keras, atol=1e-5)
