@@ -129,7 +129,7 @@ def stopped_early(train):
     # A learning rate this high makes the validation loss rise within epochs.
     return small_cnn(
         epochs=8,
-        learning_rate=0.1,
+        learning_rate=0.3,
         validation_fraction=0.25,
         early_stopping=True,
         patience=0,
