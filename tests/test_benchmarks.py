@@ -39,6 +39,7 @@ def test_the_suite_writes_every_section_with_its_targets(tmp_path):
     assert "## Targets" in markdown
 
 
+@pytest.mark.slow  # about 20 s: a smoke run of a section asked for only
 def test_the_cache_scaling_section_compares_both_formats(tmp_path):
     (section,) = _smoke_run(tmp_path, "cache-scaling")["sections"]
     measures = {row["measure"] for row in section["rows"]}
@@ -74,6 +75,7 @@ def test_the_label_error_report_and_scratch_sections_measure_each_method(tmp_pat
     assert math.isfinite(target["value"])
 
 
+@pytest.mark.slow  # about 20 s: a smoke run of a section asked for only
 def test_the_tta_section_measures_each_mode_side_by_side(tmp_path):
     (section,) = _smoke_run(tmp_path, "tta")["sections"]
     rows = section["rows"]

@@ -247,6 +247,7 @@ def test_auto_rate_is_the_range_tests_suggestion(data):
     np.testing.assert_array_equal(reloaded.lr_find_["train"].losses, found.losses)
 
 
+@pytest.mark.slow  # a new process imports TensorFlow: about 15 s
 def test_scaled_optimizers_reload_in_a_fresh_process(data, tmp_path):
     images, labels = data
     model = fine_tune(trainable_blocks=2, block_lr_ratio=0.1).fit(images, labels)
