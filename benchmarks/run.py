@@ -42,7 +42,7 @@ Writes ``results.md`` (tables, targets met or not) and ``results.json`` to
 - engines (only when asked for: about 5 minutes): Keras float32 and
   mixed_bfloat16 vs OpenVINO float32, bf16 and int8 (NNCF), on decoded
   arrays and from JPEG files through tlsk: images/s, GFLOP/s, cosine to
-  Keras float32, digits accuracy.
+  Keras float32, accuracy on digits and on photo crops.
 
 VGG16 uses ImageNet weights when Keras's cache has them, else a seeded random
 initialisation (the same cost). Usage::
@@ -159,6 +159,9 @@ FULL = {
     "model_files_images": 600,  # feature vectors of the SVM, six classes
     "model_files_size": 224,
     "model_files_rounds": 3,
+    "engine_images": 96,  # three batches: decoding overlaps inference
+    "engine_photos": 50,  # per class, six classes, half of them to train on
+    "engine_photo_file_size": 96,
     "scratch_train": 210,  # photo crops, five classes
     "scratch_test": 150,
     "scratch_size": 64,
@@ -189,6 +192,8 @@ QUICK = {
     "model_files_images": 300,
     "model_files_size": 112,
     "model_files_rounds": 2,
+    "engine_images": 64,
+    "engine_photos": 30,
     "scratch_seeds": 3,
 }
 
@@ -236,6 +241,9 @@ SMOKE = {
     "model_files_images": 24,
     "model_files_size": 32,
     "model_files_rounds": 1,
+    "engine_images": 8,
+    "engine_photos": 12,  # 36 to train on: int8 calibrates on at least 32
+    "engine_photo_file_size": 48,
 }
 
 

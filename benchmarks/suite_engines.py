@@ -8,7 +8,9 @@ images). From JPEG files: ``VGG16FeatureExtractor(engine=..., precision=...)
 .transform(paths)`` on each engine and precision. Every run takes its turn
 in each round; the best round counts. Each run's vectors are compared with
 Keras float32's (cosine), and a LogisticRegression trained on each
-configuration's features of scikit-learn's digits gives the accuracy.
+configuration's features gives the accuracy on two labelled sets: scikit-learn's
+digits (arrays) and photo crops written as JPEG files (six classes cut from
+scikit-learn's sample photographs, half of them to train on).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 from _flops import model_gflops
 from _suite import Section, cosine, digits, seconds, write_photos
 from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -69,7 +72,7 @@ def _extractor(engine, precision, size, weights, batch, fit_on):
 
 def _throughput(settings, workdir, section):
     size, batch, weights = settings["size"], settings["batch"], settings["weights"]
-    n = max(settings["images"], MIN_CALIBRATION)
+    n = max(settings["engine_images"], MIN_CALIBRATION)
     paths = write_photos(os.path.join(workdir, "photos"), n)
     decoded = np.stack([resize_image(read_image(path), size) for path in paths])
     arrays = preprocess_vgg16(decoded).astype(np.float32)
@@ -100,31 +103,50 @@ def _throughput(settings, workdir, section):
     return rates, outputs
 
 
-def _accuracy(settings):
-    """``{(engine, precision): accuracy}`` of digits features on each engine."""
-    n_train, n_test, size = settings["train"], settings["test"], settings["digit_size"]
-    X_train, X_test, y_train, y_test = digits(n_train, n_test)
+def _labelled_sets(settings, workdir):
+    """Yield ``(name, X_train, X_test, y_train, y_test)``: digits, photo crops."""
+    from tlsk.sample_data import write_photo_folder
+
+    yield "digits", *digits(settings["train"], settings["test"])
+    paths, labels = write_photo_folder(
+        os.path.join(workdir, "engine_photos"),
+        per_class=settings["engine_photos"],
+        size=settings["engine_photo_file_size"],
+    )
+    X_train, X_test, y_train, y_test = train_test_split(
+        paths, labels, test_size=0.5, stratify=labels, random_state=0
+    )
+    yield "photo crops", X_train, X_test, y_train, y_test
+
+
+def _accuracy(settings, workdir):
+    """``{(data set, engine, precision): accuracy}`` on each engine."""
+    size = settings["digit_size"]
     scores = {}
-    for engine, precision in KERAS + OPENVINO:
-        extractor = _extractor(
-            engine, precision, size, settings["weights"], settings["batch"], X_train
-        )
-        classifier = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000))
-        classifier.fit(extractor.transform(X_train), y_train)
-        test = extractor.transform(X_test)
-        scores[engine, precision] = float(classifier.score(test, y_test))
+    for name, X_train, X_test, y_train, y_test in _labelled_sets(settings, workdir):
+        for engine, precision in KERAS + OPENVINO:
+            extractor = _extractor(
+                engine, precision, size, settings["weights"], settings["batch"], X_train
+            )
+            classifier = make_pipeline(
+                StandardScaler(), LogisticRegression(max_iter=3000)
+            )
+            classifier.fit(extractor.transform(X_train), y_train)
+            test = extractor.transform(X_test)
+            scores[name, engine, precision] = float(classifier.score(test, y_test))
+        scores[name, "sizes"] = (len(X_train), len(X_test))
     return scores
 
 
 def run(settings, workdir):
-    size, n = settings["size"], max(settings["images"], MIN_CALIBRATION)
+    size, n = settings["size"], max(settings["engine_images"], MIN_CALIBRATION)
     auto = resolve_precision("auto")
     native = native_bfloat16()
     section = Section(
         f"Engines: VGG16 block5_pool + avg at {size} px, {n} images, batch "
         f"{settings['batch']}, best of {settings['rounds']} interleaved rounds "
         f"(auto = {auto}, engine auto = keras unless int8); cosine against Keras "
-        "float32 on arrays; digits accuracy below",
+        "float32 on arrays; accuracy on digits and photo crops below",
         (
             "input",
             "engine",
@@ -136,17 +158,19 @@ def run(settings, workdir):
         ),
     )
     rates, outputs = _throughput(settings, workdir, section)
-    scores = _accuracy(settings)
-    for (engine, precision), score in scores.items():
+    scores = _accuracy(settings, workdir)
+    for (name, *config), score in scores.items():
+        if config == ["sizes"]:
+            continue
+        n_train, n_test = scores[name, "sizes"]
         section.notes.append(
-            f"digits accuracy ({settings['train']} train / {settings['test']} test "
-            f"at {settings['digit_size']} px, LogisticRegression), {engine} "
-            f"{precision}: {score:.4f}"
+            f"{name} accuracy ({n_train} train / {n_test} test at "
+            f"{settings['digit_size']} px, LogisticRegression), {config[0]} "
+            f"{config[1]}: {score:.4f}"
         )
     _targets(section, rates, outputs, scores, native, auto)
     section.notes.append(
-        f"weights: {settings['weights'] or 'seeded random (no ImageNet file here)'}; "
-        "photographs: no labelled photo set offline, digits only"
+        f"weights: {settings['weights'] or 'seeded random (no ImageNet file here)'}"
     )
     return section
 
@@ -176,9 +200,10 @@ def _targets(section, rates, outputs, scores, native, auto):
         ">=",
         0.999,
     )
-    section.target(
-        "digits accuracy points lost in int8",
-        100 * (scores["keras", "float32"] - scores["openvino", "int8"]),
-        "<=",
-        1.0,
-    )
+    for name in ("digits", "photo crops"):
+        section.target(
+            f"{name} accuracy points lost in int8",
+            100 * (scores[name, "keras", "float32"] - scores[name, "openvino", "int8"]),
+            "<=",
+            1.0,
+        )

@@ -132,4 +132,9 @@ def test_the_engines_section_measures_each_engine_and_precision(tmp_path):
     assert ("files", "openvino", "int8") in measured
     assert ("files", "auto", "auto") in measured
     assert all(row["images/s"] > 0 for row in section["rows"])
+    lost = [t["target"] for t in section["targets"] if "points lost" in t["target"]]
+    assert lost == [
+        "digits accuracy points lost in int8",
+        "photo crops accuracy points lost in int8",
+    ]
     assert all(math.isfinite(t["value"]) for t in section["targets"])

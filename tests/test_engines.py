@@ -111,12 +111,14 @@ def test_int8_agrees_with_float32(int8_fit):
     assert _cosines(int8, float32).mean() > 0.99
 
 
-def test_int8_calibration_is_deterministic(int8_fit, tmp_path, monkeypatch):
+def test_int8_calibration_is_deterministic(int8_fit, tmp_path, monkeypatch, capsys):
     extractor, images, int8 = int8_fit
     # An empty model store and no compiled engine: quantized again from scratch.
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     _openvino.clear_openvino_backbones()
+    capsys.readouterr()
     again = _extractor(precision="int8", calibration_size=32).fit(images)
+    assert "Statistics collection" not in capsys.readouterr().out  # verbose=0
     assert again.calibration_keys_ == extractor.calibration_keys_
     assert again.fingerprint_ == extractor.fingerprint_
     np.testing.assert_array_equal(again.transform(images), int8)

@@ -30,7 +30,9 @@ them, :func:`require_openvino` says how to install it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -220,14 +222,14 @@ def _native_bfloat16():
     return native_bfloat16()
 
 
-def quantize_backbone(keras_backbone, calibration, calibration_keys):
+def quantize_backbone(keras_backbone, calibration, calibration_keys, verbose=False):
     """Quantize ``keras_backbone`` to int8 with NNCF; return its fingerprint.
 
     ``calibration`` is a float32 array of preprocessed images ``(n, s, s, 3)``
     and ``calibration_keys`` their content keys (hex), in that order. The
     quantized model is stored under the fingerprint's SHA-256 in
     :func:`quantized_model_dir` (unless already there) for this and any
-    later process.
+    later process. NNCF's progress bars are shown only when ``verbose``.
     """
     quantization = quantization_fingerprint(keras_backbone, calibration_keys)
     path = _quantized_path(quantization)
@@ -236,13 +238,20 @@ def quantize_backbone(keras_backbone, calibration, calibration_keys):
 
         model = convert(keras_backbone)
         items = [calibration[i : i + 1] for i in range(len(calibration))]
-        quantized = nncf.quantize(
-            model,
-            nncf.Dataset(items),
-            subset_size=len(items),
-            preset=nncf.QuantizationPreset(QUANTIZATION_OPTIONS["preset"]),
-            fast_bias_correction=QUANTIZATION_OPTIONS["fast_bias_correction"],
+        # NNCF draws its bars with rich on sys.stdout and has no switch for them.
+        quiet = (
+            contextlib.nullcontext()
+            if verbose
+            else contextlib.redirect_stdout(io.StringIO())
         )
+        with quiet:
+            quantized = nncf.quantize(
+                model,
+                nncf.Dataset(items),
+                subset_size=len(items),
+                preset=nncf.QuantizationPreset(QUANTIZATION_OPTIONS["preset"]),
+                fast_bias_correction=QUANTIZATION_OPTIONS["fast_bias_correction"],
+            )
         _write_quantized(quantized, path)
     return quantization
 

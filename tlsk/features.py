@@ -540,7 +540,9 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
         images = np.stack([image for _, image in loaded])
         images = preprocess(images, self.preprocessing_)
         self.calibration_keys_ = keys
-        return quantize_backbone(backbone, np.asarray(images, np.float32), keys)
+        return quantize_backbone(
+            backbone, np.asarray(images, np.float32), keys, verbose=bool(self.verbose)
+        )
 
     def _current_backbone(self):
         backbone = self._engine_backbone()
