@@ -39,7 +39,7 @@ Writes ``results.md`` (tables, targets met or not) and ``results.json`` to
   caches of 10,000 to 1,000,000 vectors, format 2 vs the pinned format 1:
   adding 32 vectors, a cold 1,000-key lookup in a new process, filling by
   small appends vs one bulk fill.
-- engines (only when asked for: about 5 minutes): Keras float32 and
+- engines (only when asked for: about 10 minutes): Keras float32 and
   mixed_bfloat16 vs OpenVINO float32, bf16 and int8 (NNCF), on decoded
   arrays and from JPEG files through tlsk: images/s, GFLOP/s, cosine to
   Keras float32, accuracy on digits and on photo crops.

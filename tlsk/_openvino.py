@@ -8,10 +8,10 @@ per configuration, in float32, bfloat16 (``INFERENCE_PRECISION_HINT``), or
 int8 after NNCF post-training quantization (:func:`quantize_backbone`).
 
 Why it is worth it: on a 2-core Intel Xeon with AMX, VGG16 at 224 px on
-decoded arrays ran int8 at 61.5 images/s against 32.2 for Keras
-mixed_bfloat16 and 32.7 for OpenVINO bf16, in one run (``benchmarks/run.py
---sections engines``); AMX computes int8 at twice its bfloat16 rate, and
-Keras does not expose it.
+decoded arrays ran int8 at 39.2 images/s against 18.0 for Keras
+mixed_bfloat16 and 18.9 for OpenVINO bf16, in one run (``benchmarks/run.py
+--sections engines``, 2026-12-02; an earlier run: 61.5, 32.2, 32.7); AMX
+computes int8 at twice its bfloat16 rate, and Keras does not expose it.
 
 Where the int8 model lives
 --------------------------
@@ -320,9 +320,10 @@ def resolve_engine(engine, precision):
 
     ``"auto"`` picks OpenVINO for int8, which only it runs, and Keras for
     float32 and bfloat16. Measured in one run on a 2-core Xeon with AMX
-    (VGG16, 224 px, decoded arrays): OpenVINO bf16 32.7 images/s against
-    Keras's 32.2, and OpenVINO float32 4.8 against Keras's 4.9. So OpenVINO
-    is no faster there, and Keras keeps the vectors of earlier versions.
+    (VGG16, 224 px): OpenVINO bf16 18.9 images/s on arrays against Keras's
+    18.0 and 18.1 against 18.1 from JPEG files; OpenVINO float32 4.8 against
+    Keras's 5.5 on arrays. A few percent at best, inside the noise, so Keras
+    keeps the vectors and caches of earlier versions.
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}; received {engine!r}")
