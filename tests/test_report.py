@@ -106,14 +106,35 @@ def test_a_report_folder_is_replaced_only_when_asked(tmp_path):
     paths, labels = _folder(tmp_path / "data", classes, 2)
     model = _Colour(classes)
     out = tmp_path / "report"
-    out.mkdir()
-    (out / "keep.txt").write_text("mine")
+    evaluation_report(model, paths, labels, out)
     with pytest.raises(FileExistsError, match="report folder .*report.* exists"):
         evaluation_report(model, paths, labels, out)
-    assert (out / "keep.txt").read_text() == "mine"
     evaluation_report(model, paths, labels, out, force=True)
-    assert sorted(p.name for p in out.iterdir()) == ["index.html", "thumbs"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".tlsk-output.json",
+        "index.html",
+        "thumbs",
+    ]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "report"]
+
+
+def test_a_folder_tlsk_did_not_write_is_never_replaced(tmp_path):
+    classes = ["red", "green"]
+    paths, labels = _folder(tmp_path / "data", classes, 2)
+    model = _Colour(classes)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "keep.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="tlsk did not write it as a report"):
+        evaluation_report(model, paths, labels, mine, force=True)
+    assert [p.name for p in mine.iterdir()] == ["keep.txt"]
+    # A report of tlsk's to which someone added a file is not replaced either.
+    out = tmp_path / "report"
+    evaluation_report(model, paths, labels, out)
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="holds 'notes.txt'"):
+        evaluation_report(model, paths, labels, out, force=True)
+    assert (out / "notes.txt").read_text() == "mine"
 
 
 def test_galleries_are_capped_and_say_what_is_left_out(tmp_path):

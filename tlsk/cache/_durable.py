@@ -33,7 +33,7 @@ def write_h5(
                 buffer = io.BytesIO()
                 with h5py.File(buffer, "w", libver=LIBVER) as f:
                     build(f)
-                with open(tmp, "xb") as file:
+                with open(tmp, "wb") as file:
                     file.write(buffer.getbuffer())
             else:
                 with _FailSoftFile(tmp) as file:
@@ -61,7 +61,8 @@ class _FailSoftFile(io.RawIOBase):
     """
 
     def __init__(self, path: str):
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        # ``path`` is the temporary file atomic_path made (and locks).
+        self._fd = os.open(path, os.O_RDWR | os.O_TRUNC)
         self._pos = 0
         self.error: OSError | None = None
 

@@ -3,11 +3,13 @@ no-overwrite rule of their output files."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import sys
 
-from tlsk._files import write_atomically
+from tlsk._files import check_replaceable, check_writable_folder, write_atomically
 from tlsk.cli import CommandError
 
 
@@ -17,26 +19,166 @@ def note(args, message):
         print(message, file=sys.stderr)
 
 
+def shown(name):
+    """A name as printed on a terminal: repr() when it holds control characters.
+
+    Names come from the data (class folders, files): an escape sequence in one
+    must not move the cursor or clear the screen of whoever reads the output.
+    """
+    name = os.fsdecode(name) if isinstance(name, bytes) else str(name)
+    return name if name.isprintable() else repr(name)
+
+
+# A spreadsheet runs a cell that starts with one of these as a formula
+# (OWASP, "CSV Injection"); a quote in front makes it text.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value):
+    """``value`` as a CSV cell that a spreadsheet shows and never runs.
+
+    A text that a spreadsheet would read as a formula gets a ``'`` in front;
+    numbers (``-0.5``) stay numbers.
+    """
+    if not isinstance(value, str) or not value.startswith(_FORMULA_STARTS):
+        return value
+    try:
+        float(value)
+    except ValueError:
+        return "'" + value
+    return value
+
+
+def csv_bytes(header, rows, *, terminal=False):
+    """CSV text of ``header`` and ``rows`` as UTF-8 bytes, formulas neutralised.
+
+    File names that are not UTF-8 keep their bytes (surrogateescape); for a
+    ``terminal``, control characters in a cell are shown escaped.
+    """
+    text = io.StringIO(newline="")
+    writer = csv.writer(text, lineterminator="\n")
+    clean = (lambda cell: shown(csv_cell(cell))) if terminal else csv_cell
+    writer.writerow(header)
+    writer.writerows([clean(cell) for cell in row] for row in rows)
+    return text.getvalue().encode("utf-8", "surrogateescape")
+
+
+def write_csv(path, header, rows, publication=None):
+    """Write :func:`csv_bytes` to ``path`` atomically (staged in ``publication``)."""
+    data = csv_bytes(header, rows)
+    if publication is None:
+        write_atomically(path, lambda file: file.write(data))
+    else:
+        publication.stage(path, lambda file: file.write(data))
+
+
+def write_stdout(data: bytes) -> None:
+    """Write bytes to stdout as they are (names that are not UTF-8 included)."""
+    sys.stdout.flush()
+    buffer = getattr(sys.stdout, "buffer", None)
+    if buffer is None:  # a text stream put in stdout's place
+        sys.stdout.write(data.decode("utf-8", "surrogateescape"))
+    else:
+        buffer.write(data)
+        buffer.flush()
+
+
 def print_json(data, stream=None):
     json.dump(data, stream or sys.stdout, indent=2, sort_keys=True, default=str)
     (stream or sys.stdout).write("\n")
 
 
 def check_writable(path, force):
-    """Refuse to replace an existing file unless ``force``."""
-    if os.path.lexists(path) and not force:
-        raise CommandError(f"{path!r} exists; use --force to overwrite it")
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise CommandError(f"cannot write {path!r}: folder {folder!r} does not exist")
+    """Refuse, before any work, an output file that cannot or may not be written.
+
+    It may not when it exists and ``force`` is not given, or, force or not,
+    when it is not a regular file (a folder, a device such as /dev/null, a
+    FIFO); it cannot when its folder is missing, read-only or not ours
+    (tried by creating a temporary file there).
+    """
+    try:
+        check_replaceable(path, force=force, force_flag="--force")
+        check_writable_folder(path)
+    except OSError as err:
+        raise CommandError(str(err)) from err
 
 
-def check_report_folder(path, force):
-    """Refuse an existing report folder unless ``force``, before any work."""
-    if path and os.path.exists(path) and not force:
-        raise CommandError(
-            f"{path!r} exists; pass --force to replace the report folder"
-        )
+def check_report_folder(path, force, data=()):
+    """Refuse, before any work, a --report folder that may not be written.
+
+    Without ``--force`` an existing folder is refused; with it, only a report
+    that tlsk wrote and that holds nothing else is replaced. Never the data
+    the command reads (``data``: folders and files), a folder that holds it
+    or one inside it.
+    """
+    if not path:
+        return
+    from tlsk.report import check_report_folder as check
+
+    try:
+        check(path, force, inputs=data, force_flag="--force")
+        check_writable_folder(path, folders_made=True)
+    except (OSError, ValueError) as err:
+        raise CommandError(f"--report: {err}") from err
+
+
+def check_distinct(outputs, inputs=()):
+    """Refuse outputs that share a name with each other or with an input.
+
+    ``outputs`` and ``inputs`` are ``(what, path)`` pairs, ``what`` as the
+    user knows it (``"--out"``, ``"the model's metadata"``); a path of None
+    is skipped. Two outputs of one command under one name would overwrite
+    each other; an output named like an input would overwrite the data.
+    """
+    seen = {}
+    for what, path in [*inputs, *outputs]:
+        if path is None:
+            continue
+        key = os.path.realpath(os.fsdecode(path))
+        if key in seen and (what, path) in outputs:
+            other, other_path = seen[key]
+            raise CommandError(
+                f"{what} {os.fsdecode(path)!r} and {other} {os.fsdecode(other_path)!r} "
+                "are the same file: one would overwrite the other; choose "
+                "another name"
+            )
+        seen.setdefault(key, (what, path))
+
+
+def check_outputs(args, files=(), *, report=None, cache=None, data=(), inputs=()):
+    """Before any work, refuse every output of a command that would fail or harm.
+
+    ``files`` are ``(what, path)`` pairs of the files the command writes
+    (``what`` as the user knows it: ``"--out"``); ``report`` its --report
+    folder, ``cache`` its feature cache (kept, not replaced), ``data`` the
+    folders it reads, ``inputs`` ``(what, path)`` pairs of the files it
+    reads. Refused: two outputs under one name, an output named like an
+    input, an output that would replace a file of the data or lie inside the
+    report folder, and every output that :func:`check_writable` or
+    :func:`check_report_folder` refuses.
+    """
+    files = [(what, os.fsdecode(path)) for what, path in files if path is not None]
+    named = files + [("--cache", cache)] + [("--report", report)]
+    check_distinct([(w, p) for w, p in named if p is not None], inputs)
+    report_real = os.path.realpath(report) if report else None
+    for what, path in files:
+        real = os.path.realpath(path)
+        if report_real and os.path.commonpath([real, report_real]) == report_real:
+            raise CommandError(
+                f"{what} {path!r} lies inside the --report folder {report!r}, "
+                "which is written as a whole; choose a path outside it"
+            )
+        for folder in data:
+            folder_real = os.path.realpath(folder)
+            inside = os.path.commonpath([real, folder_real]) == folder_real
+            if inside and os.path.lexists(path):
+                raise CommandError(
+                    f"{what} {path!r} would replace a file in the data folder "
+                    f"{os.fsdecode(folder)!r}, which is only read; choose a path "
+                    "outside it"
+                )
+        check_writable(path, args.force)
+    check_report_folder(report, args.force, data)
 
 
 def classification_summary(y_true, y_pred, known):
@@ -74,15 +216,21 @@ def classification_summary(y_true, y_pred, known):
         "confusion_matrix": {"labels": labels, "matrix": matrix.tolist()},
     }
     text = [f"accuracy: {metrics['accuracy']:.3f} on {len(y_true)} images", ""]
+    names = [shown(label) for label in labels]  # class names from the data
     text.append(
         classification_report(
-            y_true, y_pred, labels=labels, zero_division=0, digits=3
+            y_true,
+            y_pred,
+            labels=labels,
+            target_names=names,
+            zero_division=0,
+            digits=3,
         ).rstrip()
     )
     text += ["", "confusion matrix (rows: true class, columns: predicted class)"]
     text += format_table(
-        [[""] + labels]
-        + [[label, *map(str, row)] for label, row in zip(labels, matrix, strict=True)]
+        [[""] + names]
+        + [[name, *map(str, row)] for name, row in zip(names, matrix, strict=True)]
     )
     if unknown:
         text += [
@@ -108,6 +256,13 @@ def format_table(rows):
     ]
 
 
-def save_figure(figure, path):
-    """Write a matplotlib figure as PNG, atomically."""
-    write_atomically(path, lambda file: figure.savefig(file, format="png", dpi=100))
+def save_figure(figure, path, publication=None):
+    """Write a matplotlib figure as PNG, atomically (staged in ``publication``)."""
+
+    def write(file):
+        figure.savefig(file, format="png", dpi=100)
+
+    if publication is None:
+        write_atomically(path, write)
+    else:
+        publication.stage(path, write)

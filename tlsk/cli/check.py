@@ -41,11 +41,9 @@ No image is moved or changed.
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 
-from tlsk._files import write_atomically
+from tlsk._files import Publication
 from tlsk.classifiers import CLASSIFIERS
 from tlsk.cli import CommandError
 from tlsk.cli._options import (
@@ -54,7 +52,7 @@ from tlsk.cli._options import (
     extractor_params,
     int_at_least,
 )
-from tlsk.cli._output import check_report_folder, check_writable, note, print_json
+from tlsk.cli._output import check_outputs, note, print_json, shown, write_csv
 
 HELP = "report images per class, undecodable files and duplicates across classes"
 EXAMPLE = """\
@@ -123,11 +121,15 @@ def run(args):
 
     if args.out and not args.label_errors:
         raise CommandError("--out writes label errors: give --label-errors too")
-    if args.out:
-        check_writable(args.out, args.force)
-    check_report_folder(args.report, args.force)
     if not os.path.isdir(args.dir):
         raise CommandError(f"no folder at {args.dir!r}")
+    check_outputs(
+        args,
+        [("--out", args.out)],
+        report=args.report,
+        cache=args.cache if args.label_errors else None,
+        data=[args.dir],
+    )
     extractor = _extractor(args) if args.label_errors else None
 
     note(args, f"checking {args.dir} ...")
@@ -140,20 +142,25 @@ def run(args):
         print_json(report)
     else:
         print_report(report)
+    # The CSV is put in place with the report: both are written, or neither.
+    with Publication() as outputs:
+        if args.out:
+            _write_csv(args.out, report["label_errors"], outputs)
+        if args.report:
+            from tlsk.report import check_report
+
+            page = check_report(
+                args.dir,
+                args.report,
+                check=report,
+                label_errors=errors,
+                force=args.force,
+                seed=args.seed,
+            )
+        outputs.publish()
     if args.out:
-        _write_csv(args.out, report["label_errors"])
         note(args, f"wrote {args.out}")
     if args.report:
-        from tlsk.report import check_report
-
-        page = check_report(
-            args.dir,
-            args.report,
-            check=report,
-            label_errors=errors,
-            force=args.force,
-            seed=args.seed,
-        )
         note(args, f"wrote {page}")
     if args.strict and not report["ok"]:
         note(args, "problems found (--strict): exit code 1")
@@ -215,20 +222,9 @@ def _rows(errors, root):
     ]
 
 
-def _write_csv(path, rows):
-    def write(file):
-        text = io.StringIO(newline="")
-        writer = csv.DictWriter(text, fieldnames=_CSV_FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
-        file.write(text.getvalue().encode("utf-8"))
-
-    write_atomically(path, write)
-
-
-def shown(name):
-    """A path as printed: repr() when it holds control or unencodable characters."""
-    return name if name.isprintable() else repr(name)
+def _write_csv(path, rows, publication):
+    table = [[row[field] for field in _CSV_FIELDS] for row in rows]
+    write_csv(path, _CSV_FIELDS, table, publication)
 
 
 def print_report(report):

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 
+from tlsk._files import Publication
 from tlsk.cli import CommandError
 from tlsk.cli._folders import read_labelled_folder
 from tlsk.cli._options import (
@@ -37,15 +38,14 @@ from tlsk.cli._options import (
     with_tta,
 )
 from tlsk.cli._output import (
-    check_report_folder,
-    check_writable,
+    check_outputs,
     classification_summary,
     note,
     print_json,
     save_figure,
 )
 from tlsk.cli._predictions import predict_proba, show_progress
-from tlsk.model_files import load_model
+from tlsk.model_files import load_model, metadata_path
 
 HELP = "accuracy, per-class scores and confusion matrix of a model on an image folder"
 EXAMPLE = """example:
@@ -80,11 +80,15 @@ def add_arguments(parser):
 
 
 def run(args):
-    if args.plot:
-        check_writable(args.plot, args.force)
-    check_report_folder(args.report, args.force)
     if not os.path.isdir(args.dir):
         raise CommandError(f"no folder at {args.dir!r}")
+    check_outputs(
+        args,
+        [("--plot", args.plot)],
+        report=args.report,
+        data=[args.dir],
+        inputs=[("MODEL", args.model), ("its metadata", metadata_path(args.model))],
+    )
     model, metadata = load_model(args.model, trusted=args.trust)
     model = with_tta(model, args.tta)
     if args.tta:
@@ -101,28 +105,34 @@ def run(args):
     proba, classes = predict_proba(model, paths)
     predicted = classes[proba.argmax(axis=1)]
     metrics, text = classification_summary(labels, predicted, classes)
-    if args.plot:
-        from tlsk.plots import plot_confusion_matrix
+    # The plot is put in place with the report: both are written, or neither.
+    with Publication() as outputs:
+        if args.plot:
+            from tlsk.plots import plot_confusion_matrix
 
-        labels_shown = metrics["confusion_matrix"]["labels"]
-        figure = plot_confusion_matrix(labels, predicted, labels=labels_shown)
-        save_figure(figure, args.plot)
+            labels_shown = metrics["confusion_matrix"]["labels"]
+            figure = plot_confusion_matrix(labels, predicted, labels=labels_shown)
+            save_figure(figure, args.plot, outputs)
+        if args.report:
+            from tlsk.report import write_report
+
+            root = os.path.abspath(args.dir)
+            page = write_report(
+                args.report,
+                paths,
+                labels,
+                proba,
+                classes,
+                names=[os.path.relpath(os.path.abspath(p), root) for p in paths],
+                metadata=metadata,
+                force=args.force,
+                title=f"{os.path.basename(args.model)} on {args.dir}",
+                data_folder=args.dir,
+            )
+        outputs.publish()
+    if args.plot:
         note(args, f"wrote {args.plot}")
     if args.report:
-        from tlsk.report import write_report
-
-        root = os.path.abspath(args.dir)
-        page = write_report(
-            args.report,
-            paths,
-            labels,
-            proba,
-            classes,
-            names=[os.path.relpath(os.path.abspath(p), root) for p in paths],
-            metadata=metadata,
-            force=args.force,
-            title=f"{os.path.basename(args.model)} on {args.dir}",
-        )
         note(args, f"wrote {page}")
     if args.json:
         print_json(

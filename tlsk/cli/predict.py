@@ -31,11 +31,8 @@ from a source you trust.
 
 from __future__ import annotations
 
-import csv
-import io
 import sys
 
-from tlsk._files import write_atomically
 from tlsk.cli import CommandError
 from tlsk.cli._folders import image_files
 from tlsk.cli._options import (
@@ -45,9 +42,9 @@ from tlsk.cli._options import (
     tta_summary,
     with_tta,
 )
-from tlsk.cli._output import check_writable, note
+from tlsk.cli._output import check_outputs, csv_bytes, note, write_csv, write_stdout
 from tlsk.cli._predictions import predict_proba, show_progress
-from tlsk.model_files import load_model
+from tlsk.model_files import load_model, metadata_path
 
 HELP = "label images (files or folders) with a trained model or ImageNet classes"
 EXAMPLE = """examples:
@@ -125,27 +122,24 @@ def run(args):
         model, _ = load_model(args.inputs[0], trusted=args.trust)
         model = with_tta(model, args.tta)
         targets = args.inputs[1:]
-    if args.out:
-        check_writable(args.out, args.force)
     paths = image_files(targets)
     if not paths:
         raise CommandError(f"no files in {', '.join(map(repr, targets))}")
+    read = [("an image to label", path) for path in paths]
+    if not args.imagenet:
+        model_path = args.inputs[0]
+        read += [("MODEL", model_path), ("its metadata", metadata_path(model_path))]
+    check_outputs(args, [("--out", args.out)], inputs=read)
     if args.imagenet:
         header, rows = _imagenet_rows(args, paths)
     else:
         header, rows = _model_rows(args, model, paths)
 
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
     if args.out:
-        # surrogateescape: a file name that is not valid UTF-8 keeps its bytes.
-        data = text.getvalue().encode("utf-8", "surrogateescape")
-        write_atomically(args.out, lambda file: file.write(data))
+        write_csv(args.out, header, rows)
         note(args, f"wrote {len(rows)} rows to {args.out}")
     else:
-        sys.stdout.write(text.getvalue())
+        write_stdout(csv_bytes(header, rows, terminal=sys.stdout.isatty()))
     failed = sum(1 for row in rows if row[-1])
     if failed:
         print(

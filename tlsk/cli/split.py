@@ -62,8 +62,7 @@ def add_arguments(parser):
 
 def run(args):
     from tlsk.cli import CommandError
-    from tlsk.cli._output import note
-    from tlsk.cli.check import shown
+    from tlsk.cli._output import note, shown
     from tlsk.datasets import SPLIT_MANIFEST, SPLIT_PARTS, split_image_folder
 
     note(args, f"splitting {args.dir} into {args.out} ...")

@@ -48,6 +48,7 @@ import os
 import sys
 import time
 
+from tlsk._files import Publication
 from tlsk.classifiers import CLASSIFIERS, GRIDS
 from tlsk.cli import CommandError
 from tlsk.cli._folders import read_labelled_folder
@@ -61,7 +62,7 @@ from tlsk.cli._options import (
     parse_weights,
 )
 from tlsk.cli._output import (
-    check_writable,
+    check_outputs,
     classification_summary,
     note,
     print_json,
@@ -176,13 +177,16 @@ def run(args):
     started = time.perf_counter()
     out = os.fspath(args.out)
     serialization(out)  # a missing skops fails now, not after the training
-    outputs = [out, metadata_path(out), model_file(out, ".confusion.png")]
-    if args.method != "bottleneck":
-        outputs.append(model_file(out, ".curves.png"))
-    for path in outputs:
-        check_writable(path, args.force)
     if not os.path.isdir(args.dir):
         raise CommandError(f"no folder at {args.dir!r}")
+    outputs = [
+        ("--out", out),
+        ("the model's metadata", metadata_path(out)),
+        ("the confusion matrix", model_file(out, ".confusion.png")),
+    ]
+    if args.method != "bottleneck":
+        outputs.append(("the training curves", model_file(out, ".curves.png")))
+    check_outputs(args, outputs, cache=_cache_path(args), data=[args.dir])
 
     data = _load_data(args)
     record = {
@@ -224,8 +228,12 @@ def run(args):
         y_pred = classes[proba_val.argmax(axis=1)]
         record["metrics"], text = classification_summary(data.y_val, y_pred, classes)
         labels = record["metrics"]["confusion_matrix"]["labels"]
-    record["files"] = _plot(args, model, data.y_val, y_pred, labels)
-    save_model(model, out, record, force=args.force)
+    # The figures are written first and put in place with the model: a run
+    # that fails to write any of its files changes none.
+    with Publication() as figures:
+        record["files"] = _plot(args, model, data.y_val, y_pred, labels, figures)
+        save_model(model, out, record, force=args.force)
+        figures.publish()
     if args.json:
         print_json({**record, "model": out, "metadata": metadata_path(out)})
     else:
@@ -318,7 +326,7 @@ def _train_bottleneck(args, data):
     from tlsk.classifiers import bottleneck_classifier
     from tlsk.features import ImageFeatureExtractor
 
-    cache = args.cache or model_file(args.out, ".features.h5")
+    cache = _cache_path(args)
     params = extractor_params(args)
     calibration = calibration_images(args, data.train)
     extractor = ImageFeatureExtractor(**params, cache=cache).fit(calibration)
@@ -400,19 +408,21 @@ def _train_keras(args, data):
 # -- plots --------------------------------------------------------------------
 
 
-def _plot(args, model, y_true, y_pred, labels):
-    """Write the plots; return ``{kind: path}``. Without matplotlib, say so."""
+def _plot(args, model, y_true, y_pred, labels, figures):
+    """Stage the plots in ``figures``; return ``{kind: path}``. Without matplotlib,
+    say so."""
     from tlsk.plots import plot_confusion_matrix, plot_history
 
     files = {}
     try:  # matplotlib is an optional extra, imported when a figure is drawn
         if len(y_true):
             path = model_file(args.out, ".confusion.png")
-            save_figure(plot_confusion_matrix(y_true, y_pred, labels=labels), path)
+            figure = plot_confusion_matrix(y_true, y_pred, labels=labels)
+            save_figure(figure, path, figures)
             files["confusion_matrix"] = path
         if args.method != "bottleneck":
             path = model_file(args.out, ".curves.png")
-            save_figure(plot_history(model.history_), path)
+            save_figure(plot_history(model.history_), path, figures)
             files["training_curves"] = path
     except ImportError as err:
         note(args, f"no plots: {err}")
@@ -420,6 +430,13 @@ def _plot(args, model, y_true, y_pred, labels):
 
 
 # -- argument types -------------------------------------------------------------
+
+
+def _cache_path(args):
+    """The feature cache of --method bottleneck (None for the others)."""
+    if args.method != "bottleneck":
+        return None
+    return args.cache or model_file(args.out, ".features.h5")
 
 
 def _first(value, default):

@@ -29,12 +29,13 @@ import os
 from tlsk.report._check import check_report
 from tlsk.report._evaluation import EvaluationData, evaluation_data
 from tlsk.report._html import render
-from tlsk.report._page import write_report_folder
+from tlsk.report._page import check_report_folder, write_report_folder
 from tlsk.report._thumbnails import write_thumbnail
 
 __all__ = [
     "EvaluationData",
     "check_report",
+    "check_report_folder",
     "evaluation_data",
     "evaluation_report",
     "write_report",
@@ -56,8 +57,10 @@ def evaluation_report(
         Their true labels.
     out : str or path-like
         The report's folder, created; an existing one is refused unless
-        ``force`` (it is then replaced as a whole, once the new one is
-        complete).
+        ``force``, and even then unless it is a report tlsk wrote, holding
+        nothing else (it is then replaced as a whole, once the new one is
+        complete). A folder that is, holds or lies inside the images' data
+        is always refused.
     metadata : dict, optional
         What made the model (``tlsk train``'s JSON), shown on the page.
     force : bool, default=False
@@ -123,13 +126,19 @@ def write_report(
     top_losses=48,
     per_cell=60,
     title=None,
+    data_folder=None,
 ):
     """Write the report of predictions already made (see :func:`evaluation_report`).
 
     ``images`` are the files (or arrays) the thumbnails are made from;
     ``names`` label them on the page (default: the file paths, or
-    ``X[i]`` for arrays).
+    ``X[i]`` for arrays). ``data_folder``, the folder the images come from,
+    is protected as they are: ``out`` may not be it, hold it or lie inside it.
     """
+    inputs = [x for x in images if isinstance(x, str | bytes | os.PathLike)]
+    if data_folder is not None:
+        inputs.append(data_folder)
+    check_report_folder(out, force, inputs)
     if names is None:
         names = [x if isinstance(x, str) else f"X[{i}]" for i, x in enumerate(images)]
     data = evaluation_data(proba, classes, y, names)
@@ -155,4 +164,4 @@ def write_report(
             per_cell=per_cell,
         )
 
-    return write_report_folder(out, force, build)
+    return write_report_folder(out, force, build, inputs=inputs)

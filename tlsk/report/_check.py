@@ -102,7 +102,7 @@ def check_report(
             sections,
         )
 
-    return write_report_folder(out, force, build)
+    return write_report_folder(out, force, build, inputs=[root])
 
 
 class Thumbnails:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import html
 import os
-import shutil
-import tempfile
 
-from tlsk._files import TMP_PREFIX
+from tlsk._files import check_replaceable_folder, folder_writer
+
+# What a report folder's marker says it is (see tlsk._files.write_folder_marker).
+REPORT_KIND = "report"
 
 STYLE = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 2em auto; max-width: 72em;
@@ -94,32 +95,30 @@ def gallery(title, anchor, figures, note, left_out=0) -> str:
     return "\n".join(parts)
 
 
-def write_report_folder(out, force, build) -> str:
+def check_report_folder(out, force, inputs=(), force_flag="force=True") -> None:
+    """Raise unless ``out`` may be written as a report folder (see below)."""
+    check_replaceable_folder(
+        out, REPORT_KIND, force=force, inputs=inputs, force_flag=force_flag
+    )
+
+
+def write_report_folder(out, force, build, inputs=()) -> str:
     """Write a report folder with ``build(folder)``; the path of its index.html.
 
     ``build`` fills a temporary folder beside ``out`` (``thumbs/`` exists
     already) and returns the page's HTML. The folder takes ``out``'s name only
     once complete, so a failed or interrupted report leaves ``out`` as it was.
-    An existing ``out`` is refused unless ``force``.
+    An existing ``out`` is replaced only with ``force``, and only if it is a
+    report that tlsk wrote, holding nothing else; never the data the report
+    is made from (``inputs``: its folders or files), nor a folder that holds
+    them or lies inside them.
     """
+    check_report_folder(out, force, inputs)
     out = os.path.abspath(os.fspath(out))
-    if os.path.exists(out) and not force:
-        raise FileExistsError(
-            f"report folder {out!r} exists; pass force=True (--force) to replace it"
-        )
-    parent = os.path.dirname(out)
-    os.makedirs(parent, exist_ok=True)
-    work = tempfile.mkdtemp(prefix=TMP_PREFIX + os.path.basename(out) + "-", dir=parent)
-    try:
-        os.chmod(work, 0o755)  # mkdtemp's 0o700 would hide the page from others
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with folder_writer(out, REPORT_KIND) as work:
         os.mkdir(os.path.join(work, "thumbs"))
         html_text = build(work)
         with open(os.path.join(work, "index.html"), "w", encoding="utf-8") as file:
             file.write(html_text)
-        if os.path.exists(out):
-            shutil.rmtree(out)
-        os.replace(work, out)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     return os.path.join(out, "index.html")
