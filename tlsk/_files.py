@@ -212,12 +212,17 @@ def _naming(final: str, temporary: str) -> Iterator[None]:
     A bare ``[Errno 28] No space left on device`` says nothing of which file;
     errors that already name another file (one being read) pass unchanged.
     """
+    folder, name = os.path.split(final)
     try:
         yield
     except OSError as err:
         if type(err).__module__ != "builtins" or err.errno is None:
             raise
-        if err.filename not in (None, temporary, final):
+        ours = err.filename is None or err.filename in (temporary, final)
+        if not ours and isinstance(err.filename, str):
+            head, tail = os.path.split(err.filename)
+            ours = head == folder and tail.startswith(TMP_PREFIX + name + "-")
+        if not ours:
             raise
         raise OSError(
             err.errno,
@@ -429,19 +434,20 @@ def check_writable_folder(final, *, folders_made: bool = False) -> None:
 FOLDER_MARKER = ".tlsk-output.json"
 
 
-def write_folder_marker(folder, kind: str) -> None:
+def write_folder_marker(folder, kind: str, files=None) -> None:
     """Mark ``folder`` as written by tlsk as a ``kind``, listing what it holds.
 
     Call it last, when the folder is complete: every file and folder under it
-    is listed, so that a file added later by someone else keeps the folder
-    from being replaced (:func:`check_replaceable_folder`).
+    is listed (or ``files``, when tlsk writes only those in it), so that a
+    file added later by someone else keeps the folder from being replaced
+    (:func:`check_replaceable_folder`).
     """
     folder = os.fspath(folder)
-    listing = sorted(_listing(folder) - {FOLDER_MARKER})
-    record = {"format": "tlsk-output", "kind": kind, "files": listing}
+    if files is None:
+        files = _listing(folder) - {FOLDER_MARKER}
+    record = {"format": "tlsk-output", "kind": kind, "files": sorted(files)}
     data = json.dumps(record, indent=1, ensure_ascii=True).encode("ascii")
-    with open(os.path.join(folder, FOLDER_MARKER), "wb") as file:
-        file.write(data)
+    write_atomically(os.path.join(folder, FOLDER_MARKER), lambda f: f.write(data))
 
 
 def read_folder_marker(folder) -> dict | None:
@@ -555,6 +561,9 @@ def folder_writer(out, kind: str) -> Iterator[str]:
         work, fd = _create_temp(out, folder=True)
     try:
         with _naming(out, work):
+            # Marked at once, so that if this writer dies the next one knows
+            # the folder for tlsk's and removes it.
+            write_folder_marker(work, kind, files=())
             yield work
             write_folder_marker(work, kind)
             old = None

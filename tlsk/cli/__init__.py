@@ -93,7 +93,9 @@ def main(argv=None):
     except _expected_errors() as err:
         if args.debug:
             raise
-        print(f"tlsk {args.command}: error: {err}", file=sys.stderr)
+        from tlsk.cli._output import in_cli_words
+
+        print(f"tlsk {args.command}: error: {in_cli_words(err)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"tlsk {args.command}: interrupted", file=sys.stderr)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 from tlsk.cli import CommandError
-from tlsk.cli._output import note
+from tlsk.cli._output import in_cli_words, note
 
 
 def read_labelled_folder(args, root):
@@ -25,7 +25,7 @@ def read_labelled_folder(args, root):
         paths, labels = [paths[i] for i in keep], labels[keep]
         note(args, f"skipped {len(bad)} files that cannot be decoded:")
         for err in bad:
-            note(args, f"  {err}")
+            note(args, f"  {in_cli_words(err)}")
     if not paths:
         raise CommandError(f"no image that can be decoded in {root!r}")
     return paths, labels, bad

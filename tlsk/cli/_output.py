@@ -7,10 +7,33 @@ import csv
 import io
 import json
 import os
+import re
 import sys
 
 from tlsk._files import check_replaceable, check_writable_folder, write_atomically
 from tlsk.cli import CommandError
+
+# The library's messages name Python arguments; a command's user knows its
+# flags. Each pair: a pattern of a library message, and its command-line words.
+_CLI_WORDS = (
+    (re.compile(r"validation_fraction=([0-9.]+)"), r"--monitor-fraction \1"),
+    (re.compile(r"weights='([^']*)'"), r"--weights \1"),
+    (re.compile(r"weights=None"), "--weights none"),
+    (re.compile(r"force=True"), "--force"),
+    (re.compile(r"than max_pixels=(\d+)"), r"than the limit of \1"),
+    (
+        re.compile(r"Pass a larger max_pixels if you trust this file"),
+        "From Python, a larger max_pixels reads it, if you trust this file",
+    ),
+)
+
+
+def in_cli_words(message):
+    """A library message as the command line says it (``--weights none``)."""
+    message = str(message)
+    for pattern, words in _CLI_WORDS:
+        message = pattern.sub(words, message)
+    return message
 
 
 def note(args, message):

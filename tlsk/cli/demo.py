@@ -22,10 +22,13 @@ import time
 
 import numpy as np
 
-from tlsk._files import write_atomically
+from tlsk._files import read_folder_marker, write_atomically, write_folder_marker
 from tlsk.cli import CommandError
 from tlsk.cli._output import note
 from tlsk.model_files import save_model
+
+# What a demo folder's marker says it is (see tlsk._files.write_folder_marker).
+DEMO_KIND = "demo"
 
 HELP = "run the whole recipe offline on generated data (the README's main job)"
 EXAMPLE = """example:
@@ -52,9 +55,10 @@ def run(args):
     )
 
     out = os.path.abspath(args.out)
-    if os.path.isdir(out) and os.listdir(out) and not args.force:
-        raise CommandError(f"{out!r} is not empty; use --force to reuse it")
+    _check_demo_folder(out, args.force)
     os.makedirs(out, exist_ok=True)
+    # The mark that lets a later --force reuse the folder: a demo's, not a user's.
+    write_folder_marker(out, DEMO_KIND, files=())
     try:
         imagenet_weights_path()
         weights = "imagenet"
@@ -101,6 +105,32 @@ def run(args):
     )
     print(f"report written to {out}")
     return 0
+
+
+def _check_demo_folder(out, force):
+    """Refuse an --out that the demo may not write into.
+
+    The demo writes data, a split, models and plots under fixed names: it may
+    reuse (with --force) only a folder that an earlier demo made, never a
+    folder of someone else's, whose files those names would overwrite.
+    """
+    try:
+        present = os.listdir(out)
+    except FileNotFoundError:
+        return
+    except NotADirectoryError:
+        raise CommandError(f"--out {out!r} is a file, not a folder") from None
+    if not present:
+        return
+    if not force:
+        raise CommandError(f"{out!r} is not empty; use --force to reuse it")
+    marker = read_folder_marker(out)
+    if marker is None or marker.get("kind") != DEMO_KIND:
+        raise CommandError(
+            f"refusing to reuse {out!r}: it is not empty and no earlier 'tlsk "
+            "demo' made it (--force reuses only a demo's folder); choose a new "
+            "--out"
+        )
 
 
 def _settings(quick):

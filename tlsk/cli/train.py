@@ -280,6 +280,7 @@ class TrainingData:
 def _load_data(args):
     train_dir = os.path.join(args.dir, "train")
     if os.path.isdir(train_dir):
+        _check_split_folder(args.dir, train_dir)
         train, y_train, bad = read_labelled_folder(args, train_dir)
         val_dir = os.path.join(args.dir, "val")
         if not os.path.isdir(val_dir):
@@ -314,6 +315,22 @@ def _load_data(args):
         f"(stratified, seed {args.seed})"
     )
     return TrainingData(train, y_train, val, y_val, bad, validation)
+
+
+def _check_split_folder(root, train_dir):
+    """A DIR with a train/ folder is a 'tlsk split' folder: say so if it is not."""
+    with os.scandir(train_dir) as entries:
+        has_classes = any(
+            entry.is_dir(follow_symlinks=False) and not entry.name.startswith(".")
+            for entry in entries
+        )
+    if not has_classes:
+        raise CommandError(
+            f"{root!r} has a train/ folder, so it is read as a 'tlsk split' "
+            f"folder (train/<class>/, val/<class>/), but {train_dir!r} holds no "
+            "class folders: a class may not be named 'train' (rename it), or "
+            "give the folder that holds train/ and val/"
+        )
 
 
 # -- bottleneck ---------------------------------------------------------------
