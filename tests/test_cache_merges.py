@@ -197,8 +197,8 @@ import sys
 from tlsk import VGG16FeatureExtractor, images
 images._SETTLED_NS = -1  # the test's files were written a moment ago
 reads = []
-read_bytes = images._read_bytes
-images._read_bytes = lambda label, path: reads.append(path) or read_bytes(label, path)
+opener = images.open_regular_file
+images.open_regular_file = lambda path, label: reads.append(path) or opener(path, label)
 extractor = VGG16FeatureExtractor(weights=None, input_size=32, cache=sys.argv[1])
 out = extractor.fit().transform(sys.argv[2:])
 print(len(reads), out[:, :4].round(4).tolist())

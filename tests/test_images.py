@@ -715,13 +715,13 @@ def test_preprocess_vgg16_is_bgr_minus_mean():
 @pytest.fixture
 def counted_reads(monkeypatch):
     reads = []
-    read_bytes = images._read_bytes
+    opener = images.open_regular_file
 
-    def counting(label, path):
+    def counting(path, label=None):
         reads.append(path)
-        return read_bytes(label, path)
+        return opener(path, label)
 
-    monkeypatch.setattr(images, "_read_bytes", counting)
+    monkeypatch.setattr(images, "open_regular_file", counting)
     monkeypatch.setattr(images, "_KEY_MEMO", {})
     return reads
 

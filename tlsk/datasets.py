@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from tlsk._files import safe_join, write_atomically
-from tlsk.images import FileInput, ImageError, decode_threads
+from tlsk.images import FileInput, ImageError, decode_threads, open_regular_file
 
 __all__ = [
     "SPLIT_MANIFEST",
@@ -404,6 +404,35 @@ def _files_below(folder):
     return found
 
 
+def printable(text):
+    r"""``text`` with each character a page or terminal cannot show spelled out.
+
+    A byte of a file name that is not UTF-8 (which ``os.fsdecode`` turns into a
+    surrogate escape, U+DC80 to U+DCFF) becomes ``\xNN``, the byte; any other
+    character that is not printable becomes the escape ``repr`` gives it
+    (``\n``, ``\x1b``, ``\u200b``). Printable text, accents and all, is
+    returned as it is. The result always encodes as UTF-8.
+
+    >>> print(printable(os.fsdecode(b"caf\xe9 \xff.jpg")))
+    caf\xe9 \xff.jpg
+    >>> print(printable("new\nline \x1b[2J caf\u00e9"))
+    new\nline \x1b[2J café
+    """
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(_spelled(char) for char in text)
+
+
+def _spelled(char):
+    if char.isprintable():
+        return char
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:
+        return f"\\x{code - 0xDC00:02x}"
+    return repr(char)[1:-1]
+
+
 def relative_path(path, root):
     """``path`` as the check report names it: relative to ``root``, with ``/``."""
     return os.path.relpath(os.path.abspath(path), os.path.abspath(root)).replace(
@@ -552,7 +581,8 @@ def _place(source, target, link):
             os.symlink(os.path.realpath(source), target)
             return "symlink"
     # "x": fails if ``target`` exists, even as a dangling link, rather than
-    # writing through it.
-    with open(source, "rb") as src, open(target, "xb") as dst:
+    # writing through it. The source through tlsk's one opener of image
+    # files: had it become a FIFO since it was decoded, it would not block.
+    with open_regular_file(source) as src, open(target, "xb") as dst:
         shutil.copyfileobj(src, dst)
     return "copy"

@@ -45,10 +45,15 @@ decodes, a text file named ``.jpg`` raises :class:`ImageError`.
   ``ImageFile.LOAD_TRUNCATED_IMAGES`` is never set: a truncated file is an
   error, not a gray band.
 
-A file is read fully into memory once; its SHA-256 and its pixels come from
-those same bytes, so a cache key always names what was decoded. Pillow
-releases the GIL while it decodes and this module keeps no mutable state, so
-:meth:`ImageInput.load` may run in threads.
+Files are opened in one place, :func:`open_regular_file`: only regular files
+(after following links) of at most ``MAX_FILE_BYTES`` are read; a FIFO, a
+device, a socket or a larger file is an :class:`ImageError` saying what it is,
+and nothing is read from it. To decode, the header is read first (a file
+that is no image, or has too many pixels, is refused there), then the file
+is read into memory once; its SHA-256 and its pixels come from those same
+bytes, so a cache key always names what was decoded. A key alone is hashed
+in chunks, in flat memory. Pillow releases the GIL while it decodes and this
+module keeps no mutable state, so :meth:`ImageInput.load` may run in threads.
 
 Array inputs: uint8 is used as is; other integer dtypes must lie in [0, 255];
 float dtypes must be finite and lie in [0, 255]: floats are always read on the
@@ -59,9 +64,11 @@ it was most likely scaled to [0, 1] by mistake: multiply such images by 255
 first. Other values are checked per image in :meth:`ImageInput.load`.
 """
 
+import contextlib
 import hashlib
 import io
 import os
+import stat
 import threading
 import time
 import warnings
@@ -98,6 +105,13 @@ __all__ = [
 ]
 
 DEFAULT_MAX_PIXELS: int = 89_478_485
+# The largest file read as one image (1 GiB). An image of DEFAULT_MAX_PIXELS
+# stored uncompressed at the most bytes a pixel any mode here takes (4: RGBA,
+# CMYK, 32-bit gray, float) is 358 MB, so no image tlsk decodes by default
+# needs more; a larger file is no photograph (a disk image named .jpg, a
+# sparse file), and hashing it whole would cost minutes for nothing. Read at
+# each call: raise it to read larger trusted files.
+MAX_FILE_BYTES: int = 1 << 30
 ALPHA_BACKGROUND: tuple = (255, 255, 255)
 INTERPOLATIONS: tuple[str, ...] = (
     "nearest",
@@ -133,6 +147,10 @@ _TRANSPARENCY_MODES = ("1", "L", "P", "RGB")
 _PILLOW_TO_RGB_MODES = ("1", "L", "P", "RGB", "CMYK", "YCbCr", "LAB", "HSV", "RGBX")
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 _ARRAY_KEY_PREFIX = b"tlsk-array\0"
+_CHUNK_BYTES = 1 << 20  # files are hashed and read in chunks of this
+# Opening a FIFO for reading waits for a writer; O_NONBLOCK makes the open
+# return at once, so the descriptor can be checked before anything is read.
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
 class ImageRangeWarning(UserWarning):
@@ -259,31 +277,172 @@ def _file_key(label, path):
     key = _KEY_MEMO.get(identity)
     if key is not None:
         return key
-    data = _read_bytes(label, path)
-    key = hashlib.sha256(data).digest()
-    if identity is not None and len(data) == identity[0]:
+    with open_regular_file(path, label) as file:
+        key, n_bytes = _hash_stream(file, label)
+    if identity is not None and n_bytes == identity[0]:
         if time.time_ns() - max(identity[1], identity[2]) > _SETTLED_NS:
             remember_key(identity, key)
     return key
 
 
-def _read_bytes(label, path):
+def _hash_stream(file, label):
+    """``(SHA-256 digest, bytes read)`` of an open file, in chunks: flat memory."""
+    digest = hashlib.sha256()
+    n_bytes = 0
+    while True:
+        chunk = _read_chunk(file, label, _CHUNK_BYTES)
+        n_bytes += len(chunk)
+        if n_bytes > MAX_FILE_BYTES:
+            raise _too_large(label, f"at least {n_bytes}")
+        digest.update(chunk)
+        if len(chunk) < _CHUNK_BYTES:  # a buffered read is short only at the end
+            return digest.digest(), n_bytes
+
+
+def _read_all(file, label, size):
+    """The bytes of an open file of ``size`` bytes (fstat), at most MAX_FILE_BYTES."""
+    # One byte more than fstat said: a file that grows meanwhile is read on,
+    # chunk by chunk, to its end or to the bound.
+    chunks, n_bytes, step = [], 0, size + 1
+    while True:
+        chunk = _read_chunk(file, label, step)
+        n_bytes += len(chunk)
+        if n_bytes > MAX_FILE_BYTES:
+            raise _too_large(label, f"at least {n_bytes}")
+        chunks.append(chunk)
+        if len(chunk) < step:  # a buffered read is short only at the end
+            return b"".join(chunks)
+        step = _CHUNK_BYTES
+
+
+def _read_chunk(file, label, size):
     try:
-        with open(path, "rb") as f:
-            return f.read()
-    except FileNotFoundError as err:
-        raise ImageError(label, "no such file; check the path") from err
-    except IsADirectoryError as err:
-        raise ImageError(label, "is a directory, not an image file") from err
-    except PermissionError as err:
-        # Windows reports a directory as PermissionError.
-        if os.path.isdir(path):
-            raise ImageError(label, "is a directory, not an image file") from err
-        raise ImageError(label, "permission denied") from err
-    except OSError as err:
+        return file.read(size)
+    except OSError as err:  # EIO from a failing disk, a network file system
         raise ImageError(
             label, f"cannot read the file ({err.strerror or err})"
         ) from err
+
+
+def _too_large(label, n_bytes):
+    return ImageError(
+        label,
+        f"larger than the {MAX_FILE_BYTES} bytes an image file may have "
+        f"(tlsk.images.MAX_FILE_BYTES): {n_bytes} bytes; save the image "
+        "compressed (PNG, JPEG) or raise tlsk.images.MAX_FILE_BYTES if you trust "
+        "this file",
+    )
+
+
+def _special_kind(mode):
+    """What a file that is not regular is, for an error message."""
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a special file"
+
+
+def _check_regular(label, result):
+    """Refuse what ``os.stat`` / ``os.fstat`` says is no regular file or too large."""
+    if stat.S_ISDIR(result.st_mode):
+        raise ImageError(label, "is a directory, not an image file")
+    if not stat.S_ISREG(result.st_mode):
+        raise ImageError(
+            label,
+            f"not a regular file: {_special_kind(result.st_mode)}; tlsk reads "
+            "images from regular files only",
+        )
+    if result.st_size > MAX_FILE_BYTES:
+        raise _too_large(label, result.st_size)
+
+
+def _read_error(label, path, err):
+    """The :class:`ImageError` of an ``OSError`` raised opening or reading a file."""
+    if isinstance(err, FileNotFoundError):
+        return ImageError(label, "no such file; check the path")
+    if isinstance(err, IsADirectoryError):
+        return ImageError(label, "is a directory, not an image file")
+    if isinstance(err, PermissionError):
+        # Windows reports a directory as PermissionError.
+        if os.path.isdir(path):
+            return ImageError(label, "is a directory, not an image file")
+        return ImageError(label, "permission denied")
+    return ImageError(label, f"cannot read the file ({err.strerror or err})")
+
+
+@contextlib.contextmanager
+def open_regular_file(path, label=None):
+    """Open an image file for reading, if it is a regular file tlsk may read.
+
+    The one place tlsk opens an image file. Only a regular file (after
+    following symbolic links) of at most :data:`MAX_FILE_BYTES` is opened:
+    a FIFO would block the reader until someone writes to it, a device
+    (``/dev/zero``) never ends. ``os.stat`` decides before the open; the
+    open itself does not block (``O_NONBLOCK``), and ``os.fstat`` of the
+    opened descriptor decides again, so a FIFO put in the file's place
+    between the two cannot hang the reader.
+
+    Parameters
+    ----------
+    path : str
+    label : str, optional
+        What errors name (default: ``path``).
+
+    Yields
+    ------
+    file : binary file object
+        Buffered, blocking, at offset 0; closed on leaving the block.
+
+    Raises
+    ------
+    ImageError
+        Naming ``label``: no such file, a directory, not a regular file (a
+        FIFO, a device, a socket), larger than ``MAX_FILE_BYTES``, or
+        unreadable.
+    """
+    label = path if label is None else label
+    try:
+        _check_regular(label, os.stat(path))
+        fd = os.open(path, _OPEN_FLAGS)
+    except OSError as err:
+        raise _read_error(label, path, err) from err
+    try:
+        _check_regular(label, os.fstat(fd))
+        os.set_blocking(fd, True)
+        file = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with file:
+        yield file
+
+
+@contextlib.contextmanager
+def open_image_file(path, max_pixels=DEFAULT_MAX_PIXELS):
+    """Yield Pillow's image of a file: its header read, its pixels not yet decoded.
+
+    For a caller that decodes in its own way (a report's thumbnails, at a
+    reduced size), with the checks :meth:`FileInput.load` makes before
+    decoding: a regular file (:func:`open_regular_file`) in one of
+    ``FORMATS`` with at most ``max_pixels`` pixels.
+
+    Raises
+    ------
+    ImageError
+        Naming the file, when a check fails; errors while the caller
+        decodes are Pillow's own.
+    """
+    label = os.fsdecode(os.fspath(path))
+    with open_regular_file(label, label) as file:
+        with _pillow_errors(label):
+            image = _open_image(file, label, max_pixels)
+        with image:
+            yield image
 
 
 def _composite(rgb, alpha, premultiplied):
@@ -334,20 +493,37 @@ def _pil_to_rgb(im):
 def _decode(data, label, max_pixels):
     if not data:
         raise ImageError(label, "file is empty (0 bytes)")
+    with _pillow_errors(label), _open_image(io.BytesIO(data), label, max_pixels) as im:
+        im.load()
+        # In place: a copy of every image without an orientation tag is waste.
+        ImageOps.exif_transpose(im, in_place=True)
+        return _pil_to_rgb(im)
+
+
+def _open_image(file, label, max_pixels):
+    """Pillow's image of ``file``, its header read, its pixels not yet decoded.
+
+    Refuses (before any pixel is decoded) more pixels than ``max_pixels``.
+    Leave it with ``with``, never ``close()``: closing the image closes
+    ``file``, which belongs to the caller.
+    """
+    im = Image.open(file, formats=FORMATS)
+    width, height = im.size
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageError(
+            label,
+            f"image has {width}x{height} = {width * height} pixels, more "
+            f"than max_pixels={max_pixels}; it may be a decompression "
+            "bomb. Pass a larger max_pixels if you trust this file",
+        )
+    return im
+
+
+@contextlib.contextmanager
+def _pillow_errors(label):
+    """Pillow's exceptions while opening or decoding, as :class:`ImageError`."""
     try:
-        with Image.open(io.BytesIO(data), formats=FORMATS) as im:
-            width, height = im.size
-            if max_pixels is not None and width * height > max_pixels:
-                raise ImageError(
-                    label,
-                    f"image has {width}x{height} = {width * height} pixels, more "
-                    f"than max_pixels={max_pixels}; it may be a decompression "
-                    "bomb. Pass a larger max_pixels if you trust this file",
-                )
-            im.load()
-            # In place: a copy of every image without an orientation tag is waste.
-            ImageOps.exif_transpose(im, in_place=True)
-            return _pil_to_rgb(im)
+        yield
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
@@ -528,7 +704,18 @@ class FileInput(ImageInput):
 
     def load(self, max_pixels=DEFAULT_MAX_PIXELS):
         _check_max_pixels(max_pixels)
-        data = _read_bytes(self.label, self.path)
+        with open_regular_file(self.path, self.label) as file:
+            size = os.fstat(file.fileno()).st_size
+            if size:
+                # From the header alone: a file that is no image, or one with
+                # too many pixels, is refused before the rest is read.
+                with (
+                    _pillow_errors(self.label),
+                    _open_image(file, self.label, max_pixels),
+                ):
+                    pass
+                file.seek(0)
+            data = _read_all(file, self.label, size)
         return hashlib.sha256(data).digest(), _decode(data, self.label, max_pixels)
 
 

@@ -28,6 +28,12 @@ test that proves it (``test_images``: decoding, ``test_datasets`` and
 - file names with spaces, non-ASCII and non-UTF-8 bytes:
     test_file_names_of_any_bytes_are_transformed
     test_a_folder_with_non_utf8_names_loads_and_checks
+- the same names, and control characters, in the HTML reports (``tlsk check
+  --report``, ``tlsk evaluate --report``): spelled out (a byte that is not
+  UTF-8 as ``\\xff``), the thumbnails written and linked (issue 26):
+    test_page_text_spells_out_what_cannot_be_shown
+    test_reports_show_names_that_are_not_utf8
+- FIFOs, devices, sockets, files over the size bound: see test_special_files
 - the same image under two classes:
     test_cli_check_split::test_check_reports_the_same_image_in_two_classes
 - an empty class folder:
@@ -52,6 +58,7 @@ test that proves it (``test_images``: decoding, ``test_datasets`` and
 """
 
 import os
+import re
 import resource
 import warnings
 
@@ -67,6 +74,8 @@ from tests.robustness._support import tiny
 from tlsk import ImageError, check_image_folder, load_image_folder
 from tlsk.cli import main
 from tlsk.images import ImageRangeWarning, image_inputs
+from tlsk.model_files import save_model
+from tlsk.report._page import e
 
 
 @pytest.fixture(scope="module")
@@ -233,6 +242,49 @@ def test_a_folder_with_non_utf8_names_loads_and_checks(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "'caf\\udce9'" in out  # shown escaped, never a UnicodeEncodeError
     assert main(["check", "--json", str(tmp_path)]) == 0
+
+
+def test_page_text_spells_out_what_cannot_be_shown():
+    name = os.fsdecode(b"caf\xe9 \xff<b>.png")
+    assert e(name) == "caf\\xe9 \\xff&lt;b&gt;.png"
+    assert e("new\nline \x1b[2J caf\u00e9 \ud800") == (
+        "new\\nline \\x1b[2J caf\u00e9 \\ud800"
+    )
+    assert e("plain caf\u00e9 \u732b") == "plain caf\u00e9 \u732b"
+
+
+def _non_utf8_folder(root):
+    """Class folders caf<0xE9> and plain, three PNGs each named img <0xFF>N.png."""
+    root = os.fsencode(root)
+    for label in (b"caf\xe9", b"plain"):
+        os.makedirs(os.path.join(root, label))
+        for i in range(3):
+            name = os.path.join(root, label, b"img \xff%d.png" % i)
+            with open(name, "wb") as file:
+                Image.fromarray(smooth_rgb(8, 8 + i + 3 * len(label))).save(file, "PNG")
+    return os.fsdecode(root)
+
+
+def _shown_with_thumbnails(page, folder, n_images):
+    """The names show spelled out, and each image has its thumbnail, linked."""
+    text = page.read_text(encoding="utf-8")
+    assert "caf\\xe9" in text and "img \\xff0.png" in text
+    linked = set(re.findall(r'<img src="thumbs/([^"]+)" alt="[^"]*img \\xff', text))
+    assert len(linked) == n_images
+    assert linked <= set(os.listdir(folder / "thumbs"))
+
+
+def test_reports_show_names_that_are_not_utf8(tmp_path):
+    data = _non_utf8_folder(tmp_path / "data")
+    assert main(["check", data, "--report", str(tmp_path / "check"), "-q"]) == 0
+    _shown_with_thumbnails(tmp_path / "check" / "index.html", tmp_path / "check", 6)
+    paths, labels = load_image_folder(data)
+    model = make_pipeline(tiny(), LogisticRegression()).fit(paths, labels)
+    save_model(model, str(tmp_path / "m.joblib"), {"method": "bottleneck"})
+    argv = ["evaluate", str(tmp_path / "m.joblib"), data, "-q"]
+    assert main([*argv, "--report", str(tmp_path / "evaluation")]) == 0
+    page = tmp_path / "evaluation" / "index.html"
+    _shown_with_thumbnails(page, tmp_path / "evaluation", 6)
 
 
 def test_training_on_a_single_class_is_one_line_naming_it(tmp_path, capsys):

@@ -92,7 +92,10 @@ def list_files(paths):
     """The files named and every non-hidden file below the folders named, sorted."""
     files = image_files(paths)
     for path in files:
-        if not os.path.isfile(path):
+        # Only a name that is not there at all is a mistake in the command; a
+        # broken link, a FIFO or a device is a file that fails, skipped with
+        # its reason as any other (--on-error).
+        if not os.path.lexists(path):
             raise CommandError(f"no such file or folder: {path!r}")
     return files
 

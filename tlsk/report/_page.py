@@ -12,6 +12,7 @@ import html
 import os
 
 from tlsk._files import check_replaceable_folder, folder_writer
+from tlsk.datasets import printable
 
 # What a report folder's marker says it is (see tlsk._files.write_folder_marker).
 REPORT_KIND = "report"
@@ -53,8 +54,14 @@ document.querySelectorAll("th[data-sort]").forEach(function (th) {
 
 
 def e(value) -> str:
-    """``value`` as HTML text or attribute value."""
-    return html.escape(str(value), quote=True)
+    """``value`` as HTML text or attribute value.
+
+    Characters a page cannot show are spelled out first
+    (:func:`tlsk.datasets.printable`): a file name's bytes that are not UTF-8
+    as ``\\xff``, control characters as ``\\n`` or ``\\x1b``. So every
+    name reads on the page, and the page always encodes as UTF-8.
+    """
+    return html.escape(printable(value), quote=True)
 
 
 def page(title: str, written: str, sections: list[str]) -> str:

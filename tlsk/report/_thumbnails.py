@@ -7,6 +7,8 @@ import os
 import numpy as np
 from PIL import Image, ImageOps
 
+from tlsk.images import open_image_file
+
 THUMBNAIL_PX = 160
 _QUALITY = 80
 
@@ -34,6 +36,7 @@ def _open(source) -> Image.Image:
     if isinstance(source, np.ndarray):
         array = np.clip(source, 0, 255).astype(np.uint8)
         return Image.fromarray(array.squeeze()).convert("RGB")
-    with Image.open(source) as image:
+    # The one opener of image files: regular files only, tlsk's formats.
+    with open_image_file(source) as image:
         image.draft("RGB", (THUMBNAIL_PX * 2, THUMBNAIL_PX * 2))  # JPEG: decode small
         return ImageOps.exif_transpose(image).convert("RGB")
