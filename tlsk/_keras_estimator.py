@@ -3,9 +3,9 @@
 :class:`KerasImageClassifier` does label encoding, the stratified validation
 split, class weights, the training phases with early stopping, ``history_``,
 prediction, and persistence: the trained model travels in a pickle as
-``.keras`` bytes and is loaded back with ``safe_mode=True``. Subclasses say
-which network to build (:meth:`_build_model`) and how it trains
-(:meth:`_phases`).
+``.keras`` bytes and is loaded back with ``safe_mode=True`` (from a shared
+file, checked first by :mod:`tlsk._shared_networks`). Subclasses say which
+network to build (:meth:`_build_model`) and how it trains (:meth:`_phases`).
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
+from tlsk._limits import MAX_BATCH_SIZE, MAX_INPUT_SIZE, MAX_N_JOBS
 from tlsk._optimizers import OPTIMIZERS, SCHEDULES, make_optimizer
 from tlsk._sklearn_compat import Interval, StrOptions, _fit_context
 from tlsk.images import INTERPOLATIONS, decode_threads, image_inputs
-from tlsk.precision import PRECISIONS, resolve_precision
+from tlsk.precision import COMPUTE_PRECISIONS, PRECISIONS, resolve_precision
 from tlsk.tta import TTA_MODES, apply_view, tta_views
 
 __all__ = [
@@ -99,18 +100,18 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
     """
 
     _parameter_constraints: dict = {
-        "input_size": [Interval(Integral, 32, None, closed="left")],
+        "input_size": [Interval(Integral, 32, MAX_INPUT_SIZE, closed="both")],
         "interpolation": [StrOptions(set(INTERPOLATIONS))],
         "augmentation": ["boolean", dict],
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
         "early_stopping": ["boolean"],
         "patience": [Interval(Integral, 0, None, closed="left")],
         "class_weight": [None, dict, StrOptions({"balanced"})],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, MAX_BATCH_SIZE, closed="both")],
         "precision": [StrOptions(set(PRECISIONS))],
         "tta": [None, StrOptions(set(TTA_MODES))],
         "warm_start": ["boolean"],
-        "n_jobs": [None, Interval(Integral, 1, None, closed="left")],
+        "n_jobs": [None, Interval(Integral, 1, MAX_N_JOBS, closed="both")],
         "random_state": [None, "random_state"],
         "verbose": ["verbose"],
     }
@@ -122,6 +123,47 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
         that a bad value fails at the start of ``fit``, not in the middle.
         """
         augmentation_settings(self.augmentation)
+
+    def _local_paths(self):
+        """``{parameter: path}``: the files of this machine this classifier names.
+
+        None here; a subclass with a path parameter says it. A shared model
+        file must name none (:mod:`tlsk.model_files`).
+        """
+        return {}
+
+    def _check_state(self):
+        """Raise ValueError unless this classifier is as ``fit`` leaves one.
+
+        For a model read from a file (:func:`tlsk.load_model`), after its
+        parameters are checked against ``_parameter_constraints``: the rules
+        of :meth:`_check_parameters`, and, when fitted, classes, precision
+        and a network that takes the images ``predict`` gives it and outputs
+        one probability per class. Reads no file.
+        """
+        self._check_parameters()
+        if not self.__sklearn_is_fitted__():
+            return
+        classes = getattr(self, "classes_", None)
+        if not isinstance(classes, np.ndarray) or classes.ndim != 1 or len(classes) < 2:
+            raise ValueError(
+                "classes_ must be a 1-D array of at least 2 classes; received a "
+                f"{type(classes).__name__} of shape {getattr(classes, 'shape', ())}"
+            )
+        if getattr(self, "precision_", None) not in COMPUTE_PRECISIONS:
+            raise ValueError(
+                f"precision_ must be one of {COMPUTE_PRECISIONS}; received "
+                f"{getattr(self, 'precision_', None)!r}"
+            )
+        size = self._image_size()
+        inputs = [tuple(tensor.shape) for tensor in self.model_.inputs]
+        outputs = [tuple(tensor.shape) for tensor in self.model_.outputs]
+        if inputs != [(None, size, size, 3)] or outputs != [(None, len(classes))]:
+            raise ValueError(
+                f"its network takes {inputs} and gives {outputs}; expected images "
+                f"of {size} x {size} (input_size) and {len(classes)} probabilities "
+                "(classes_)"
+            )
 
     # -- scikit-learn API --------------------------------------------------
 
@@ -494,6 +536,10 @@ def _model_from_bytes(data):
     import keras
 
     import tlsk._scaled_optimizers  # noqa: F401 - registers the optimizers
+    from tlsk._shared_networks import check_network, checking_shared_file
+
+    if checking_shared_file():
+        check_network(data)
 
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "model.keras")

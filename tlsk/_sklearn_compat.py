@@ -8,6 +8,8 @@ file is the only one to change.
   against ``_parameter_constraints`` and skips nested validation.
 - ``Interval``, ``StrOptions`` (``sklearn.utils._param_validation``, since
   1.2): the constraint types of ``_parameter_constraints``.
+- ``BaseEstimator._validate_params`` (since 1.2): what ``_fit_context``
+  runs, run by :func:`validate_params` on an estimator read from a file.
 
 tlsk requires scikit-learn >= 1.6 (``__sklearn_tags__``), which has them all.
 """
@@ -15,4 +17,13 @@ tlsk requires scikit-learn >= 1.6 (``__sklearn_tags__``), which has them all.
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
-__all__ = ["Interval", "StrOptions", "_fit_context"]
+__all__ = ["Interval", "StrOptions", "_fit_context", "validate_params"]
+
+
+def validate_params(estimator):
+    """Check ``estimator``'s parameters against its ``_parameter_constraints``.
+
+    As ``fit`` does first; nothing for an estimator that declares none.
+    """
+    if hasattr(estimator, "_parameter_constraints"):
+        estimator._validate_params()

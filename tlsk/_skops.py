@@ -9,7 +9,15 @@ Functions, methods and every other type are refused, with their names.
 
 The Keras network of a tlsk classifier is stored as ``.keras`` bytes (what
 ``__getstate__`` returns) and loaded by ``__setstate__`` with
-``safe_mode=True``, as from a pickle.
+``safe_mode=True``, as from a pickle (and, from a shared file, checked first
+by :mod:`tlsk._shared_networks`).
+
+Types are not sizes: before anything is read, :func:`load` also refuses an
+archive whose members would expand to more than :data:`MAX_EXPANSION` times
+the file's size (plus :data:`EXPANSION_SLACK`), counting each member as often
+as the schema has it read, and an array whose header declares more bytes than
+its member holds. Loading a file of ``n`` bytes so reads at most
+``MAX_EXPANSION * n + EXPANSION_SLACK`` bytes of content.
 
 >>> import io
 >>> from sklearn.linear_model import LogisticRegression
@@ -26,8 +34,21 @@ True
 from __future__ import annotations
 
 import importlib
+import json
+import math
+import os
+import zipfile
 
-__all__ = ["UntrustedTypesError", "dump", "is_trusted_type", "load", "refused_types"]
+__all__ = [
+    "EXPANSION_SLACK",
+    "MAX_EXPANSION",
+    "ArchiveError",
+    "UntrustedTypesError",
+    "dump",
+    "is_trusted_type",
+    "load",
+    "refused_types",
+]
 
 INSTALL_HINT = "pip install 'tlsk[skops]'"
 
@@ -43,6 +64,14 @@ KNOWN_RISKS = {
         "predict() or read memory out of bounds"
     ),
 }
+
+
+# tlsk writes model files, and Keras its networks, with members stored
+# uncompressed (ratio 1); a file recompressed by hand shrinks arrays of floats
+# by far less than 20. A zip bomb (kilobytes that declare gigabytes) is
+# refused before it is read. The slack lets any small file through.
+MAX_EXPANSION = 20
+EXPANSION_SLACK = 16 << 20
 
 
 class UntrustedTypesError(ValueError):
@@ -61,6 +90,10 @@ class UntrustedTypesError(ValueError):
             "scikit-learn's estimators, numpy's arrays and tlsk's estimators; pass "
             "a type to trusted= ('--trust TYPE') only if you trust the file's author"
         )
+
+
+class ArchiveError(ValueError):
+    """A ``.skops`` archive refused before it is read: too big for its size."""
 
 
 def skops_io(purpose="a .skops model file"):
@@ -84,7 +117,9 @@ def refused_types(file, trusted=()):
 
     Reads the file's schema only: no object of it is built.
     """
-    named = skops_io().get_untrusted_types(file=file)
+    sio = skops_io()
+    _check_sizes(file, file)
+    named = sio.get_untrusted_types(file=file)
     return [name for name in named if name not in trusted and not is_trusted_type(name)]
 
 
@@ -97,6 +132,7 @@ def load(file, path, trusted=()):
     before anything is built.
     """
     sio = skops_io()
+    _check_sizes(file, path)
     if hasattr(file, "seek"):
         file.seek(0)
     named = sio.get_untrusted_types(file=file)
@@ -107,6 +143,94 @@ def load(file, path, trusted=()):
         file.seek(0)
     # Every name in the list has just been checked: the list is tlsk's own.
     return sio.load(file, trusted=named)
+
+
+def _check_sizes(file, path):
+    """Refuse a file whose reading would take more than its size allows.
+
+    ``file``: a path or a seekable binary file. Raises
+    :class:`ArchiveError` naming
+    ``path`` when the members the schema reads (a member read by several
+    objects counts once each) declare more than :data:`MAX_EXPANSION` times
+    the file's size plus :data:`EXPANSION_SLACK`, or when an array's header
+    declares more bytes than its member holds (numpy would reserve them).
+    """
+    if hasattr(file, "seek"):
+        size = file.seek(0, 2)
+        file.seek(0)
+    else:
+        size = os.path.getsize(file)
+    limit = MAX_EXPANSION * size + EXPANSION_SLACK
+    with zipfile.ZipFile(file) as archive:
+        members = {info.filename: info for info in archive.infolist()}
+        schema = members.get("schema.json")
+        if schema is None:
+            raise ArchiveError(
+                f"model {path!r} holds no schema.json: it is not a skops file"
+            )
+        read = schema.file_size
+        if read <= limit:
+            read += sum(
+                members[name].file_size
+                for name in _files_read(json.loads(archive.read(schema)))
+                if name in members
+            )
+        if read > limit:
+            raise ArchiveError(
+                f"model {path!r} would expand from {size} bytes to {read} when "
+                f"read, more than {MAX_EXPANSION} times its size: it is not a "
+                "file tlsk or skops wrote (a zip bomb?)"
+            )
+        for name, info in members.items():
+            if name.endswith(".npy"):
+                with archive.open(info) as member:
+                    declared = _npy_bytes(member)
+                if declared > info.file_size:
+                    raise ArchiveError(
+                        f"model {path!r}: the array {name!r} declares {declared} "
+                        f"bytes and holds {info.file_size}"
+                    )
+    if hasattr(file, "seek"):
+        file.seek(0)
+
+
+def _files_read(schema):
+    """The member names the schema's objects read, as often as they are read.
+
+    skops builds one object per ``"__id__"`` (the first node of that id), and
+    a node without one each time it appears: each distinct ``(id, file)``
+    pair counts once, each node without an id once per appearance.
+    """
+    pairs, names, stack = set(), [], [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, dict):
+            name, key = node.get("file"), node.get("__id__")
+            if isinstance(name, str):
+                if not key or isinstance(key, (dict, list)):
+                    names.append(name)
+                elif (key, name) not in pairs:
+                    pairs.add((key, name))
+                    names.append(name)
+            stack.extend(node.values())
+    return names
+
+
+def _npy_bytes(member):
+    """The bytes the header of the ``.npy`` stream ``member`` declares."""
+    import numpy as np
+
+    readers = {
+        (1, 0): np.lib.format.read_array_header_1_0,
+        (2, 0): np.lib.format.read_array_header_2_0,
+    }
+    version = np.lib.format.read_magic(member)
+    if version not in readers:
+        raise ValueError(f"an array in .npy format {version}, which skops never wrote")
+    shape, _, dtype = readers[version](member)
+    return math.prod(shape) * dtype.itemsize
 
 
 def is_trusted_type(name):

@@ -61,6 +61,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tlsk._limits import MAX_INPUT_SIZE
 from tlsk.backbones import DEFAULT_BACKBONE, get_spec, is_model_file
 from tlsk.precision import COMPUTE_PRECISIONS, keras_dtype
 from tlsk.weights import (
@@ -130,6 +131,45 @@ class BackboneConfig:
     input_size: int = 224
     precision: str = "float32"
     backbone: str = DEFAULT_BACKBONE
+
+    def check(self):
+        """Raise ValueError unless every field is one fit could have resolved.
+
+        For a configuration read from a model file: its fields decide what
+        :func:`get_backbone` builds and which files it reads. Reads no file.
+        """
+        backbone, weights, size = self.backbone, self.weights, self.input_size
+        in_file = isinstance(backbone, str) and is_model_file(backbone)
+        spec = None if in_file else get_spec(backbone)  # names the known ones
+        checks = {
+            "weights": weights is None
+            or (isinstance(weights, str) and weights == "imagenet")
+            or (
+                isinstance(weights, str)
+                and os.path.isabs(weights)
+                and weights.endswith(".h5")
+            ),
+            "layer": isinstance(self.layer, str) and self.layer in spec.cut_points
+            if spec
+            else self.layer is None or isinstance(self.layer, str),
+            "pooling": isinstance(self.pooling, str) and self.pooling in POOLINGS,
+            "input_size": (size is None and in_file)
+            or (
+                isinstance(size, int | np.integer)
+                and not isinstance(size, bool)
+                and (spec.min_size if spec else 1) <= size <= MAX_INPUT_SIZE
+            ),
+            "precision": isinstance(self.precision, str)
+            and self.precision in COMPUTE_PRECISIONS,
+            "backbone": not in_file or os.path.isabs(backbone),
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(
+                f"the backbone configuration has {bad[0]}="
+                f"{getattr(self, bad[0])!r}, which fit never resolves "
+                f"(backbone {backbone!r}, input sizes up to {MAX_INPUT_SIZE})"
+            )
 
 
 class Backbone:
@@ -503,6 +543,11 @@ def _model_file_network(path, input_size, precision):
             "takes RGB images (height, width, 3)"
         )
     if shape[0] is not None:
+        if shape[0] > MAX_INPUT_SIZE:
+            raise ValueError(
+                f"the model in {path!r} takes {shape[0]} x {shape[1]} images; "
+                f"tlsk resizes images to at most {MAX_INPUT_SIZE} x {MAX_INPUT_SIZE}"
+            )
         if shape[0] != shape[1] or input_size not in (None, shape[0]):
             raise ValueError(
                 f"the model in {path!r} takes {shape[0]} x {shape[1]} images; "

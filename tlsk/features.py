@@ -13,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
+import re
+import reprlib
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from numbers import Integral
@@ -30,6 +32,7 @@ from tlsk._extraction import (
     progress,
     warn_undecodable,
 )
+from tlsk._limits import MAX_BATCH_SIZE, MAX_IMAGE_PIXELS, MAX_INPUT_SIZE, MAX_N_JOBS
 from tlsk._openvino import ENGINES, get_openvino_backbone, resolve_engine
 from tlsk._sklearn_compat import Interval, StrOptions, _fit_context
 from tlsk.backbone import (
@@ -41,7 +44,7 @@ from tlsk.backbone import (
     resolve_backbone,
     resolve_weights,
 )
-from tlsk.backbones import get_spec, is_model_file
+from tlsk.backbones import BACKBONES, get_spec, is_model_file
 from tlsk.cache import FeatureCache, FileKeyMemo
 from tlsk.images import (
     DECODE_POLICY,
@@ -52,7 +55,7 @@ from tlsk.images import (
     image_inputs,
     resize_image,
 )
-from tlsk.precision import EXTRACTION_PRECISIONS, resolve_precision
+from tlsk.precision import COMPUTE_PRECISIONS, EXTRACTION_PRECISIONS, resolve_precision
 from tlsk.preprocessing import PREPROCESSINGS, fingerprint_tag, preprocess
 from tlsk.tta import TTA_MODES, apply_view, tta_views
 
@@ -221,17 +224,17 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
         "weights": [StrOptions({"imagenet"}), None, str, os.PathLike],
         "layer": [None, str],
         "pooling": [StrOptions(set(POOLINGS))],
-        "input_size": [None, Interval(Integral, 1, None, closed="left")],
+        "input_size": [None, Interval(Integral, 1, MAX_INPUT_SIZE, closed="both")],
         "interpolation": [StrOptions(set(INTERPOLATIONS))],
         "preprocessing": [None, StrOptions(set(PREPROCESSINGS))],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, MAX_BATCH_SIZE, closed="both")],
         "precision": [StrOptions(set(EXTRACTION_PRECISIONS))],
         "cache": [None, str, os.PathLike],
         "on_error": [StrOptions(set(_ON_ERROR))],
-        "max_image_pixels": [Interval(Integral, 1, None, closed="left")],
+        "max_image_pixels": [Interval(Integral, 1, MAX_IMAGE_PIXELS, closed="both")],
         "n_jobs": [
             None,
-            Interval(Integral, 1, None, closed="left"),
+            Interval(Integral, 1, MAX_N_JOBS, closed="both"),
             Interval(Integral, None, -1, closed="right"),
         ],
         "verbose": ["verbose"],
@@ -468,6 +471,72 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
         tags.transformer_tags.preserves_dtype = ["float32"]
         return tags
 
+    # -- a fitted extractor read from a file ----------------------------------
+
+    def _local_paths(self):
+        """``{parameter: path}``: the files of this machine this extractor names.
+
+        In its parameters and in what fit resolved from them; a shared model
+        file must name none (:mod:`tlsk.model_files`).
+        """
+        config = getattr(self, "_backbone_config", None)
+        not_files = {"cache": (), "weights": ("imagenet",), "backbone": BACKBONES}
+        named = [
+            ("cache", self.cache),
+            ("cache", getattr(self, "cache_path_", None)),
+            ("weights", self.weights),
+            ("weights", getattr(config, "weights", None)),
+            ("backbone", self.backbone),
+            ("backbone", getattr(config, "backbone", None)),
+        ]
+        return {
+            name: value
+            for name, value in named
+            if value is not None
+            and not (isinstance(value, str) and value in not_files[name])
+        }
+
+    def _check_state(self):
+        """Raise ValueError unless the fitted attributes are as fit leaves them.
+
+        For an extractor read from a model file (:func:`tlsk.load_model`):
+        what transform builds, reads and allocates from must be what fit
+        could have written. Reads no file; an unfitted extractor has nothing
+        to check.
+        """
+        if not hasattr(self, "fingerprint_"):
+            return
+        config = getattr(self, "_backbone_config", None)
+        if not isinstance(config, BackboneConfig):
+            raise ValueError(f"_backbone_config is a {type(config).__name__}")
+        config.check()
+        fingerprint, size = self.fingerprint_, getattr(self, "input_size_", None)
+        quantization = getattr(self, "_quantization", None)
+        checks = {
+            "input_size_": isinstance(size, Integral)
+            and 1 <= size <= MAX_INPUT_SIZE
+            and config.input_size in (None, size),
+            "fingerprint_": isinstance(fingerprint, dict)
+            and fingerprint.get("input_size") == size
+            and fingerprint.get("interpolation") in INTERPOLATIONS
+            and fingerprint.get("tta") in (None, *TTA_MODES),
+            "n_features_out_": isinstance(self.n_features_out_, Integral),
+            "precision_": getattr(self, "precision_", None)
+            in (*COMPUTE_PRECISIONS, "int8"),
+            "engine_": getattr(self, "engine_", None) in ENGINES[1:],
+            "preprocessing_": getattr(self, "preprocessing_", None) in PREPROCESSINGS,
+            "cache_path_": isinstance(getattr(self, "cache_path_", ""), str | None),
+            "_quantization": quantization is None
+            or isinstance(quantization, dict)
+            and re.fullmatch(
+                "[0-9a-f]{64}", str(quantization.get("quantization_sha256"))
+            ),
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            value = reprlib.repr(getattr(self, bad[0], None))
+            raise ValueError(f"{bad[0]} is {value}, which fit never leaves")
+
     # -- fit: parameters against the network ---------------------------------
 
     def _resolved_layer(self, network):
@@ -565,6 +634,11 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
             )
             raise ValueError(
                 f"the {what} of this extractor changed since it was fitted; fit again"
+            )
+        if backbone.output_dim != self.n_features_out_:  # sizes every output
+            raise ValueError(
+                f"n_features_out_ is {self.n_features_out_!r} and the network gives "
+                f"vectors of {backbone.output_dim}; fit again"
             )
         return backbone
 
@@ -795,7 +869,9 @@ n_jobs, verbose, tta, engine, calibration_size, random_state
             if key not in ("backbone", "preprocessing")
         },
         "layer": [StrOptions(set(LAYERS))],
-        "input_size": [Interval(Integral, MIN_INPUT_SIZE, None, closed="left")],
+        "input_size": [
+            Interval(Integral, MIN_INPUT_SIZE, MAX_INPUT_SIZE, closed="both")
+        ],
     }
 
     def __init__(

@@ -14,6 +14,7 @@ from tlsk._keras_estimator import (
     KerasImageClassifier,
     Phase,
 )
+from tlsk._limits import MAX_INPUT_SIZE
 from tlsk._sklearn_compat import Interval, StrOptions
 from tlsk.backbone import POOLINGS, base_network, pooling_layer, resolve_weights
 from tlsk.backbones import BACKBONES, DEFAULT_BACKBONE, get_spec
@@ -154,7 +155,7 @@ class KerasFineTuneClassifier(KerasImageClassifier):
             StrOptions({"auto"}),
         ],
         "head_optimizer": [StrOptions(set(OPTIMIZERS))],
-        "input_size": [None, Interval(Integral, 1, None, closed="left")],
+        "input_size": [None, Interval(Integral, 1, MAX_INPUT_SIZE, closed="both")],
         "trainable_blocks": [Interval(Integral, 0, None, closed="left")],
         "finetune_epochs": [Interval(Integral, 0, None, closed="left")],
         "finetune_learning_rate": [
@@ -182,7 +183,13 @@ class KerasFineTuneClassifier(KerasImageClassifier):
                 f"at most {spec.n_stages} for {spec.name}, its number of stages. "
                 f"Got {self.trainable_blocks} instead."
             )
-        resolve_weights(self.weights)
+
+    def _local_paths(self):
+        if self.weights is None or (
+            isinstance(self.weights, str) and self.weights == "imagenet"
+        ):
+            return {}
+        return {"weights": self.weights}
 
     def __init__(
         self,

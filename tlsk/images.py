@@ -733,6 +733,13 @@ class ArrayInput(ImageInput):
     __slots__ = ("array", "label")
 
     def __init__(self, array, label):
+        # Every array image of X comes through here: an image of no pixel
+        # would otherwise be resized into a feature row.
+        if 0 in array.shape[:2]:
+            raise ValueError(
+                f"expected {label} as an image of at least 1 x 1 pixels; "
+                f"received an array of shape {array.shape}"
+            )
         self.array = array
         self.label = label
 

@@ -12,6 +12,19 @@ any other type before building anything. Any other suffix (``.joblib``):
 a pickle, the fastest to load, but loading runs whatever code the file
 names: load only your own files, or files from a source you trust.
 
+Types are not values: a file of trusted types may still hold an estimator
+that ``fit`` would never have made. So :func:`load_model` checks every
+estimator in a loaded model, nested ones included (a Pipeline's steps, a
+calibrated classifier's or a search's fitted estimators): its parameters
+against its ``_parameter_constraints`` (tlsk's bounded by
+:mod:`tlsk._limits`), and a tlsk estimator's fitted attributes as ``fit``
+leaves them. A ``.skops`` file must moreover name no file of this machine (a
+feature cache, a weights or ``.keras`` file, a Pipeline's ``memory``) and no
+``n_jobs`` above :data:`tlsk._limits.MAX_N_JOBS`, and the Keras network of a
+classifier in it is checked before it is built
+(:mod:`tlsk._shared_networks`): a shared file never makes tlsk read or write
+a path of your machine.
+
 >>> import os, tempfile
 >>> from sklearn.dummy import DummyClassifier
 >>> model = DummyClassifier().fit([[0], [1]], ["a", "b"])
@@ -31,6 +44,7 @@ import os
 
 from tlsk import _skops
 from tlsk._files import write_atomically
+from tlsk._limits import MAX_N_JOBS
 from tlsk._skops import UntrustedTypesError
 from tlsk.backbone import file_sha256
 
@@ -91,8 +105,10 @@ def save_model(model, path, metadata=None, force=False):
 
     ``path`` ending in ``.skops`` writes the skops format, any other suffix
     joblib (see the module docstring for which to use when). A ``.skops``
-    model is for sharing, so its feature extractors must name no feature
-    cache (a path of this machine): a ValueError says so.
+    model is for sharing, so it must name no file of this machine (a feature
+    cache, a weights or ``.keras`` file, anywhere in it): a
+    :class:`ModelFileError` says which and what to do, and nothing is
+    written.
 
     The metadata names the exact model file it describes (its SHA-256), and
     two files cannot be replaced in one atomic step, so an existing model is
@@ -111,7 +127,7 @@ def save_model(model, path, metadata=None, force=False):
     path = os.fspath(path)
     kind = serialization(path)
     if kind == "skops":
-        _refuse_cache_paths(model, f"a .skops model ({path!r})")
+        check_shareable(model, path)
     for target in (path, metadata_path(path)):
         if os.path.lexists(target) and not force:
             raise FileExistsError(f"{target!r} exists; pass force=True to replace it")
@@ -140,9 +156,12 @@ def save_model(model, path, metadata=None, force=False):
 def load_model(path, trusted=()):
     """``(model, metadata)`` from a model file written by :func:`save_model`.
 
-    A missing file, a file without tlsk metadata beside it, or a model that is
-    not the file its metadata describes is a :class:`ModelFileError` that
-    names the file.
+    A missing file, a file without tlsk metadata beside it, metadata that
+    records no ``model_sha256``, or a model that is not the file its metadata
+    describes is a :class:`ModelFileError` that names the file. So is a model
+    holding an estimator that ``fit`` would not have made, and, in a
+    ``.skops`` file, one that names a file of this machine (see the module
+    docstring).
 
     A ``.skops`` file builds only the types tlsk trusts (scikit-learn's
     estimators, numpy's arrays, tlsk's estimators) and the names in
@@ -174,6 +193,12 @@ def load_model(path, trusted=()):
             f"cannot read the metadata of model {path!r} at "
             f"{metadata_path(path)!r}: {err}"
         ) from err
+    if not isinstance(metadata.get("model_sha256"), str):
+        raise ModelFileError(
+            f"the metadata {metadata_path(path)!r} of model {path!r} records no "
+            "model_sha256, so nothing says it describes that model; train again, "
+            "or write both files with save_model"
+        )
     metadata = _pick_record(metadata, file_sha256(path))
     if metadata is None:
         raise ModelFileError(
@@ -181,20 +206,45 @@ def load_model(path, trusted=()):
             "describes (SHA-256 differs: one was replaced or damaged); train again "
             "or restore both files together"
         )
+    shared = kind == "skops"
     try:
-        if kind == "skops":
-            with open(path, "rb") as file:
+        if shared:
+            from tlsk._shared_networks import reading_shared_file
+
+            with open(path, "rb") as file, reading_shared_file():
                 model = _skops.load(file, path, trusted=tuple(trusted))
-            _refuse_cache_paths(model, f"model {path!r}")
         else:
             import joblib
 
             model = joblib.load(path)
     except (ModelFileError, UntrustedTypesError):
         raise
+    except _skops.ArchiveError as err:  # names the file already
+        raise ModelFileError(str(err)) from err
     except Exception as err:  # a damaged file fails in many ways
         raise ModelFileError(f"cannot load model {path!r}: {err}") from err
+    _check_loaded(model, path, shared)
     return model, metadata
+
+
+def check_shareable(model, path):
+    """Raise :class:`ModelFileError` if ``model`` names a file of this machine.
+
+    What :func:`save_model` checks before writing a ``.skops`` file to
+    ``path``, on a fitted or unfitted model (a command may call it before
+    it trains): a feature cache, a weights or ``.keras`` file, a Pipeline's
+    ``memory``, in any estimator of the model, parameters and fitted
+    attributes.
+    """
+    for where, estimator in _objects(model, estimators_only=True):
+        for name, value in _local_paths(estimator).items():
+            kind, instead = _LOCAL_FILES[name]
+            raise ModelFileError(
+                f"a .skops model ({os.fspath(path)!r}) must name no {kind} of this "
+                f"machine; its {type(estimator).__name__} ({where}) names "
+                f"{name}={value!r}: {instead}; or save it as .joblib, for your own "
+                "use"
+            )
 
 
 def _dump_joblib(model, file):
@@ -206,25 +256,136 @@ def _dump_joblib(model, file):
 _WRITERS = {"joblib": _dump_joblib, "skops": _skops.dump}
 
 
-def _refuse_cache_paths(model, what):
-    """A shared model must not make tlsk read or write a file it names."""
-    from tlsk.features import ImageFeatureExtractor
+# The files a model may name, by the parameter that names them (fitted
+# attributes count as the parameter they come from): what each is, and what a
+# model to share does instead.
+_LOCAL_FILES = {
+    "cache": (
+        "feature cache",
+        "a model to share computes its features afresh: save "
+        "extractor.with_cache_file(None) (as 'tlsk train' does)",
+    ),
+    "weights": (
+        "weights file",
+        "a model to share builds its network from the registry, with "
+        "weights='imagenet' or None (a fitted classifier's network holds its "
+        "weights already: set_params(weights=None))",
+    ),
+    "backbone": (
+        "model file",
+        "a model to share names its backbone from the registry",
+    ),
+    "memory": ("cache folder", "set_params(memory=None)"),
+}
 
-    parts = [model]
-    if hasattr(model, "get_params"):
-        parts += model.get_params(deep=True).values()
-    caches = [
-        part.cache if part.cache is not None else part.cache_path_
-        for part in parts
-        if isinstance(part, ImageFeatureExtractor)
-        and (part.cache is not None or getattr(part, "cache_path_", None) is not None)
-    ]
-    if caches:
-        raise ModelFileError(
-            f"{what} must name no feature cache, and its extractor names "
-            f"{caches[0]!r}: a model to share computes its features afresh; "
-            "save extractor.with_cache_file(None) (as 'tlsk train' does)"
+
+def _local_paths(estimator):
+    """``{parameter: path}``: the files of this machine ``estimator`` names.
+
+    A tlsk estimator says which (``_local_paths``); a scikit-learn one may
+    name a cache folder (``memory``).
+    """
+    method = getattr(estimator, "_local_paths", None)
+    named = dict(method()) if method is not None else {}
+    memory = estimator.__dict__.get("memory")
+    if memory is not None:
+        named["memory"] = memory
+    return named
+
+
+def _check_loaded(model, path, shared):
+    """Refuse a loaded model holding an estimator that fit would not have made.
+
+    First, no object of scikit-learn or tlsk in it (:func:`_objects`) has an
+    attribute that hides a method of its class: a file sets attributes, and
+    would otherwise replace the checks that follow. Then each estimator: its
+    parameters against its ``_parameter_constraints`` and, for tlsk's, its
+    fitted attributes (``_check_state``); from a shared file also no file of
+    this machine and no ``n_jobs`` above :data:`MAX_N_JOBS`.
+    """
+    from sklearn.base import BaseEstimator
+
+    from tlsk._sklearn_compat import validate_params
+
+    def refuse(where, obj, reason):
+        return ModelFileError(
+            f"model {path!r} holds a {type(obj).__name__} ({where}) that fit would "
+            f"not have made: {reason}. The file was edited or damaged after it "
+            "was written: train again, or ask its author for it again"
         )
+
+    found = list(_objects(model))
+    for where, obj in found:
+        cls = type(obj)
+        hiding = [
+            key
+            for key in vars(obj)
+            if not isinstance(key, str) or callable(getattr(cls, key, None))
+        ]
+        if hiding:
+            raise refuse(where, obj, f"its attribute {hiding[0]!r} hides a method")
+    for where, obj in found:
+        if not isinstance(obj, BaseEstimator):
+            continue
+        try:
+            validate_params(obj)
+            if hasattr(obj, "_check_state"):
+                obj._check_state()
+            n_jobs = obj.__dict__.get("n_jobs")
+            if shared and isinstance(n_jobs, int) and n_jobs > MAX_N_JOBS:
+                raise ValueError(f"n_jobs={n_jobs} is above {MAX_N_JOBS}")
+            files = _local_paths(obj) if shared else {}
+        except Exception as err:  # whatever a crafted attribute makes fail
+            raise refuse(where, obj, err) from err
+        for parameter, value in files.items():
+            kind = _LOCAL_FILES[parameter][0]
+            raise ModelFileError(
+                f"model {path!r} names a {kind} of this machine ({parameter}="
+                f"{value!r}, in its {type(obj).__name__} at {where}) and was "
+                "refused: a shared model file never makes tlsk read or write a "
+                "path of your machine. Ask its author for a model saved without it"
+            )
+
+
+def _objects(model, estimators_only=False):
+    """``(where, object)`` for every scikit-learn or tlsk object in ``model``.
+
+    ``model`` itself, and whatever its attributes hold, parameters and fitted
+    ones alike (a Pipeline's steps, a search's ``best_estimator_``, a
+    calibrated classifier's fitted estimators, a backbone configuration),
+    through lists, tuples, dicts and object arrays; with ``estimators_only``,
+    the estimators among them. ``where`` says how to reach it
+    (``model.steps[0][1]``). A Keras network is not looked into: it is the
+    classifier's to check.
+    """
+    import numpy as np
+    from sklearn.base import BaseEstimator
+
+    seen, stack = set(), [("model", model)]
+    while stack:
+        where, obj = stack.pop()
+        if isinstance(obj, (str, bytes, int, float)) or obj is None:
+            continue
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, dict):
+            children = [(f"{where}[{key!r}]", value) for key, value in obj.items()]
+        elif isinstance(obj, (list, tuple)):
+            children = [(f"{where}[{i}]", value) for i, value in enumerate(obj)]
+        elif isinstance(obj, np.ndarray):
+            items = obj.ravel() if obj.dtype == object else ()
+            children = [(f"{where}.flat[{i}]", value) for i, value in enumerate(items)]
+        elif type(obj).__module__.split(".")[0] in ("sklearn", "tlsk") and hasattr(
+            obj, "__dict__"
+        ):
+            if isinstance(obj, BaseEstimator) or not estimators_only:
+                yield where, obj
+            children = [(f"{where}.{key}", value) for key, value in vars(obj).items()]
+        else:
+            continue
+        # Reversed: the stack then yields them in order, outer ones first.
+        stack.extend(reversed(children))
 
 
 def _write_json(path, record):
@@ -243,10 +404,12 @@ def _read_metadata(path):
 
 
 def _pick_record(metadata, sha256):
-    """The record of ``metadata`` that describes a model file of ``sha256``."""
+    """The record of ``metadata`` that describes a model file of ``sha256``.
+
+    A record without ``model_sha256`` describes no file: it pairs with none.
+    """
     previous = metadata.pop("previous", None)
-    expected = metadata.get("model_sha256")
-    if expected is None or expected == sha256:
+    if metadata.get("model_sha256") == sha256:
         return metadata
     if isinstance(previous, dict) and previous.get("model_sha256") == sha256:
         return previous  # killed while the model was being replaced

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from tlsk._limits import MAX_BATCH_SIZE, MAX_INPUT_SIZE
 from tlsk._openvino import ENGINES
 from tlsk.backbone import POOLINGS
 from tlsk.images import INTERPOLATIONS
@@ -41,6 +42,24 @@ def int_at_least(minimum):
     return parse
 
 
+def int_between(minimum, maximum):
+    """argparse type: an int in ``[minimum, maximum]`` (else a usage error)."""
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError(
+                f"expected an integer from {minimum} to {maximum}; got {text!r}"
+            )
+        return value
+
+    parse.__name__ = f"integer from {minimum} to {maximum}"
+    return parse
+
+
 def add_extractor_options(parser):
     """The feature extractor's options, for the extract/train commands."""
     group = parser.add_argument_group("backbone and features")
@@ -66,7 +85,7 @@ def add_extractor_options(parser):
     group.add_argument("--pooling", default="avg", choices=POOLINGS)
     group.add_argument(
         "--input-size",
-        type=int_at_least(1),
+        type=int_between(1, MAX_INPUT_SIZE),
         metavar="PX",
         help="side images are resized to (default: the backbone's native size)",
     )
@@ -79,7 +98,7 @@ def add_extractor_options(parser):
     )
     group.add_argument(
         "--batch-size",
-        type=int_at_least(1),
+        type=int_between(1, MAX_BATCH_SIZE),
         help="images per batch (default: the estimator's own, 32 for features)",
     )
     group.add_argument(
