@@ -330,12 +330,16 @@ def test_a_non_empty_out_is_refused_and_left_alone(data, tmp_path, capsys):
 def test_force_replaces_an_old_split_and_keeps_other_files(data, tmp_path, capsys):
     out = tmp_path / "out"
     split(capsys, data, out, "--seed", "1")
-    stale = out / "train" / "red" / "stale.png"
-    shutil.copy(data / "red" / "red_003.jpg", stale)
     (out / "notes.txt").write_text("mine")
     assert split(capsys, data, out, "--seed", "2", "--force")[0] == 0
-    assert not stale.exists() and (out / "notes.txt").read_text() == "mine"
+    assert (out / "notes.txt").read_text() == "mine"
     assert manifest(out)["seed"] == 2
+    # A file added to a part is not the split's to remove.
+    added = out / "train" / "red" / "added.png"
+    shutil.copy(data / "red" / "red_003.jpg", added)
+    code, _, err = split(capsys, data, out, "--seed", "3", "--force")
+    assert code == 1 and "tlsk did not write 'train/red/added.png'" in err
+    assert added.exists() and manifest(out)["seed"] == 2
 
 
 def test_force_removes_a_linked_part_without_following_it(data, tmp_path, capsys):

@@ -19,7 +19,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from tlsk._files import safe_join, write_atomically
+from tlsk._files import (
+    FOLDER_MARKER,
+    read_folder_marker,
+    safe_join,
+    write_atomically,
+    write_folder_marker,
+)
 from tlsk.images import FileInput, ImageError, decode_threads, open_regular_file
 
 __all__ = [
@@ -36,6 +42,8 @@ CHECK_FORMAT = "tlsk-check"
 SPLIT_FORMAT = "tlsk-split"
 SPLIT_MANIFEST = "split.json"
 SPLIT_PARTS = ("train", "val", "test")
+# What the marker of a split being written says it is (tlsk._files).
+_SPLIT_KIND = "split"
 
 
 def load_image_folder(root, *, on_error="warn", check=True, n_jobs=None):
@@ -318,6 +326,9 @@ def split_image_folder(
             )
             parts[part].extend(groups[index])
 
+    os.makedirs(out, exist_ok=True)
+    # Marks the parts as tlsk's until split.json lists them.
+    write_folder_marker(out, _SPLIT_KIND, files=SPLIT_PARTS)
     _clear_out(out)
     manifest = _write_split(out, parts, link)
     from tlsk._version import __version__
@@ -342,6 +353,7 @@ def split_image_folder(
     write_atomically(
         os.path.join(out, SPLIT_MANIFEST), lambda file: file.write(text.encode())
     )
+    os.unlink(os.path.join(out, FOLDER_MARKER))  # split.json says it all now
     return manifest
 
 
@@ -510,6 +522,68 @@ def _check_out(root, out, force):
             f"out folder {out!r} is not empty; choose a new or empty folder, or "
             "pass force=True to replace its train/, val/, test/ and split.json"
         )
+    if force and os.path.isdir(out):
+        _check_split_is_tlsks(out)
+
+
+def _check_split_is_tlsks(out):
+    """Refuse to replace ``out``'s parts unless a tlsk split wrote all they hold.
+
+    What a split wrote is listed in its ``split.json``; a split killed before
+    writing it left the folder's marker (kind ``"split"``) instead. A file in
+    a part that neither names, or a ``split.json`` that is not tlsk's, may be
+    someone's work: it is never removed, force or not.
+    """
+    manifest_path = os.path.join(out, SPLIT_MANIFEST)
+    written = set()
+    if os.path.lexists(manifest_path):
+        manifest = _read_split_manifest(manifest_path)
+        if manifest is None:
+            raise FileExistsError(
+                f"refusing to replace {manifest_path!r}: it is not a split.json "
+                "that tlsk wrote; choose another out folder"
+            )
+        written = {
+            entry.get("path")
+            for entries in manifest.get("parts", {}).values()
+            for entry in entries
+            if isinstance(entry, dict)
+        }
+    else:
+        marker = read_folder_marker(out)
+        if marker is not None and marker.get("kind") == _SPLIT_KIND:
+            return  # a split that was killed before its manifest
+    foreign = []
+    for part in SPLIT_PARTS:
+        folder = os.path.join(out, part)
+        if os.path.islink(folder) or not os.path.lexists(folder):
+            continue  # a link is removed itself, never followed
+        if not os.path.isdir(folder):
+            foreign.append(part)
+            continue
+        for here, _, files in os.walk(folder):
+            relative = os.path.relpath(here, out).replace(os.sep, "/")
+            foreign += [f"{relative}/{name}" for name in files]
+    foreign = sorted(set(foreign) - written)
+    if foreign:
+        more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
+        raise FileExistsError(
+            f"refusing to replace the parts of {out!r}: tlsk did not write "
+            f"{foreign[0]!r}{more} there (no split of tlsk's lists it); choose "
+            "another out folder, or move them away first"
+        )
+
+
+def _read_split_manifest(path):
+    """The split.json at ``path`` if tlsk wrote it (a regular file), else None."""
+    try:
+        with open_regular_file(path) as file:
+            manifest = json.load(file)
+    except (ImageError, ValueError):
+        return None
+    if not isinstance(manifest, dict) or manifest.get("format") != SPLIT_FORMAT:
+        return None
+    return manifest
 
 
 def _clear_out(out):

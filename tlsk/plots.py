@@ -11,6 +11,8 @@ import os
 
 import numpy as np
 
+from tlsk.datasets import printable
+
 __all__ = ["plot_confusion_matrix", "plot_history", "plot_lr_find"]
 
 
@@ -119,8 +121,9 @@ def plot_confusion_matrix(y_true, y_pred, labels=None, path=None, normalize=None
             color=image.cmap(0.0 if value > threshold else 1.0),
         )
     ticks = np.arange(len(labels))
-    ax.set_xticks(ticks, [str(label) for label in labels])
-    ax.set_yticks(ticks, [str(label) for label in labels])
+    names = [printable(label) for label in labels]  # class names from the data
+    ax.set_xticks(ticks, names)
+    ax.set_yticks(ticks, names)
     ax.set_xlabel("Predicted label")
     ax.set_ylabel("True label")
     _save(figure, path)

@@ -43,13 +43,17 @@ def note(args, message):
 
 
 def shown(name):
-    """A name as printed on a terminal: repr() when it holds control characters.
+    """A name as printed on a terminal: spelled out and quoted when it must be.
 
     Names come from the data (class folders, files): an escape sequence in one
     must not move the cursor or clear the screen of whoever reads the output.
+    Characters are spelled out as the HTML pages spell them
+    (:func:`tlsk.datasets.printable`); the quotes say the name was escaped.
     """
+    from tlsk.datasets import printable
+
     name = os.fsdecode(name) if isinstance(name, bytes) else str(name)
-    return name if name.isprintable() else repr(name)
+    return name if name.isprintable() else f"'{printable(name)}'"
 
 
 # A spreadsheet runs a cell that starts with one of these as a formula

@@ -17,7 +17,9 @@ each part's files ({"parts": {"train": [{"path", "source", "class",
 Nothing is written outside OUT, whatever the names in DIR; symbolic links in
 DIR are read, never recreated, and class folders that are links are ignored.
 A non-empty OUT is an error unless --force, which replaces OUT/train, OUT/val,
-OUT/test and OUT/split.json and keeps anything else.
+OUT/test and OUT/split.json and keeps anything else; only a split that tlsk
+wrote is replaced: a file in the parts that its split.json does not list is
+refused, never removed.
 """
 
 from __future__ import annotations
@@ -77,6 +79,8 @@ def run(args):
             force=args.force,
         )
     except FileExistsError as err:
+        if args.force:  # what --force may not replace: the library says why
+            raise CommandError(str(err)) from err
         raise CommandError(
             f"{args.out!r} is not empty; use --force to replace its train/, val/, "
             "test/ and split.json"
