@@ -237,7 +237,7 @@ def _check_built_sizes(config, stored):
     """Build ``config`` without allocating; refuse sizes beyond what it stores."""
     model = _built_without_variables(config)
     needed = sum(
-        math.prod(variable.shape) * np.dtype(variable.dtype).itemsize
+        math.prod(variable.shape) * _itemsize(variable.dtype)
         for variable in model.weights
     )
     if needed > stored + EXPANSION_SLACK:
@@ -254,6 +254,14 @@ def _check_built_sizes(config, stored):
                     "every shape of a network tlsk builds is fixed and at most "
                     f"{MAX_LAYER_VALUES} values per image"
                 )
+
+
+def _itemsize(dtype):
+    """Bytes per value of a Keras dtype name; 8 for one numpy does not know."""
+    try:
+        return np.dtype(dtype).itemsize
+    except TypeError:
+        return 8
 
 
 def _built_without_variables(config):

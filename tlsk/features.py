@@ -102,7 +102,8 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
         Side of the square the images are resized to; None: the network's
         native size (224, 299 for InceptionV3 and Xception, 384 for
         EfficientNetV2-S). At least the network's minimum (32; 75 for
-        InceptionV3, 71 for Xception).
+        InceptionV3, 71 for Xception), at most 2048
+        (:data:`tlsk._limits.MAX_INPUT_SIZE`).
     interpolation : str, default="bilinear"
         Pillow resampling filter for resizing: "nearest", "bilinear",
         "bicubic", "lanczos", "box" or "hamming". Images are squashed to the
@@ -111,7 +112,7 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
         How pixels are prepared for the network (:mod:`tlsk.preprocessing`);
         None: the network's own convention. Required for a ``.keras`` file.
     batch_size : int, default=32
-        Images per network call.
+        Images per network call, at most 4096.
     precision : {"auto", "float32", "bfloat16", "int8"}, default="auto"
         ``"bfloat16"`` computes in mixed bfloat16 (float32 pooling and
         output); ``"auto"`` picks it where the hardware computes bfloat16
@@ -135,10 +136,11 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
         files, filter them first with :func:`tlsk.load_image_folder`.
     max_image_pixels : int, default=89_478_485
         Images with more pixels are refused before decoding (decompression
-        bomb guard). Pillow's global limit is never changed.
+        bomb guard); at most 2**32, never None. Pillow's global limit is
+        never changed.
     n_jobs : int or None, default=None
         Threads that read, decode and resize images while the network runs;
-        ``None`` means ``min(4, os.cpu_count())``, -1 all CPUs.
+        ``None`` means ``min(4, os.cpu_count())``, -1 all CPUs; at most 1024.
     verbose : int, default=0
         ``1`` or more shows a progress bar on stderr while features are
         computed.
@@ -823,7 +825,7 @@ class VGG16FeatureExtractor(ImageFeatureExtractor):
         How the layer's feature map becomes a vector. ``"flatten"`` keeps every
         position (7 x 7 x 512 = 25,088 values at 224 px and block5_pool).
     input_size : int, default=224
-        Side of the square the images are resized to; at least 32.
+        Side of the square the images are resized to; from 32 to 2048.
     interpolation, batch_size, precision, cache, on_error, max_image_pixels, \
 n_jobs, verbose, tta, engine, calibration_size, random_state
         As for :class:`ImageFeatureExtractor`; with ``tta=None`` the vectors

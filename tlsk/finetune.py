@@ -52,7 +52,7 @@ class KerasFineTuneClassifier(KerasImageClassifier):
         As for :class:`tlsk.ImageFeatureExtractor`.
     input_size : int or None, default=None
         Side of the square images are resized to; None: the network's native
-        size (224 for VGG16).
+        size (224 for VGG16). At most 2048 (:data:`tlsk._limits.MAX_INPUT_SIZE`).
     pooling : {"avg", "max", "flatten"}, default="avg"
     dense_units : tuple of int, default=(256,)
     dropout : float, default=0.5

@@ -52,6 +52,7 @@ __all__ = [
     "MODEL_FORMAT",
     "ModelFileError",
     "UntrustedTypesError",
+    "check_shareable",
     "load_model",
     "metadata_path",
     "model_file",

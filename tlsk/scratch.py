@@ -42,7 +42,8 @@ class SmallCNNClassifier(KerasImageClassifier):
         The learning rate over the training steps, as for
         :class:`tlsk.KerasFineTuneClassifier`.
     input_size : int, default=128
-        Side of the square the images are resized to; at least 32.
+        Side of the square the images are resized to; from 32 to 2048
+        (:data:`tlsk._limits.MAX_INPUT_SIZE`).
     interpolation : str, default="bilinear"
         Pillow resampling filter (see :func:`tlsk.images.resize_image`).
     augmentation : bool or dict, default=True
@@ -60,7 +61,8 @@ class SmallCNNClassifier(KerasImageClassifier):
     class_weight : dict, "balanced" or None, default=None
     batch_size : int, default=16
         Smaller than the usual 32 so that a small data set gets enough
-        updates per epoch (210 images: 12 steps an epoch, not 6).
+        updates per epoch (210 images: 12 steps an epoch, not 6). At most
+        4096.
     precision : {"auto", "float32", "bfloat16"}, default="auto"
         As for :class:`tlsk.KerasFineTuneClassifier`.
     tta : {None, "flip", "ten_crop"}, default=None
@@ -71,7 +73,8 @@ class SmallCNNClassifier(KerasImageClassifier):
         When fitted, ``fit`` continues training the network instead of
         building a new one (``y`` must have the same classes).
     n_jobs : int or None, default=None
-        Threads decoding images ahead of the network (``min(4, CPUs)``).
+        Threads decoding images ahead of the network (``min(4, CPUs)``); at
+        most 1024.
     random_state : int, RandomState or None, default=None
         Seeds the weights, dropout, augmentation, shuffling and split.
     verbose : int, default=0

@@ -87,7 +87,8 @@ def add_extractor_options(parser):
         "--input-size",
         type=int_between(1, MAX_INPUT_SIZE),
         metavar="PX",
-        help="side images are resized to (default: the backbone's native size)",
+        help=f"side images are resized to, at most {MAX_INPUT_SIZE} (default: the "
+        "backbone's native size)",
     )
     group.add_argument("--interpolation", default="bilinear", choices=INTERPOLATIONS)
     group.add_argument(
