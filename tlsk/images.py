@@ -1011,9 +1011,10 @@ def resize_image(image, size, interpolation="bilinear"):
     resample = _check_interpolation(interpolation)
     size = _check_size(size)
     image = np.asarray(image)
-    if image.ndim != 3 or image.shape[2] != 3:
+    if image.ndim != 3 or image.shape[2] != 3 or 0 in image.shape:
         raise ValueError(
-            f"expected an RGB image of shape (H, W, 3); received shape {image.shape}"
+            "expected an RGB image of shape (H, W, 3), at least 1 x 1 pixels; "
+            f"received shape {image.shape}"
         )
     if image.dtype != np.uint8 and image.dtype.kind != "f":
         raise TypeError(

@@ -47,6 +47,7 @@ author could, with skops itself, not through ``save_model``'s checks.
     test_an_input_size_beyond_the_bound_is_refused_before_any_work
 - a zero-sized image is an error naming it, on every entry point:
     test_a_zero_sized_image_is_an_error_naming_it
+    test_resize_image_refuses_a_zero_sized_image
     test_a_zero_sized_image_file_is_an_error_naming_it (held before)
 - a metadata file without ``model_sha256`` pairs with no model:
     test_metadata_without_model_sha256_pairs_with_no_model
@@ -903,6 +904,12 @@ def test_a_zero_sized_image_is_an_error_naming_it(fitted, X, entry):
         r"least 1 x 1 pixels; received an array of shape \(",
     ):
         calls[entry]()
+
+
+@pytest.mark.parametrize("shape", [(0, 5, 3), (5, 0, 3)])
+def test_resize_image_refuses_a_zero_sized_image(shape):
+    with pytest.raises(ValueError, match=r"at least 1 x 1 pixels; received shape "):
+        images.resize_image(np.zeros(shape, np.uint8), 8)
 
 
 def _png(width, height):
