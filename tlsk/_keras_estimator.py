@@ -10,6 +10,7 @@ network to build (:meth:`_build_model`) and how it trains (:meth:`_phases`).
 
 from __future__ import annotations
 
+import inspect
 import os
 import tempfile
 from dataclasses import dataclass
@@ -150,10 +151,11 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
                 "classes_ must be a 1-D array of at least 2 classes; received a "
                 f"{type(classes).__name__} of shape {getattr(classes, 'shape', ())}"
             )
-        if getattr(self, "precision_", None) not in COMPUTE_PRECISIONS:
+        # Saved before there was a precision, a model computed in float32.
+        if getattr(self, "precision_", "float32") not in COMPUTE_PRECISIONS:
             raise ValueError(
                 f"precision_ must be one of {COMPUTE_PRECISIONS}; received "
-                f"{getattr(self, 'precision_', None)!r}"
+                f"{self.precision_!r}"
             )
         size = self._image_size()
         inputs = [tuple(tensor.shape) for tensor in self.model_.inputs]
@@ -361,7 +363,15 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
     def __setstate__(self, state):
         if isinstance(state.get("model_"), bytes):
             state = dict(state, model_=_model_from_bytes(state["model_"]))
-        super().__setstate__(state)
+        # A model saved before one of today's parameters existed behaves as
+        # its default does (each was added with the behaviour before it), so
+        # its parameters still pass the checks of a loaded model.
+        defaults = {
+            name: parameter.default
+            for name, parameter in inspect.signature(type(self)).parameters.items()
+            if parameter.default is not inspect.Parameter.empty
+        }
+        super().__setstate__({**defaults, **state})
 
     # -- shared machinery ----------------------------------------------------
 

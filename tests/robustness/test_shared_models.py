@@ -17,6 +17,7 @@ author could, with skops itself, not through ``save_model``'s checks.
   loaded attribute never hides a method:
     test_sizes_and_states_fit_never_makes_are_refused_from_a_shared_file
     test_a_joblib_model_gets_the_same_parameter_checks
+    test_a_model_saved_before_a_parameter_existed_still_loads (held before)
     test_an_attribute_hiding_a_method_is_refused
     test_n_features_out_must_be_the_networks_before_anything_is_allocated
     test_a_keras_classifier_whose_network_is_not_its_own_is_refused
@@ -316,6 +317,24 @@ def test_a_joblib_model_gets_the_same_parameter_checks(tmp_path, fitted):
     Path(metadata_path(path)).write_text(json.dumps(record))
     with pytest.raises(ModelFileError, match=r"'input_size' .* \[32, 2048\]"):
         load_model(path)
+
+
+def test_a_model_saved_before_a_parameter_existed_still_loads(tmp_path, fitted):
+    # The checks of a loaded model must not refuse one's own older files.
+    old = copy.copy(fitted["cnn"])
+    old.__dict__ = {
+        k: v
+        for k, v in fitted["cnn"].__dict__.items()
+        if k not in ("schedule", "tta", "precision_")
+    }
+    path = tmp_path / "old.joblib"
+    save_model(old, path)
+    model, _ = load_model(path)
+    assert (model.schedule, model.tta) == ("constant", None)
+    assert (
+        model.predict(fitted["X"]).tolist()
+        == fitted["cnn"].predict(fitted["X"]).tolist()
+    )
 
 
 def test_an_attribute_hiding_a_method_is_refused(tmp_path, fitted):
