@@ -16,8 +16,9 @@ Each promise and the tests that prove it:
     test_force_never_replaces_what_is_not_a_regular_file
     test_the_library_never_replaces_what_is_not_a_regular_file
 - outputs that collide with each other or with an input are refused before
-  any work:
+  any work, and so is a model to share that would name a file of this machine:
     test_colliding_outputs_are_refused_before_any_work
+    test_a_model_to_share_that_names_a_local_file_is_refused_before_training
 - a failed write changes nothing, and every output is checked before the
   work: figures and model are published together, the error names the file:
     test_a_full_disk_while_training_changes_none_of_the_outputs
@@ -241,6 +242,21 @@ def test_colliding_outputs_are_refused_before_any_work(
     assert count_predictions["images"] == 0  # refused before any work
     assert sorted(os.listdir(tmp_path)) == []
     assert _snapshot(project) == before
+
+
+def test_a_model_to_share_that_names_a_local_file_is_refused_before_training(
+    project, tmp_path, capsys, count_predictions
+):
+    weights = tmp_path / "mine.weights.h5"
+    weights.write_bytes(b"weights of this machine")
+    for method in ("bottleneck", "finetune"):
+        argv = ["train", str(project / "data"), "--method", method, "--weights"]
+        argv += [str(weights), "--out", str(tmp_path / "m.skops"), "-q"]
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert "must name no weights file" in err and "--weights" in err, err
+    assert count_predictions["images"] == 0
+    assert sorted(os.listdir(tmp_path)) == ["mine.weights.h5"]
 
 
 # -- failed writes --------------------------------------------------------------

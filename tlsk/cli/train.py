@@ -187,6 +187,8 @@ def run(args):
     if args.method != "bottleneck":
         outputs.append(("the training curves", model_file(out, ".curves.png")))
     check_outputs(args, outputs, cache=_cache_path(args), data=[args.dir])
+    if serialization(out) == "skops":
+        _check_shareable(args, out)
 
     data = _load_data(args)
     record = {
@@ -260,6 +262,27 @@ def run(args):
     for path in record["files"].values():
         note(args, f"wrote {path}")
     return 0
+
+
+def _check_shareable(args, out):
+    """Refuse now, not after the training, a .skops model that may not be shared.
+
+    A model to share names no file of this machine (a weights or .keras
+    file): the network it would carry is checked as it will be saved.
+    """
+    from tlsk.model_files import check_shareable
+
+    if args.method == "scratch":
+        return
+    network = {"backbone": args.backbone, "weights": parse_weights(args.weights)}
+    if args.method == "bottleneck":
+        from tlsk.features import ImageFeatureExtractor
+
+        check_shareable(ImageFeatureExtractor(**network), out)
+    else:
+        from tlsk.finetune import KerasFineTuneClassifier
+
+        check_shareable(KerasFineTuneClassifier(**network), out)
 
 
 # -- data ---------------------------------------------------------------------
