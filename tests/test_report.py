@@ -132,7 +132,7 @@ def test_a_folder_tlsk_did_not_write_is_never_replaced(tmp_path):
     out = tmp_path / "report"
     evaluation_report(model, paths, labels, out)
     (out / "notes.txt").write_text("mine")
-    with pytest.raises(FileExistsError, match="holds 'notes.txt'"):
+    with pytest.raises(FileExistsError, match="tlsk did not write 'notes.txt'"):
         evaluation_report(model, paths, labels, out, force=True)
     assert (out / "notes.txt").read_text() == "mine"
 

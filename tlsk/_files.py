@@ -56,6 +56,7 @@ __all__ = [
     "Publication",
     "atomic_path",
     "check_replaceable",
+    "check_only_written",
     "check_replaceable_folder",
     "check_writable_folder",
     "file_identity",
@@ -535,13 +536,21 @@ def check_replaceable_folder(
             f"has no {FOLDER_MARKER} of one), so it may hold someone's files; "
             "choose another folder, or move it away yourself"
         )
-    foreign = sorted(present - set(marker["files"]) - {FOLDER_MARKER})
+    check_only_written(f"the {kind} folder {out!r}", present, marker["files"])
+
+
+def check_only_written(what: str, present, written) -> None:
+    """Raise FileExistsError if ``present`` holds a name that ``written`` lacks.
+
+    ``what`` is about to be replaced; ``present`` are the names it holds,
+    ``written`` those tlsk wrote there. Anything else is someone's work.
+    """
+    foreign = sorted(set(present) - set(written) - {FOLDER_MARKER})
     if foreign:
         more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
         raise FileExistsError(
-            f"refusing to replace the {kind} folder {out!r}: it holds "
-            f"{foreign[0]!r}{more}, which tlsk did not write there; move them "
-            "away first"
+            f"refusing to replace {what}: tlsk did not write {foreign[0]!r}{more} "
+            "there; move them away first, or choose another folder"
         )
 
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from tlsk._files import (
     FOLDER_MARKER,
+    check_only_written,
     read_folder_marker,
     safe_join,
     write_atomically,
@@ -553,25 +554,18 @@ def _check_split_is_tlsks(out):
         marker = read_folder_marker(out)
         if marker is not None and marker.get("kind") == _SPLIT_KIND:
             return  # a split that was killed before its manifest
-    foreign = []
+    present = []
     for part in SPLIT_PARTS:
         folder = os.path.join(out, part)
         if os.path.islink(folder) or not os.path.lexists(folder):
             continue  # a link is removed itself, never followed
         if not os.path.isdir(folder):
-            foreign.append(part)
+            present.append(part)
             continue
         for here, _, files in os.walk(folder):
             relative = os.path.relpath(here, out).replace(os.sep, "/")
-            foreign += [f"{relative}/{name}" for name in files]
-    foreign = sorted(set(foreign) - written)
-    if foreign:
-        more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
-        raise FileExistsError(
-            f"refusing to replace the parts of {out!r}: tlsk did not write "
-            f"{foreign[0]!r}{more} there (no split of tlsk's lists it); choose "
-            "another out folder, or move them away first"
-        )
+            present += [f"{relative}/{name}" for name in files]
+    check_only_written(f"the parts of {out!r}", present, written)
 
 
 def _read_split_manifest(path):

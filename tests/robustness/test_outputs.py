@@ -134,7 +134,7 @@ def test_a_report_tlsk_wrote_is_replaced_only_while_it_holds_only_its_files(
     assert (report / "index.html").exists()
     (report / "thumbs" / "mine.jpg").write_bytes(b"mine")
     assert main([*argv, "--force"]) == 1
-    assert "holds 'thumbs/mine.jpg'" in capsys.readouterr().err
+    assert "tlsk did not write 'thumbs/mine.jpg'" in capsys.readouterr().err
     assert (report / "thumbs" / "mine.jpg").read_bytes() == b"mine"
     assert sorted(os.listdir(tmp_path)) == ["report"]  # no temporary left
 
