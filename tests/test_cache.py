@@ -380,8 +380,12 @@ def _craft(path, change):
         )
         group.attrs["dim"] = DIM
         group.attrs["rows_written"] = 3
-        group["keys"] = np.frombuffer(b"".join(keys), np.uint8).reshape(3, 32)
-        group["vectors"] = fake_vectors(keys)
+        # Stored as tlsk stores data: chunked, with the fletcher32 checksum.
+        for name, data in (
+            ("keys", np.frombuffer(b"".join(keys), np.uint8).reshape(3, 32)),
+            ("vectors", fake_vectors(keys)),
+        ):
+            group.create_dataset(name, data=data, chunks=data.shape, fletcher32=True)
         change(f, group)
 
 

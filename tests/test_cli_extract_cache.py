@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from tests._cache_files import flip_a_vector_byte, run_files
+from tests._cache_worker import DIM, FINGERPRINT, fake_key, fake_vectors
 from tests._image_files import random_rgb
 from tlsk import VGG16FeatureExtractor
 from tlsk.cache import FORMAT_VERSION, FeatureCache
@@ -305,12 +306,22 @@ def test_a_missing_or_damaged_cache_is_one_line_and_exit_1(tmp_path, capsys, act
     assert err == f"tlsk cache: error: no feature cache at {missing!r}\n"
     garbage = tmp_path / "garbage.h5"
     garbage.write_bytes(b"this is no HDF5 file" * 10)
-    assert main(["cache", action, str(garbage)]) == 1
-    captured = capsys.readouterr()
-    assert captured.err.startswith("tlsk cache: error: ")
-    assert captured.err.count("\n") == 1
-    # info says why on stderr; verify lists it as the problem it found.
-    assert "is damaged" in (captured.err if action == "info" else captured.out)
+    truncated = tmp_path / "truncated.h5"
+    cache = FeatureCache(truncated)
+    with cache.writer(FINGERPRINT, DIM) as writer, writer.claim():
+        writer.append([fake_key(0)], fake_vectors([fake_key(0)]))
+    os.truncate(truncated, os.path.getsize(truncated) // 2)
+    # A file that is not tlsk's is said to be so, never called damaged.
+    for path, says in (
+        (garbage, "is not a tlsk feature cache"),
+        (truncated, "is damaged"),
+    ):
+        assert main(["cache", action, str(path)]) == 1
+        captured = capsys.readouterr()
+        assert captured.err.startswith("tlsk cache: error: ")
+        assert captured.err.count("\n") == 1
+        # info says why on stderr; verify lists it as the problem it found.
+        assert says in (captured.err if action == "info" else captured.out)
 
 
 def test_cache_in_a_real_process(filled):

@@ -89,7 +89,15 @@ def content_keys(inputs, pool, n_threads, known=None):
 
 
 def check_cache_path(cache):
-    """The cache file's absolute path; a ValueError naming ``cache`` if unusable."""
+    """The cache file's absolute path; a ValueError naming ``cache`` if unusable.
+
+    A file already there must be a tlsk feature cache (damaged or not): any
+    other file (a model, an image, someone's HDF5 file, a link, a FIFO) is
+    refused at once with a :class:`tlsk.cache.CacheError` naming it, before
+    any work, and is never touched.
+    """
+    from tlsk.cache import check_cache_file
+
     path = os.path.abspath(os.fspath(cache))
     folder = os.path.dirname(path)
     if os.path.isdir(path) or not os.path.isdir(folder):
@@ -98,6 +106,7 @@ def check_cache_path(cache):
             f"received {os.fspath(cache)!r}"
             + (", which is a folder" if os.path.isdir(path) else "")
         )
+    check_cache_file(path)
     return path
 
 

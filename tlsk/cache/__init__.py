@@ -23,6 +23,8 @@ On-disk layout (format version 2)
 All files are HDF5, readable with plain h5py::
 
     features.h5               the manifest, replaced whenever runs change
+      user block (512 bytes): "tlsk-feature-cache manifest sha256:" and the
+                              SHA-256 hex digest of every byte after it
       /  attrs: format="tlsk-feature-cache", format_version=2, role="manifest"
       /namespaces/<ns_id>/  attrs: fingerprint=<canonical JSON str>, dim=<int>,
                                    rows_written=<int: rows ever computed,
@@ -31,6 +33,7 @@ All files are HDF5, readable with plain h5py::
                                    run_rows=<int64 rows of each run>
           keys     (n, 32) uint8     virtual datasets over the runs, in order:
           vectors  (n, dim) float32  one dataset per namespace for h5py users
+                                     (attr tlsk_view_runs=<number of runs>)
     features.h5.runs/<ns_id[:16]>-<time_ns>-<token>.h5     one run
       /  attrs: format, format_version=2, role="run"
       /namespaces/<ns_id>/  attrs: fingerprint, dim, rows_written
@@ -54,10 +57,17 @@ with plain h5py::
         keys, vectors = group["keys"][:], group["vectors"][:]
 
 A file (manifest or run) holding soft or external links, another ``format``,
-datasets of the wrong dtype or rank, or shapes larger than the file could
-hold, is refused with a :class:`CacheError` that names it. A shard written by
-:meth:`FeatureCache.write_shard` has the layout of a run, with any number of
-namespaces.
+datasets of the wrong dtype or rank, shapes larger than the file could hold,
+datasets stored otherwise than tlsk stores them (external storage, virtual
+datasets in a run, a contiguous or compact layout, a filter other than
+fletcher32, or none; chunks over 1 MiB), or views that read anything but the
+namespace's own runs, is refused with a :class:`CacheError` that names it,
+before a byte of its data is read (:mod:`tlsk.cache._layout`). A path that
+is not a regular file (a link, a folder, a FIFO, a device) is refused
+without being opened, and a file that is not tlsk's (no HDF5 signature and
+format mark at its start) is refused as "not a tlsk feature cache": neither
+is ever moved or replaced. A shard written by :meth:`FeatureCache.write_shard`
+has the layout of a run, with any number of namespaces.
 
 Format version 1 (one main file of unsorted keys, plus ``features.h5.parts/``)
 is still read as it is, and migrated to version 2 by the first write or by
@@ -85,10 +95,13 @@ fsynced (:mod:`tlsk._files`). Each file is absent, or complete.
   two processes sharing a cache compute each key once.
 * **Leftovers** (temporary files, orphan runs) are deleted by whoever holds
   both locks: then nobody can be writing them.
-* **A damaged file** (truncated, garbage, a checksum that fails) is never
+* **A damaged file** (truncated, garbage, a checksum that fails, the
+  manifest's included, or anything else h5py raises on it) is never
   overwritten and never reused: a lookup or a writer that meets one moves it
   to ``<name>.damaged-<timestamp>``, publishes a manifest without it, and
-  warns with a :class:`CacheWarning` (:mod:`tlsk.cache._damage`).
+  warns with a :class:`CacheWarning` (:mod:`tlsk.cache._damage`). Only a
+  file of tlsk's is damaged: one of the cache's runs, or a main file that
+  shows tlsk's marks.
   :meth:`FeatureCache.info` and :meth:`~FeatureCache.verify` only report it.
   A *refused* file may be someone else's data: it stays where it is and every
   use raises :class:`CacheError`.
@@ -97,15 +110,28 @@ fsynced (:mod:`tlsk._files`). Each file is absent, or complete.
   :meth:`FeatureCache.add_shards` joins shards by writing only what they add.
 """
 
-from tlsk.cache._cache import CacheInfo, CacheWriter, FeatureCache, NamespaceInfo
+from tlsk.cache._cache import (
+    AddedEntries,
+    CacheInfo,
+    CacheWriter,
+    FeatureCache,
+    NamespaceInfo,
+)
 from tlsk.cache._file_keys import FileKeyMemo
 from tlsk.cache._keys import KEY_BYTES, namespace_id
-from tlsk.cache._layout import FORMAT, FORMAT_VERSION, CacheError, CacheWarning
+from tlsk.cache._layout import (
+    FORMAT,
+    FORMAT_VERSION,
+    CacheError,
+    CacheWarning,
+    check_cache_file,
+)
 
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
     "KEY_BYTES",
+    "AddedEntries",
     "CacheError",
     "CacheInfo",
     "CacheWarning",
@@ -113,5 +139,6 @@ __all__ = [
     "FeatureCache",
     "FileKeyMemo",
     "NamespaceInfo",
+    "check_cache_file",
     "namespace_id",
 ]

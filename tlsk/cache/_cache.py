@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import json
 import os
@@ -33,6 +34,7 @@ from tlsk.cache._layout import (
     ROLE_RUN,
     CacheError,
     DamagedError,
+    attr_str,
     check_attrs,
     check_root,
     open_h5,
@@ -97,6 +99,33 @@ class CacheInfo:
     runs: int = 0
     index_bytes: int = 0
     file_keys: NamespaceInfo | None = None  # the memo of file keys, if any
+
+
+@dataclasses.dataclass
+class AddedEntries:
+    """Entries one thread added to one namespace of a cache (see
+    :meth:`FeatureCache.count_added`)."""
+
+    path: str
+    namespace: str
+    entries: int = 0
+
+
+# The counters open in this thread's context: what it publishes is counted
+# where it happens, never as a difference of sizes that other processes,
+# merges and prunes change meanwhile.
+_COUNTERS: contextvars.ContextVar[tuple[AddedEntries, ...]] = contextvars.ContextVar(
+    "tlsk_cache_counters", default=()
+)
+
+
+def _count_added(path: str, ns: str, entries: int) -> None:
+    if not entries:
+        return
+    path = os.path.abspath(path)
+    for counter in _COUNTERS.get():
+        if counter.namespace == ns and counter.path == path:
+            counter.entries += entries
 
 
 _MEMO_NS = namespace_id(MEMO_FINGERPRINT)
@@ -223,6 +252,28 @@ class FeatureCache:
     def writer(self, fingerprint: Mapping, dim: int) -> CacheWriter:
         """A :class:`CacheWriter` for one namespace (use it as a context manager)."""
         return CacheWriter(self, fingerprint, dim)
+
+    @contextlib.contextmanager
+    def count_added(self, fingerprint: Mapping) -> Iterator[AddedEntries]:
+        """Count the entries this thread adds to one namespace, while inside.
+
+        Every entry that an append (:meth:`CacheWriter.append`) or a join
+        (:meth:`add_shards`) made in this thread publishes is counted once,
+        when it is published: entries that another process added meanwhile,
+        merges and prunes change nothing. A writer computes only what the
+        cache lacks under its lock, so this is what this thread computed.
+
+        Yields
+        ------
+        AddedEntries
+            Its ``entries`` grow as entries are published.
+        """
+        counter = AddedEntries(os.path.abspath(self.path), namespace_id(fingerprint))
+        token = _COUNTERS.set((*_COUNTERS.get(), counter))
+        try:
+            yield counter
+        finally:
+            _COUNTERS.reset(token)
 
     def info(self) -> CacheInfo:
         """Files, runs, entries and index sizes, from the manifest alone.
@@ -384,7 +435,7 @@ class FeatureCache:
         sources = [source for shard in shards for source in _shard_sources(shard)]
         with locked(self._lock_path):
             manifest = self._current()
-            added, namespaces = 0, dict(manifest.namespaces)
+            added, namespaces, counts = 0, dict(manifest.namespaces), {}
             for ns, (fp_json, dim) in _source_namespaces(sources).items():
                 entry = namespaces.get(ns) or NamespaceEntry(ns, fp_json, dim, 0, [])
                 if entry.dim != dim:
@@ -402,12 +453,15 @@ class FeatureCache:
                     ns, entry.fingerprint, dim, entry.rows_written + written, runs
                 )
                 added += len(keys)
+                counts[ns] = len(keys)
             merged = Manifest(
                 self.path,
                 FORMAT_VERSION,
                 {ns: e for ns, e in namespaces.items() if e.runs},
             )
             write_manifest(merged)
+            for ns, count in counts.items():
+                _count_added(self.path, ns, count)
         if remove:
             for shard in shards:
                 _remove_shard(shard)
@@ -498,12 +552,11 @@ class FeatureCache:
 def _shard_sources(shard: str) -> list[RunRef]:
     """The files holding a shard's rows: itself, or a whole cache's runs."""
     try:
-        f = open_h5(shard)
+        with open_h5(shard) as f:
+            version, _ = check_root(f, shard, (ROLE_RUN, ROLE_MANIFEST, "legacy"))
+            role = "legacy" if version == 1 else attr_str(f.attrs, "role", shard)
     except DamagedError as err:
         raise CacheError(str(err)) from None  # someone else's file: reported only
-    with f:
-        version, _ = check_root(f, shard, (ROLE_RUN, ROLE_MANIFEST, "legacy"))
-        role = "legacy" if version == 1 else f.attrs.get("role")
     if role == ROLE_MANIFEST:
         manifest = read_manifest(shard)
         return [run for e in manifest.namespaces.values() for run in e.runs]
@@ -683,6 +736,7 @@ class CacheWriter:
             entry.runs + ([run] if run is not None else []),
         )
         write_manifest(manifest.with_namespace(entry, self._ns))
+        _count_added(self._cache.path, self._ns, len(keys))
         if due_merges(entry):
             background_merger(
                 self._cache._lock_path, self._cache._merge_lock_path, self._cache.path

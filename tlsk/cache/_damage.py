@@ -5,8 +5,9 @@ checks that the file is still the one it found damaged (a reader takes no
 lock: the file may have been merged or set aside since), renames it to
 ``<name>.damaged-<timestamp>`` (kept for the user to inspect or delete) and,
 for a run, publishes a manifest without it. The vectors it held are computed
-again. Only the cache's own files are moved: a shard given to ``add_shards``
-is reported, not touched.
+again. Only the cache's own files are moved: its runs, and its main file if
+it shows tlsk's marks (:func:`tlsk.cache._layout.foreign_reason`); a shard
+given to ``add_shards`` is reported, not touched.
 """
 
 from __future__ import annotations
@@ -17,9 +18,14 @@ import time
 import warnings
 
 from tlsk._files import file_identity, fsync_dir, locked
-from tlsk.cache._layout import CacheWarning, DamagedError
-from tlsk.cache._legacy import PARTS_SUFFIX
-from tlsk.cache._manifest import RUNS_SUFFIX, read_manifest, write_manifest
+from tlsk.cache._layout import (
+    PARTS_SUFFIX,
+    RUNS_SUFFIX,
+    CacheWarning,
+    DamagedError,
+    foreign_reason,
+)
+from tlsk.cache._manifest import read_manifest, write_manifest
 
 _ATTEMPTS = 4
 
@@ -36,12 +42,16 @@ def without_damaged_files(cache_path: str, lock_path: str, operation):
 
 
 def _owned(cache_path: str, path: str) -> bool:
+    """Whether ``path`` is the cache's own: its runs and parts, or its main file.
+
+    The main file is the cache's only if it shows tlsk's marks: the path a
+    user names as the cache may hold anything, and only a tlsk file is moved.
+    """
     folder = os.path.dirname(os.path.abspath(path))
     cache_path = os.path.abspath(cache_path)
-    return os.path.abspath(path) == cache_path or folder in (
-        cache_path + RUNS_SUFFIX,
-        cache_path + PARTS_SUFFIX,
-    )
+    if os.path.abspath(path) == cache_path:
+        return foreign_reason(path) is None
+    return folder in (cache_path + RUNS_SUFFIX, cache_path + PARTS_SUFFIX)
 
 
 def set_aside(cache_path: str, lock_path: str, err: DamagedError) -> bool:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import h5py
 
 from tlsk._files import atomic_path
-from tlsk.cache._layout import CacheError
+from tlsk.cache._layout import USER_BLOCK_BYTES, CacheError
 
 # Run files use the newest HDF5 format: a dataset of fixed shape then indexes
 # its chunks with a "fixed array", found in one step rather than a B-tree walk.
@@ -17,7 +17,11 @@ LIBVER = ("v110", "latest")
 
 
 def write_h5(
-    final: str, build: Callable[[h5py.File], None], *, in_memory: bool = False
+    final: str,
+    build: Callable[[h5py.File], None],
+    *,
+    in_memory: bool = False,
+    user_block: Callable[[bytes], bytes] | None = None,
 ) -> None:
     """Build an HDF5 file with ``build(file)`` and make it ``final``, atomically.
 
@@ -26,15 +30,24 @@ def write_h5(
     :class:`_FailSoftFile`. Either way HDF5 never sees a failed write (after
     one, h5py may crash the process), and a full disk is a
     :class:`CacheError` that says nothing was replaced.
+
+    ``user_block`` (in memory only): the file begins with a user block of
+    ``USER_BLOCK_BYTES`` bytes (HDF5 skips it) holding what
+    ``user_block(rest)`` returns for the bytes after it.
     """
     try:
         with atomic_path(final) as tmp:
             if in_memory:
                 buffer = io.BytesIO()
-                with h5py.File(buffer, "w", libver=LIBVER) as f:
+                options = {"userblock_size": USER_BLOCK_BYTES} if user_block else {}
+                with h5py.File(buffer, "w", libver=LIBVER, **options) as f:
                     build(f)
+                data = buffer.getvalue()
+                if user_block is not None:
+                    rest = data[USER_BLOCK_BYTES:]
+                    data = user_block(rest).ljust(USER_BLOCK_BYTES, b"\0") + rest
                 with open(tmp, "wb") as file:
-                    file.write(buffer.getbuffer())
+                    file.write(data)
             else:
                 with _FailSoftFile(tmp) as file:
                     with h5py.File(file, "w", libver=LIBVER) as f:

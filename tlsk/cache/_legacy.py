@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 
 from tlsk._files import fsync_dir
-from tlsk.cache._layout import FORMAT_VERSION, check_attrs, check_root, open_h5
+from tlsk.cache._layout import (
+    FORMAT_VERSION,
+    PART_RE,
+    PARTS_SUFFIX,
+    check_attrs,
+    check_root,
+    open_h5,
+)
 from tlsk.cache._manifest import Manifest, NamespaceEntry, RunRef, write_manifest
 from tlsk.cache._merge import opened_sources, union_plan, write_run
-
-PARTS_SUFFIX = ".parts"
-_PART_RE = re.compile(r"^part-\d{20}-\d+-[0-9a-f]{8}\.h5$")
 
 
 def legacy_parts(path: str) -> list[str]:
@@ -33,7 +36,7 @@ def legacy_parts(path: str) -> list[str]:
         names = os.listdir(folder)
     except (FileNotFoundError, NotADirectoryError):
         return []
-    return [os.path.join(folder, n) for n in sorted(names) if _PART_RE.match(n)]
+    return [os.path.join(folder, n) for n in sorted(names) if PART_RE.match(n)]
 
 
 def migrate(manifest):

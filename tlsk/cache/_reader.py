@@ -144,12 +144,12 @@ class Reader:
                     )
                     continue
             try:
-                f = open_h5(run.path)
+                opened = open_h5(run.path)
             except FileNotFoundError:
                 if run.legacy and run.path == self.path:
                     continue  # a version-1 cache of parts only
                 raise Vanished from None
-            with f:
+            with opened as f:
                 if run.legacy and run.path == self.path:
                     if open_identity(f) != self._manifest.identity:
                         raise Vanished  # migrated (or replaced) since it was read

@@ -36,15 +36,18 @@ def verify_cache(path: str) -> list[str]:
             keys = []
             for run in entry.runs:
                 try:
-                    f = open_h5(run.path)
+                    opened = open_h5(run.path)
                 except FileNotFoundError:
                     vanished = True  # merged meanwhile, or lost: look again
                     break
                 except CacheError as exc:
                     problems.append(str(exc))
                     continue
-                with f:
-                    run_keys, run_problems = _verify_run(f, run, entry)
+                try:
+                    with opened as f:
+                        run_keys, run_problems = _verify_run(f, run, entry)
+                except CacheError as exc:  # what h5py raised, as damage
+                    run_keys, run_problems = np.empty(0, KEY_DTYPE), [str(exc)]
                 problems += run_problems
                 keys.append(run_keys)
             if vanished:
@@ -121,36 +124,45 @@ def _verify_legacy(path: str) -> list[str]:
     problems = []
     for source in [path, *legacy_parts(path)]:
         try:
-            f = open_h5(source)
+            opened = open_h5(source)
         except FileNotFoundError:
             continue
         except CacheError as exc:
             problems.append(str(exc))
             continue
-        with f:
-            try:
-                _, ns_ids = check_root(f, source, ("legacy",))
-            except CacheError as exc:
-                problems.append(str(exc))
-                continue
-            for ns in ns_ids:
-                where = f"{source!r} /namespaces/{ns}"
-                try:
-                    group = check_data_namespace(f, source, ns)
-                    keys = np.concatenate(
-                        [from_rows(b) for _, b in read_blocks(group.keys, source)]
-                        or [np.empty(0, KEY_DTYPE)]
-                    )
-                    problems += _vector_problems(group, source, where)
-                except CacheError as exc:
-                    problems.append(str(exc))
-                    continue
-                duplicates = len(keys) - len(np.unique(keys))
-                if duplicates:
-                    problems.append(f"{where}: {duplicates} duplicate keys")
-                if group.rows_written < group.n:
-                    problems.append(
-                        f"{where}: rows_written={group.rows_written} is less than "
-                        f"its {group.n} entries"
-                    )
+        try:
+            with opened as f:
+                problems += _verify_legacy_file(f, source)
+        except CacheError as exc:  # what h5py raised, as damage
+            problems.append(str(exc))
+    return problems
+
+
+def _verify_legacy_file(f, source: str) -> list[str]:
+    """The problems of one version-1 file (the main file or a part)."""
+    problems = []
+    try:
+        _, ns_ids = check_root(f, source, ("legacy",))
+    except CacheError as exc:
+        return [str(exc)]
+    for ns in ns_ids:
+        where = f"{source!r} /namespaces/{ns}"
+        try:
+            group = check_data_namespace(f, source, ns)
+            keys = np.concatenate(
+                [from_rows(b) for _, b in read_blocks(group.keys, source)]
+                or [np.empty(0, KEY_DTYPE)]
+            )
+            problems += _vector_problems(group, source, where)
+        except CacheError as exc:
+            problems.append(str(exc))
+            continue
+        duplicates = len(keys) - len(np.unique(keys))
+        if duplicates:
+            problems.append(f"{where}: {duplicates} duplicate keys")
+        if group.rows_written < group.n:
+            problems.append(
+                f"{where}: rows_written={group.rows_written} is less than "
+                f"its {group.n} entries"
+            )
     return problems

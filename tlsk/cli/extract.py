@@ -8,12 +8,14 @@ in the cache for those options are not computed again; identical files are
 computed once. 'tlsk train' with the same options and --cache then reads the
 vectors instead of computing them.
 
-A summary goes to stdout (--json for machines): images, vectors newly
-computed, images whose vector was already cached (or computed for an
-identical file), failures, seconds. Files that cannot be
-decoded are named on stderr and skipped (--on-error skip, the default: the
-exit code is 0 unless every file failed), or stop the run (--on-error raise:
-exit code 1, and the batches finished before stay in the cache).
+A summary goes to stdout (--json for machines): images, vectors this run
+computed and added to the cache (counted as they are published: what other
+runs on the same cache add meanwhile is theirs), images whose vector was
+already cached (or computed for an identical file), failures, seconds.
+Files that cannot be decoded are named on stderr and skipped (--on-error
+skip, the default: the exit code is 0 unless every file failed), or stop the
+run (--on-error raise: exit code 1, and the batches finished before stay in
+the cache).
 
 With --scheduler ADDRESS the images are computed on a running Dask cluster,
 with --workers N on N worker processes started on this machine (one thread
@@ -120,8 +122,11 @@ def run(args):
     ).fit(calibration_images(args, files))
     cache = FeatureCache(extractor.cache_path_)
     namespace = namespace_id(extractor.fingerprint_)
-    before = _entries(cache, namespace)
-    with _dask_client(args) as client, warnings.catch_warnings():
+    with (
+        cache.count_added(extractor.fingerprint_) as added,
+        _dask_client(args) as client,
+        warnings.catch_warnings(),
+    ):
         # The bad rows are reported below, each file with its reason.
         warnings.simplefilter("ignore", UndecodableImageWarning)
         if client is None:
@@ -136,16 +141,18 @@ def run(args):
     for err in failed:
         # Not silenced by --quiet: a skipped file is a result, not a remark.
         print(f"tlsk extract: skipped {err}", file=sys.stderr)
+    decoded = len(files) - len(failed)
+    # Shards an interrupted earlier run left are joined (and counted) too.
+    computed = min(added.entries, decoded)
     summary = {
         "images": len(files),
-        "computed": _entries(cache, namespace) - before,
-        "cached": 0,
+        "computed": computed,
+        "cached": decoded - computed,
         "failed": len(failed),
         "seconds": round(time.perf_counter() - start, 3),
         "cache": args.cache,
         "namespace": namespace,
     }
-    summary["cached"] = summary["images"] - summary["failed"] - summary["computed"]
     if args.json:
         print_json({**summary, "failures": [str(err) for err in failed]})
     else:
@@ -205,13 +212,6 @@ def _dask_client(args):
 
 def _workers(client):
     return len(client.scheduler_info().get("workers", {}))
-
-
-def _entries(cache, namespace):
-    for ns in cache.info().namespaces:
-        if ns.id == namespace:
-            return ns.entries
-    return 0
 
 
 def _reason(path):
