@@ -115,7 +115,7 @@ def test_tlsk_check_label_errors_prints_writes_csv_json_and_report(
 
     # Again from the cache, as JSON; an existing --out or --report is refused.
     assert main([*args, *EXTRACTOR_OPTIONS, "--out", str(out)]) == 1
-    assert "use --force" in capsys.readouterr().err
+    assert "pass --force to replace it" in capsys.readouterr().err
     assert main([*args, *EXTRACTOR_OPTIONS, "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert [r["file"] for r in result["label_errors"]] == [r["file"] for r in rows]

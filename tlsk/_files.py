@@ -22,9 +22,9 @@ that belong together are written first and put in place together
 (:class:`Publication`), so that a failure while writing any of them (a full
 disk) changes none. Every write error names the file.
 
-A folder that tlsk replaces as a whole (a report) carries a marker file
-listing what tlsk wrote in it (:func:`write_folder_marker`); a folder without
-one, or holding anything else, is never replaced (:func:`check_replaceable_folder`).
+Every output path is first :func:`resolved` (its folder as the kernel
+resolves it), so that what is checked is what is written. Folders that tlsk
+writes as a whole live in :mod:`tlsk._output_folders`.
 
 Locks are ``flock`` locks on a lock file (:func:`locked`): the kernel drops
 them when a process dies, so a lock is never left held by the dead.
@@ -40,48 +40,72 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import json
 import os
 import re
 import secrets
-import shutil
 import stat
 import threading
 import time
 from collections.abc import Iterator
 
 __all__ = [
-    "FOLDER_MARKER",
     "TMP_PREFIX",
     "Publication",
     "atomic_path",
     "check_replaceable",
-    "check_only_written",
-    "check_replaceable_folder",
     "check_writable_folder",
+    "dead_temps",
     "file_identity",
     "file_kind",
-    "folder_writer",
+    "folder_locked",
     "fsync_dir",
     "fsync_file",
     "holds_lock",
     "locked",
-    "read_folder_marker",
+    "naming",
     "remove_dead_temps",
+    "resolved",
     "safe_join",
     "stale_temps",
     "temp_name",
     "write_atomically",
-    "write_folder_marker",
 ]
 
 TMP_PREFIX = ".tmp-"
 
 
+def resolved(path) -> str:
+    """The absolute path a write to ``path`` creates or replaces.
+
+    Its folder is resolved as the kernel resolves it (links first, then
+    ``..``), its last name kept as it is: ``sym/../x`` is ``x`` beside what
+    ``sym`` points to, not ``./x`` (:func:`os.path.abspath` would say), and
+    a link named last is the link, not its target. Every check and write of
+    an output goes through this one name.
+    """
+    path = os.fsdecode(os.fspath(path))
+    stripped = path.rstrip(os.sep) or path
+    head, tail = os.path.split(stripped)
+    if tail in ("", ".", ".."):
+        return os.path.realpath(stripped)
+    return os.path.join(os.path.realpath(head or os.curdir), tail)
+
+
+# File names are at most 255 bytes: a temporary keeps this much of its
+# final name, so that a long final name still has one.
+_TEMP_STEM_BYTES = 200
+
+
+def _temp_stem(name: str) -> str:
+    encoded = name.encode("utf-8", "surrogateescape")[:_TEMP_STEM_BYTES]
+    return encoded.decode("utf-8", "ignore")
+
+
 def temp_name(final: str) -> str:
     """A fresh temporary name for ``final``, in its folder."""
     head, tail = os.path.split(final)
-    return os.path.join(head, f"{TMP_PREFIX}{tail}-{secrets.token_hex(8)}")
+    stem = _temp_stem(tail)
+    return os.path.join(head, f"{TMP_PREFIX}{stem}-{secrets.token_hex(8)}")
 
 
 def stale_temps(folder: str, final_prefix: str = "") -> list[str]:
@@ -91,7 +115,8 @@ def stale_temps(folder: str, final_prefix: str = "") -> list[str]:
     every writer holds, say); this only finds them.
     """
     pattern = re.compile(
-        re.escape(TMP_PREFIX + final_prefix) + r".*-[0-9a-f]{16}$", re.DOTALL
+        re.escape(TMP_PREFIX + _temp_stem(final_prefix)) + r".*-[0-9a-f]{16}$",
+        re.DOTALL,
     )
     try:
         names = os.listdir(folder)
@@ -141,16 +166,28 @@ def check_replaceable(path, *, force: bool, force_flag: str = "force=True") -> N
     """Raise FileExistsError unless ``path`` may be written.
 
     It may be when nothing is there, or, with ``force``, when it is a regular
-    file or a symbolic link (the link is replaced, never written through).
-    A folder, a device, a FIFO or a socket is never replaced, force or not.
+    file or a symbolic link to one or to nothing (the link is replaced, never
+    written through). A folder, a device, a FIFO or a socket is never
+    replaced, force or not, nor a link to one (``/dev/stdout``).
     ``force_flag`` is how the caller's user spells force (``"--force"``).
     """
-    path = os.fspath(path)
+    path = os.fsdecode(os.fspath(path))
     try:
         mode = os.lstat(path).st_mode
     except FileNotFoundError:
         return
-    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+    if stat.S_ISLNK(mode):
+        try:
+            target = os.stat(path).st_mode
+        except OSError:
+            target = stat.S_IFREG  # a dangling link: the link is all there is
+        if not stat.S_ISREG(target):
+            raise FileExistsError(
+                f"refusing to replace {path!r}: it is a symbolic link to "
+                f"{file_kind(target)}, and only a regular file (or a link to one) "
+                "is ever replaced; choose another name"
+            )
+    elif not stat.S_ISREG(mode):
         raise FileExistsError(
             f"refusing to replace {path!r}: it is {file_kind(mode)}, and only a "
             "regular file (or a symbolic link, replaced itself) is ever replaced; "
@@ -160,24 +197,20 @@ def check_replaceable(path, *, force: bool, force_flag: str = "force=True") -> N
         raise FileExistsError(f"{path!r} exists; pass {force_flag} to replace it")
 
 
-def _create_temp(final: str, *, folder: bool = False) -> tuple[str, int]:
-    """A new temporary file (or folder) for ``final`` and a descriptor that locks it.
+def _create_temp(final: str) -> tuple[str, int]:
+    """A new temporary file for ``final`` and a descriptor that locks it.
 
     The ``flock`` lasts until the descriptor is closed: while it is held, the
-    temporary belongs to a live writer (:func:`remove_dead_temps`).
+    temporary belongs to a live writer (:func:`remove_dead_temps`). The file
+    is open for writing, which a lock on a network file system needs.
     """
     tmp = temp_name(final)
-    if folder:
-        os.mkdir(tmp, 0o755)
-        fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    else:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-        fd = os.open(tmp, flags, 0o666)
+    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
     except BaseException:
         os.close(fd)
-        _remove(tmp)
+        os.unlink(tmp)
         raise
     return tmp, fd
 
@@ -197,17 +230,8 @@ def _unlock(fd: int) -> None:
         os.close(fd)
 
 
-def _remove(path: str) -> None:
-    """Remove a temporary file or folder of tlsk's (a link is removed itself)."""
-    with contextlib.suppress(FileNotFoundError):
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path)
-        else:
-            os.unlink(path)
-
-
 @contextlib.contextmanager
-def _naming(final: str, temporary: str) -> Iterator[None]:
+def naming(final: str, temporary: str | None = None) -> Iterator[None]:
     """Give an error of writing ``final`` (through ``temporary``) its name.
 
     A bare ``[Errno 28] No space left on device`` says nothing of which file;
@@ -222,7 +246,7 @@ def _naming(final: str, temporary: str) -> Iterator[None]:
         ours = err.filename is None or err.filename in (temporary, final)
         if not ours and isinstance(err.filename, str):
             head, tail = os.path.split(err.filename)
-            ours = head == folder and tail.startswith(TMP_PREFIX + name + "-")
+            ours = head == folder and tail.startswith(TMP_PREFIX + _temp_stem(name))
         if not ours:
             raise
         raise OSError(
@@ -242,12 +266,12 @@ def atomic_path(final) -> Iterator[str]:
     ``final``. A ``final`` that is not a regular file or a link (a folder, a
     device) is refused before anything is written.
     """
-    final = os.fspath(final)
+    final = resolved(final)
     check_replaceable(final, force=True)
-    with _naming(final, None):
+    with naming(final):
         tmp, fd = _create_temp(final)
     try:
-        with _naming(final, tmp):
+        with naming(final, tmp):
             yield tmp
             fsync_file(tmp)
             check_replaceable(final, force=True)
@@ -275,7 +299,7 @@ def write_atomically(path, write, verify=None, *, before_replace=None):
     file and the old content in place; the temporary files that killed
     writers of ``path`` left are removed first.
     """
-    path = os.path.abspath(os.fspath(path))
+    path = resolved(path)
     remove_dead_temps(path)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as file:
@@ -321,15 +345,15 @@ class Publication:
 
     def stage(self, final, write) -> None:
         """Write ``final``'s content with ``write(binary_file)``, not yet in place."""
-        final = os.path.abspath(os.fspath(final))
+        final = resolved(final)
         if any(final == staged for _, staged, _ in self._staged):
             raise ValueError(f"{final!r} is staged twice")
         check_replaceable(final, force=True)
         remove_dead_temps(final)
-        with _naming(final, None):
+        with naming(final):
             tmp, fd = _create_temp(final)
         self._staged.append((tmp, final, fd))
-        with _naming(final, tmp):
+        with naming(final, tmp):
             with open(tmp, "wb") as file:
                 write(file)
             fsync_file(tmp)
@@ -340,7 +364,7 @@ class Publication:
             check_replaceable(final, force=True)
         self._release()
         for tmp, final, _ in self._staged:
-            with _naming(final, tmp):
+            with naming(final, tmp):
                 os.replace(tmp, final)
         for folder in sorted({os.path.dirname(final) for _, final, _ in self._staged}):
             fsync_dir(folder)
@@ -360,38 +384,42 @@ class Publication:
             self._staged[i] = (tmp, final, -1)
 
 
-# Opens without following a link or waiting on a FIFO.
-_READ_NO_FOLLOW = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+# Opens without following a link or waiting on a FIFO; for writing, since a
+# lock on a network file system needs it.
+_OPEN_TO_LOCK = os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 # A temporary younger than this may have been created a moment ago by a
 # writer that has not yet taken its lock: it is left alone.
 _YOUNGEST_DEAD_TEMP_SECONDS = 5.0
 
 
-def remove_dead_temps(final) -> list[str]:
-    """Remove the temporary files and folders of ``final`` whose writer is dead.
+def dead_temps(final) -> Iterator[tuple[str, int]]:
+    """The temporaries of ``final`` whose writer is dead, each while locked.
 
-    A writer holds a ``flock`` on its temporary (see :func:`atomic_path`,
-    :class:`Publication`, :func:`folder_writer`); one whose lock can be taken
-    belongs to a process that died. Only tlsk's own names
-    (``.tmp-<name>-<16 hex digits>``) are looked at, links are never
-    followed, and a folder is removed only if it holds tlsk's marker (see
-    :func:`write_folder_marker`). Returns what was removed.
+    Yields ``(path, descriptor)`` for each regular file named
+    ``.tmp-<final's name>-<16 hex digits>`` beside ``final`` whose ``flock``
+    this process could take (its writer died: a live one holds it) and that
+    is older than a few seconds; the caller removes it (or not) before the
+    next item, while the lock keeps any other tidier away. Nothing else is
+    opened: links, folders, devices and FIFOs are passed over unopened.
     """
-    final = os.path.abspath(os.fspath(final))
+    final = resolved(final)
     folder, name = os.path.split(final)
-    own = re.compile(re.escape(TMP_PREFIX + name) + r"-[0-9a-f]{16}$", re.DOTALL)
-    removed = []
+    own = re.compile(
+        re.escape(TMP_PREFIX + _temp_stem(name)) + r"-[0-9a-f]{16}$", re.DOTALL
+    )
     for tmp in stale_temps(folder, name):
         if not own.match(os.path.basename(tmp)):
             continue
         try:
-            fd = os.open(tmp, _READ_NO_FOLLOW)
+            if not stat.S_ISREG(os.lstat(tmp).st_mode):
+                continue  # decided before anything is opened
+            fd = os.open(tmp, _OPEN_TO_LOCK)
         except OSError:
-            continue  # a link, or gone
+            continue  # gone, or not ours to open
         try:
             info = os.fstat(fd)
-            if not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
+            if not stat.S_ISREG(info.st_mode):
                 continue
             if time.time() - info.st_mtime < _YOUNGEST_DEAD_TEMP_SECONDS:
                 continue
@@ -399,12 +427,19 @@ def remove_dead_temps(final) -> list[str]:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
                 continue  # its writer is alive
-            if stat.S_ISDIR(info.st_mode) and read_folder_marker(tmp) is None:
-                continue
-            _remove(tmp)
-            removed.append(tmp)
+            yield tmp, fd
         finally:
             os.close(fd)
+
+
+def remove_dead_temps(final) -> list[str]:
+    """Remove the temporary files of ``final`` whose writer is dead (see
+    :func:`dead_temps`); return what was removed."""
+    removed = []
+    for tmp, _ in dead_temps(final):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+            removed.append(tmp)
     return removed
 
 
@@ -416,7 +451,7 @@ def check_writable_folder(final, *, folders_made: bool = False) -> None:
     whose result would have nowhere to go. With ``folders_made`` (the writer
     creates missing folders), the nearest folder that exists is tried.
     """
-    final = os.path.abspath(os.fspath(final))
+    final = resolved(final)
     folder = os.path.dirname(final)
     while folders_made and not os.path.lexists(folder):
         final, folder = folder, os.path.dirname(folder)
@@ -424,171 +459,31 @@ def check_writable_folder(final, *, folders_made: bool = False) -> None:
         raise FileNotFoundError(
             errno.ENOENT, f"cannot write {final!r}: folder {folder!r} does not exist"
         )
-    with _naming(final, None):
+    with naming(final):
         tmp, fd = _create_temp(final)
     os.close(fd)
     os.unlink(tmp)
 
 
-# -- folders tlsk replaces as a whole ---------------------------------------
+@contextlib.contextmanager
+def folder_locked(folder) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``folder`` itself, for steps that go together.
 
-FOLDER_MARKER = ".tlsk-output.json"
-
-
-def write_folder_marker(folder, kind: str, files=None) -> None:
-    """Mark ``folder`` as written by tlsk as a ``kind``, listing what it holds.
-
-    Call it last, when the folder is complete: every file and folder under it
-    is listed (or ``files``, when tlsk writes only those in it), so that a
-    file added later by someone else keeps the folder from being replaced
-    (:func:`check_replaceable_folder`).
+    Writers that must not interleave (the three steps of replacing a model
+    and its metadata) take it; it leaves no file behind. Where the file
+    system cannot lock a folder (some network ones), the steps run unlocked.
     """
-    folder = os.fspath(folder)
-    if files is None:
-        files = _listing(folder) - {FOLDER_MARKER}
-    record = {"format": "tlsk-output", "kind": kind, "files": sorted(files)}
-    data = json.dumps(record, indent=1, ensure_ascii=True).encode("ascii")
-    write_atomically(os.path.join(folder, FOLDER_MARKER), lambda f: f.write(data))
-
-
-def read_folder_marker(folder) -> dict | None:
-    """The marker :func:`write_folder_marker` left in ``folder``, or None."""
-    path = os.path.join(os.fspath(folder), FOLDER_MARKER)
     try:
-        fd = os.open(path, _READ_NO_FOLLOW)
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
-        return None
+        yield
+        return
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        data = os.read(fd, _MARKER_MAX_BYTES + 1)
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
     finally:
         os.close(fd)
-    try:
-        record = json.loads(data)
-    except ValueError:
-        return None
-    if (
-        len(data) > _MARKER_MAX_BYTES
-        or not isinstance(record, dict)
-        or record.get("format") != "tlsk-output"
-        or not isinstance(record.get("files"), list)
-    ):
-        return None
-    return record
-
-
-# A report lists a few thousand thumbnails at most: 100,000 names of 64 bytes.
-_MARKER_MAX_BYTES = 8 * 2**20
-
-
-def _listing(folder: str) -> set[str]:
-    """Every path under ``folder``, relative, '/'-separated; links not followed."""
-    found = set()
-    for root, dirs, files in os.walk(folder):
-        relative = os.path.relpath(root, folder)
-        for name in dirs + files:
-            found.add(name if relative == "." else f"{relative}/{name}")
-    return found
-
-
-def check_replaceable_folder(
-    out, kind: str, *, force: bool, inputs=(), force_flag: str = "force=True"
-) -> None:
-    """Raise unless the folder ``out`` may be written as a whole (a ``kind``).
-
-    ``out`` may be written when it does not exist; with ``force``, also when
-    it is an empty folder, or one that tlsk wrote as a ``kind`` (its marker
-    says so) holding nothing but what tlsk wrote. Never when it is, holds or
-    lies inside one of ``inputs`` (the data the command reads), and never a
-    link, a file or a folder of someone else's, force or not.
-    """
-    out = os.fsdecode(out)
-    real = os.path.realpath(out)
-    for source in inputs:
-        source = os.fsdecode(source)
-        source_real = os.path.realpath(source)
-        if os.path.commonpath([real, source_real]) in (real, source_real):
-            raise ValueError(
-                f"refusing to write the {kind} folder {out!r}: it is, holds or lies "
-                f"inside {source!r}, which is read; choose a folder outside the data"
-            )
-    try:
-        mode = os.lstat(out).st_mode
-    except FileNotFoundError:
-        return
-    if not stat.S_ISDIR(mode):
-        raise FileExistsError(
-            f"refusing to replace {out!r}: it is {file_kind(mode)}, not a {kind} "
-            f"folder; choose another name"
-        )
-    if not force:
-        raise FileExistsError(
-            f"{kind} folder {out!r} exists; pass {force_flag} to replace it"
-        )
-    present = _listing(out)
-    if not present:
-        return
-    marker = read_folder_marker(out)
-    if marker is None or marker.get("kind") != kind:
-        raise FileExistsError(
-            f"refusing to replace {out!r}: tlsk did not write it as a {kind} (it "
-            f"has no {FOLDER_MARKER} of one), so it may hold someone's files; "
-            "choose another folder, or move it away yourself"
-        )
-    check_only_written(f"the {kind} folder {out!r}", present, marker["files"])
-
-
-def check_only_written(what: str, present, written) -> None:
-    """Raise FileExistsError if ``present`` holds a name that ``written`` lacks.
-
-    ``what`` is about to be replaced; ``present`` are the names it holds,
-    ``written`` those tlsk wrote there. Anything else is someone's work.
-    """
-    foreign = sorted(set(present) - set(written) - {FOLDER_MARKER})
-    if foreign:
-        more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
-        raise FileExistsError(
-            f"refusing to replace {what}: tlsk did not write {foreign[0]!r}{more} "
-            "there; move them away first, or choose another folder"
-        )
-
-
-@contextlib.contextmanager
-def folder_writer(out, kind: str) -> Iterator[str]:
-    """Yield a new temporary folder that becomes ``out`` (a ``kind``) on success.
-
-    The caller has checked ``out`` with :func:`check_replaceable_folder`; the
-    body fills the folder; then the marker is written, and the folder takes
-    ``out``'s place (an old ``out`` is moved aside first, then removed). A
-    failed or interrupted body leaves ``out`` as it was; the temporary folder
-    of a killed writer is removed by the next writer of ``out``.
-    """
-    out = os.path.abspath(os.fspath(out))
-    remove_dead_temps(out)
-    with _naming(out, None):
-        work, fd = _create_temp(out, folder=True)
-    try:
-        with _naming(out, work):
-            # Marked at once, so that if this writer dies the next one knows
-            # the folder for tlsk's and removes it.
-            write_folder_marker(work, kind, files=())
-            yield work
-            write_folder_marker(work, kind)
-            old = None
-            if os.path.lexists(out):
-                old = temp_name(out)
-                os.rename(out, old)
-            os.rename(work, out)
-            fsync_dir(os.path.dirname(out))
-    except BaseException:
-        _remove(work)
-        raise
-    finally:
-        _unlock(fd)
-    if old is not None:
-        with contextlib.suppress(OSError):  # the next writer of ``out`` retries
-            _remove(old)
 
 
 _held = threading.local()

@@ -19,12 +19,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from tlsk._files import (
+from tlsk._files import resolved, safe_join, write_atomically
+from tlsk._output_folders import (
     FOLDER_MARKER,
     check_only_written,
     read_folder_marker,
-    safe_join,
-    write_atomically,
     write_folder_marker,
 )
 from tlsk.images import FileInput, ImageError, decode_threads, open_regular_file
@@ -288,7 +287,8 @@ def split_image_folder(
         )
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
         raise ValueError(f"seed must be a non-negative int; received {seed!r}")
-    root, out = os.fsdecode(os.fspath(root)), os.fsdecode(os.fspath(out))
+    # ``out`` as the kernel resolves it: what is checked is what is written.
+    root, out = os.fsdecode(os.fspath(root)), resolved(out)
     _check_out(root, out, force)
 
     report, good = _survey(root, n_jobs)
@@ -538,18 +538,12 @@ def _check_split_is_tlsks(out):
     manifest_path = os.path.join(out, SPLIT_MANIFEST)
     written = set()
     if os.path.lexists(manifest_path):
-        manifest = _read_split_manifest(manifest_path)
-        if manifest is None:
+        written = _split_files(manifest_path)
+        if written is None:
             raise FileExistsError(
                 f"refusing to replace {manifest_path!r}: it is not a split.json "
                 "that tlsk wrote; choose another out folder"
             )
-        written = {
-            entry.get("path")
-            for entries in manifest.get("parts", {}).values()
-            for entry in entries
-            if isinstance(entry, dict)
-        }
     else:
         marker = read_folder_marker(out)
         if marker is not None and marker.get("kind") == _SPLIT_KIND:
@@ -562,22 +556,38 @@ def _check_split_is_tlsks(out):
         if not os.path.isdir(folder):
             present.append(part)
             continue
-        for here, _, files in os.walk(folder):
+        # Files and links (a link to a folder is listed among ``dirs``, not
+        # entered); a folder that holds nothing has nothing to lose.
+        for here, dirs, files in os.walk(folder):
             relative = os.path.relpath(here, out).replace(os.sep, "/")
-            present += [f"{relative}/{name}" for name in files]
+            links = [name for name in dirs if os.path.islink(os.path.join(here, name))]
+            present += [f"{relative}/{name}" for name in files + links]
     check_only_written(f"the parts of {out!r}", present, written)
 
 
-def _read_split_manifest(path):
-    """The split.json at ``path`` if tlsk wrote it (a regular file), else None."""
+def _split_files(manifest_path):
+    """What the split.json at ``manifest_path`` says the split wrote: its files
+    and their folders; None if the file is not a split.json of tlsk's."""
     try:
-        with open_regular_file(path) as file:
+        with open_regular_file(manifest_path) as file:
             manifest = json.load(file)
-    except (ImageError, ValueError):
+    except (ImageError, ValueError, RecursionError):
         return None
-    if not isinstance(manifest, dict) or manifest.get("format") != SPLIT_FORMAT:
+    parts = manifest.get("parts") if isinstance(manifest, dict) else None
+    if manifest.get("format") != SPLIT_FORMAT or not isinstance(parts, dict):
         return None
-    return manifest
+    written = set()
+    for entries in parts.values():
+        if not isinstance(entries, list):
+            return None
+        for entry in entries:
+            path = entry.get("path") if isinstance(entry, dict) else None
+            if not isinstance(path, str):
+                return None
+            while path:  # the file and each folder above it
+                written.add(path)
+                path = path.rpartition("/")[0]
+    return written
 
 
 def _clear_out(out):

@@ -39,11 +39,18 @@ a path of your machine.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 
 from tlsk import _skops
-from tlsk._files import write_atomically
+from tlsk._files import (
+    check_replaceable,
+    file_identity,
+    folder_locked,
+    resolved,
+    write_atomically,
+)
 from tlsk._limits import MAX_N_JOBS
 from tlsk._skops import UntrustedTypesError
 from tlsk.backbone import file_sha256
@@ -125,33 +132,37 @@ def save_model(model, path, metadata=None, force=False):
     """
     from tlsk._version import __version__
 
-    path = os.fspath(path)
     kind = serialization(path)
     if kind == "skops":
         check_shareable(model, path)
+    path = resolved(path)
     for target in (path, metadata_path(path)):
-        if os.path.lexists(target) and not force:
-            raise FileExistsError(f"{target!r} exists; pass force=True to replace it")
-    folder = os.path.dirname(os.path.abspath(path))
+        check_replaceable(target, force=force)
+    folder = os.path.dirname(path)
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"cannot write {path!r}: no folder {folder!r}")
-    previous = _matching_record(path)
     record = {
         "format": MODEL_FORMAT,
         "tlsk_version": __version__,
         "serialization": kind,
         **(metadata or {}),
     }
+    # Two writers of one model must not interleave their three steps: the
+    # metadata of one would describe the other's model.
+    with folder_locked(folder):
+        previous = _matching_record(path)
 
-    def describe_first(tmp):
-        record["model_sha256"] = file_sha256(tmp)
-        if previous is not None:
-            _write_json(metadata_path(path), {**record, "previous": previous})
+        def describe_first(tmp):
+            record["model_sha256"] = file_sha256(tmp)
+            if previous is not None:
+                _write_json(metadata_path(path), {**record, "previous": previous})
 
-    write_atomically(
-        path, lambda file: _WRITERS[kind](model, file), before_replace=describe_first
-    )
-    _write_json(metadata_path(path), record)
+        write_atomically(
+            path,
+            lambda file: _WRITERS[kind](model, file),
+            before_replace=describe_first,
+        )
+        _write_json(metadata_path(path), record)
 
 
 def load_model(path, trusted=()):
@@ -187,43 +198,25 @@ def load_model(path, trusted=()):
             f"{path!r} is not a tlsk model: its metadata {metadata_path(path)!r} is "
             "missing ('tlsk train' and save_model write both)"
         )
-    try:
-        metadata = _read_metadata(path)
-    except (OSError, ValueError) as err:
-        raise ModelFileError(
-            f"cannot read the metadata of model {path!r} at "
-            f"{metadata_path(path)!r}: {err}"
-        ) from err
-    if not isinstance(metadata.get("model_sha256"), str):
-        raise ModelFileError(
-            f"the metadata {metadata_path(path)!r} of model {path!r} records no "
-            "model_sha256, so nothing says it describes that model; train again, "
-            "or write both files with save_model"
-        )
-    metadata = _pick_record(metadata, file_sha256(path))
-    if metadata is None:
-        raise ModelFileError(
-            f"model {path!r} is not the file its metadata {metadata_path(path)!r} "
-            "describes (SHA-256 differs: one was replaced or damaged); train again "
-            "or restore both files together"
-        )
-    shared = kind == "skops"
-    try:
-        if shared:
-            from tlsk._shared_networks import reading_shared_file
+    with open(path, "rb") as file:
+        metadata = _read_matching_metadata(path, file)
+        shared = kind == "skops"
+        try:
+            if shared:
+                from tlsk._shared_networks import reading_shared_file
 
-            with open(path, "rb") as file, reading_shared_file():
-                model = _skops.load(file, path, trusted=tuple(trusted))
-        else:
-            import joblib
+                with reading_shared_file():
+                    model = _skops.load(file, path, trusted=tuple(trusted))
+            else:
+                import joblib
 
-            model = joblib.load(path)
-    except (ModelFileError, UntrustedTypesError):
-        raise
-    except _skops.ArchiveError as err:  # names the file already
-        raise ModelFileError(str(err)) from err
-    except Exception as err:  # a damaged file fails in many ways
-        raise ModelFileError(f"cannot load model {path!r}: {err}") from err
+                model = joblib.load(file)
+        except (ModelFileError, UntrustedTypesError):
+            raise
+        except _skops.ArchiveError as err:  # names the file already
+            raise ModelFileError(str(err)) from err
+        except Exception as err:  # a damaged file fails in many ways
+            raise ModelFileError(f"cannot load model {path!r}: {err}") from err
     _check_loaded(model, path, shared)
     return model, metadata
 
@@ -402,6 +395,51 @@ def _read_metadata(path):
     if not isinstance(metadata, dict) or metadata.get("format") != MODEL_FORMAT:
         raise ModelFileError(f"{metadata_path(path)!r} is not a tlsk model's metadata")
     return metadata
+
+
+# Reading a pair while another process replaces it may see the metadata of
+# one model beside another; the pair is read again this many times.
+_READ_ATTEMPTS = 5
+
+
+def _read_matching_metadata(path, file):
+    """The record of ``path``'s metadata that describes the open model ``file``.
+
+    The model is hashed from ``file``, the very bytes that will be loaded,
+    even if the name is replaced meanwhile. A mismatch while either file is
+    being replaced (their identities change under the reader) is read again;
+    one that stays is a :class:`ModelFileError`.
+    """
+    for _ in range(_READ_ATTEMPTS):
+        before = file_identity(metadata_path(path))
+        try:
+            metadata = _read_metadata(path)
+        except (OSError, ValueError) as err:
+            raise ModelFileError(
+                f"cannot read the metadata of model {path!r} at "
+                f"{metadata_path(path)!r}: {err}"
+            ) from err
+        if not isinstance(metadata.get("model_sha256"), str):
+            raise ModelFileError(
+                f"the metadata {metadata_path(path)!r} of model {path!r} records "
+                "no model_sha256, so nothing says it describes that model; train "
+                "again, or write both files with save_model"
+            )
+        file.seek(0)
+        record = _pick_record(metadata, hashlib.file_digest(file, "sha256").hexdigest())
+        file.seek(0)
+        if record is not None:
+            return record
+        model_moved = file_identity(path) != file_identity(
+            path, os.fstat(file.fileno())
+        )
+        if not model_moved and file_identity(metadata_path(path)) == before:
+            break
+    raise ModelFileError(
+        f"model {path!r} is not the file its metadata {metadata_path(path)!r} "
+        "describes (SHA-256 differs: one was replaced or damaged); train again "
+        "or restore both files together"
+    )
 
 
 def _pick_record(metadata, sha256):

@@ -11,6 +11,7 @@ import os
 
 import numpy as np
 
+from tlsk._files import write_atomically
 from tlsk.datasets import printable
 
 __all__ = ["plot_confusion_matrix", "plot_history", "plot_lr_find"]
@@ -179,4 +180,5 @@ def _save(figure, path):
         folder = os.path.dirname(path) or "."
         if not os.path.isdir(folder):
             raise ValueError(f"path must be in an existing folder; received {path!r}")
-        figure.savefig(path, format="png", dpi=100)
+        # Atomically, and a link named ``path`` is replaced, never written through.
+        write_atomically(path, lambda file: figure.savefig(file, format="png", dpi=100))

@@ -289,12 +289,12 @@ def test_reports_show_names_that_are_not_utf8(tmp_path):
 
 
 def test_training_on_a_single_class_is_one_line_naming_it(tmp_path, capsys):
-    (tmp_path / "only").mkdir()
+    (tmp_path / "data" / "only").mkdir(parents=True)
     for i in range(4):
-        write(tmp_path / "only" / f"{i}.png", smooth_rgb(8, 8 + i), "PNG")
+        write(tmp_path / "data" / "only" / f"{i}.png", smooth_rgb(8, 8 + i), "PNG")
     argv = [
         "train",
-        str(tmp_path),
+        str(tmp_path / "data"),
         "--weights",
         "none",
         "--out",

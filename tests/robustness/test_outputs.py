@@ -31,14 +31,33 @@ Each promise and the tests that prove it:
 - names from the data reach the terminal escaped and a spreadsheet as text:
     test_class_names_never_drive_the_terminal_or_a_spreadsheet
     test_csv_cells_that_a_spreadsheet_would_run_become_text
+- what a second look found (paths through a link and ``..``, demo folders
+  with foreign files, library plots through links, two writers of one
+  model, a folder that appears meanwhile, a cache inside the report, forged
+  markers and split manifests, links in split parts, escapes in metadata,
+  long and byte names, links to devices):
+    test_a_link_then_dotdot_names_what_is_written
+    test_demo_force_refuses_files_a_demo_did_not_write
+    test_library_plots_replace_a_link_never_write_through_it
+    test_two_writers_of_one_model_leave_a_pair_that_loads
+    test_a_folder_that_appears_while_a_report_is_made_is_kept
+    test_a_cache_inside_the_report_is_refused_before_any_work
+    test_a_forged_marker_is_no_marker
+    test_a_forged_split_manifest_is_not_tlsks
+    test_split_force_keeps_a_link_someone_put_in_a_part
+    test_metadata_never_drives_the_terminal
+    test_long_and_byte_names_are_written
+    test_force_never_replaces_a_link_to_what_is_not_a_regular_file
 - the command line speaks its own flags in errors and hints:
     test_errors_on_the_command_line_name_its_flags
+    test_the_command_line_words_leave_quoted_names_alone
     test_a_class_folder_named_train_is_explained
 """
 
 import errno
 import hashlib
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -435,6 +454,10 @@ def test_csv_cells_that_a_spreadsheet_would_run_become_text():
         "'\tx",
         "'\rx",
     ]
+    # After white space, in full width, after a line break: still formulas.
+    for cell in (" =1+1", "\u3000=1+1", "\uff1d1+1", "\uff0b1", "\uff20SUM(A1)"):
+        assert csv_cell(cell) == "'" + cell
+    assert [csv_cell(v) for v in ("\n=1", "\t-1", "\r1")] == ["'\n=1", "'\t-1", "'\r1"]
     assert [csv_cell(v) for v in ("-0.5", "+1", "cat", 0.5)] == [
         "-0.5",
         "+1",
@@ -478,3 +501,202 @@ def test_a_class_folder_named_train_is_explained(project, tmp_path, capsys):
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert "a class may not be named 'train'" in err, err
+
+
+# -- what a second look found -------------------------------------------------------
+
+
+def test_a_link_then_dotdot_names_what_is_written(project, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "elsewhere" / "deep").mkdir(parents=True)
+    os.symlink("elsewhere/deep", "sym")
+    shutil.copytree(project / "data", "photos")
+    Path("keep.joblib").write_text("mine")
+    before = _snapshot(tmp_path / "photos")
+    model = str(project / "model.joblib")
+    assert main(["check", "photos", "--report", "sym/../photos", "-q"]) == 0
+    # photos/red/ beside what sym points to does not exist: nothing to write.
+    out = "sym/../photos/red/red_000.png"
+    assert main(["predict", model, "photos/blue", "--out", out, "-q"]) == 1
+    train = ["train", "photos", "--out", "sym/../keep.joblib", *TINY, "--val", "0"]
+    assert main([*train, "--cache", "sym/../f.h5"]) == 0
+    # What the kernel names sym/../x is elsewhere/x: written there, not here.
+    assert _snapshot(tmp_path / "photos") == before
+    assert Path("keep.joblib").read_text() == "mine"
+    assert (tmp_path / "elsewhere" / "photos" / "index.html").exists()
+    assert (tmp_path / "elsewhere" / "keep.joblib").exists()
+
+
+def test_demo_force_refuses_files_a_demo_did_not_write(tmp_path, capsys):
+    from tlsk._output_folders import write_folder_marker
+
+    out = tmp_path / "demo"
+    (out / "models").mkdir(parents=True)
+    write_folder_marker(out, "demo", files=["models"])
+    (out / "models" / "scratch-cnn.joblib").write_text("mine")
+    assert main(["demo", "--out", str(out), "--force", "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "tlsk did not write 'models/scratch-cnn.joblib'" in err, err
+    assert (out / "models" / "scratch-cnn.joblib").read_text() == "mine"
+
+
+def test_library_plots_replace_a_link_never_write_through_it(tmp_path):
+    from tlsk.plots import plot_confusion_matrix
+
+    (tmp_path / "target.txt").write_text("mine")
+    os.symlink("target.txt", tmp_path / "link.png")
+    plot_confusion_matrix(["a", "b"], ["a", "a"], path=tmp_path / "link.png")
+    assert (tmp_path / "target.txt").read_text() == "mine"
+    assert not (tmp_path / "link.png").is_symlink()
+    assert (tmp_path / "link.png").read_bytes().startswith(b"\x89PNG")
+
+
+_SAVE_MANY = """
+import sys
+from tlsk.model_files import save_model
+for i in range(int(sys.argv[3])):
+    save_model({"writer": sys.argv[2], "i": i}, sys.argv[1], force=True)
+"""
+
+
+def test_two_writers_of_one_model_leave_a_pair_that_loads(tmp_path):
+    path = tmp_path / "m.joblib"
+    save_model({"writer": "first", "i": -1}, str(path))
+    writers = [python(_SAVE_MANY, path, name, 40) for name in ("a", "b")]
+    failures = loads = 0
+    while any(writer.poll() is None for writer in writers):
+        try:
+            load_model(path)
+        except Exception:  # noqa: BLE001 - any failure to load counts
+            failures += 1
+        loads += 1
+    assert [writer.wait() for writer in writers] == [0, 0]
+    model, _ = load_model(path)
+    assert model["i"] == 39 and failures == 0, (failures, loads)
+    assert leftovers(tmp_path) == []
+
+
+def test_a_folder_that_appears_while_a_report_is_made_is_kept(tmp_path):
+    from tlsk.report._page import write_report_folder
+
+    out = tmp_path / "report"
+
+    def build(folder):
+        out.mkdir()
+        (out / "my-notes.txt").write_text("mine")
+        return "<html></html>"
+
+    with pytest.raises(FileExistsError, match="exists"):
+        write_report_folder(out, False, build)
+    assert (out / "my-notes.txt").read_text() == "mine"
+    assert leftovers(tmp_path) == []
+
+
+def test_a_cache_inside_the_report_is_refused_before_any_work(
+    project, tmp_path, capsys, count_predictions
+):
+    report = tmp_path / "rep"
+    argv = ["check", str(project / "data"), "--report", str(report), "-q"]
+    assert main(argv) == 0
+    argv += ["--label-errors", "--cache", str(report / "f.h5"), "--force", *TINY]
+    assert main(argv) == 1
+    assert "lies inside the --report folder" in capsys.readouterr().err
+    assert count_predictions["images"] == 0
+
+
+DEEP = "[" * 100000 + "]" * 100000
+
+
+@pytest.mark.parametrize(
+    "marker",
+    [
+        '{"format": "tlsk-output", "kind": "report", "files": [["a"]]}',
+        '{"format": "tlsk-output", "kind": "report", "files": ' + DEEP + "}",
+        "not json",
+    ],
+    ids=["unhashable", "deep", "garbage"],
+)
+def test_a_forged_marker_is_no_marker(project, tmp_path, capsys, marker):
+    report = tmp_path / "rep"
+    report.mkdir()
+    (report / "index.html").write_text("mine")
+    (report / ".tlsk-output.json").write_text(marker)
+    argv = ["check", str(project / "data"), "--report", str(report), "--force"]
+    assert main([*argv, "-q"]) == 1
+    assert "tlsk did not write it as a report" in capsys.readouterr().err
+    assert (report / "index.html").read_text() == "mine"
+
+
+@pytest.mark.parametrize(
+    "manifest",
+    [
+        '{"format": "tlsk-split", "parts": [1]}',
+        '{"format": "tlsk-split", "parts": {"train": 5}}',
+        '{"format": "tlsk-split", "parts": {"train": [{"path": ["x"]}]}}',
+        '{"format": "tlsk-split", "parts": ' + DEEP + "}",
+    ],
+    ids=["list", "number", "path", "deep"],
+)
+def test_a_forged_split_manifest_is_not_tlsks(project, tmp_path, capsys, manifest):
+    out = tmp_path / "split"
+    (out / "train").mkdir(parents=True)
+    (out / "train" / "mine.png").write_bytes(b"mine")
+    (out / "split.json").write_text(manifest)
+    assert main(["split", str(project / "data"), str(out), "--force", "-q"]) == 1
+    assert "not a split.json that tlsk wrote" in capsys.readouterr().err
+    assert (out / "train" / "mine.png").read_bytes() == b"mine"
+
+
+def test_split_force_keeps_a_link_someone_put_in_a_part(project, tmp_path, capsys):
+    out = tmp_path / "split"
+    argv = ["split", str(project / "data"), str(out), "-q"]
+    assert main(argv) == 0
+    os.symlink("../../mine", out / "train" / "mylink")
+    assert main([*argv, "--force"]) == 1
+    assert "tlsk did not write 'train/mylink'" in capsys.readouterr().err
+    assert os.path.islink(out / "train" / "mylink")
+
+
+def test_metadata_never_drives_the_terminal(project, tmp_path, capsys):
+    model = tmp_path / "h.joblib"
+    fitted, _ = load_model(project / "model.joblib")
+    save_model(fitted, str(model), {"method": "bottleneck\x1b[2J\x1b]0;pwned\x07"})
+    assert main(["evaluate", str(model), str(project / "data"), "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\\x1b[2J" in out, out
+
+
+def test_the_command_line_words_leave_quoted_names_alone():
+    message = "no folder at \"weights='x' force=True\"; pass force=True"
+    assert in_cli_words(message) == (
+        "no folder at \"weights='x' force=True\"; pass --force"
+    )
+    assert in_cli_words("the model's file; or pass weights='/w.h5'") == (
+        "the model's file; or pass --weights /w.h5"
+    )
+
+
+def test_long_and_byte_names_are_written(project, tmp_path):
+    long_name = tmp_path / ("a" * 240 + ".csv")  # a legal name, 244 bytes
+    model, data = str(project / "model.joblib"), str(project / "data" / "red")
+    assert main(["predict", model, data, "--out", str(long_name), "-q"]) == 0
+    assert long_name.read_text().startswith("path,label")
+    name = os.path.join(os.fsencode(tmp_path), b"caf\xe9.txt")
+    write_atomically(name, lambda file: file.write(b"x"))
+    with open(name, "rb") as file:
+        assert file.read() == b"x"
+    assert leftovers(tmp_path) == []
+
+
+def test_force_never_replaces_a_link_to_what_is_not_a_regular_file(
+    project, tmp_path, capsys
+):
+    (tmp_path / "folder").mkdir()
+    os.symlink("/dev/null", tmp_path / "stdout")
+    os.symlink("folder", tmp_path / "to-folder")
+    model, data = str(project / "model.joblib"), str(project / "data")
+    for name in ("stdout", "to-folder"):
+        argv = ["predict", model, data, "--out", str(tmp_path / name), "--force"]
+        assert main([*argv, "-q"]) == 1
+        assert "it is a symbolic link to a" in capsys.readouterr().err
+        assert os.path.islink(tmp_path / name)

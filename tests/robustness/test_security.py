@@ -97,7 +97,7 @@ def test_predict_and_evaluate_unpickle_only_the_named_model(
     real_load = joblib.load
 
     def recording_load(file, *args, **kwargs):
-        loaded.append(os.fspath(file))
+        loaded.append(getattr(file, "name", file))  # a path or an open file
         return real_load(file, *args, **kwargs)
 
     monkeypatch.setattr(joblib, "load", recording_load)

@@ -36,6 +36,7 @@ from tlsk.cache._layout import (
     DamagedError,
     attr_str,
     check_attrs,
+    check_cache_file,
     check_root,
     open_h5,
     write_root,
@@ -378,7 +379,7 @@ class FeatureCache:
                 "namespace must be a namespace id or a prefix of at least 8 "
                 f"lowercase hex characters; received {namespace!r}"
             )
-        with locked(self._lock_path):
+        with self._locked(self._lock_path):
             manifest = self._current()
             known = sorted(manifest.namespaces)
             matches = [ns for ns in known if ns.startswith(namespace)]
@@ -433,7 +434,7 @@ class FeatureCache:
         if not shards:
             return 0
         sources = [source for shard in shards for source in _shard_sources(shard)]
-        with locked(self._lock_path):
+        with self._locked(self._lock_path):
             manifest = self._current()
             added, namespaces, counts = 0, dict(manifest.namespaces), {}
             for ns, (fp_json, dim) in _source_namespaces(sources).items():
@@ -478,8 +479,8 @@ class FeatureCache:
         path = os.fspath(path)
         # The merge lock: no merge (this process's background one included)
         # deletes a run while it is copied.
-        with locked(self._merge_lock_path):
-            with locked(self._lock_path):
+        with self._locked(self._merge_lock_path):
+            with self._locked(self._lock_path):
                 manifest = self._current()
             return self._write_shard(path, manifest)
 
@@ -512,7 +513,7 @@ class FeatureCache:
         Waits for a merge under way in another process. Returns the number of
         runs there were before minus those there are after.
         """
-        with locked(self._lock_path):
+        with self._locked(self._lock_path):
             before = sum(len(e.runs) for e in self._current().namespaces.values())
         merge_due(self._lock_path, self._merge_lock_path, self.path, everything=True)
         after = read_manifest(self.path)
@@ -544,6 +545,15 @@ class FeatureCache:
         """
         if has_leftovers(self.path):
             tidy(self._lock_path, self._merge_lock_path, self.path)
+
+    def _locked(self, lock_path: str):
+        """Take a lock of the cache, once its path is known to be no one else's.
+
+        The lock file is created beside the cache: beside a file that is not
+        a tlsk cache, nothing is created (:func:`check_cache_file` refuses).
+        """
+        check_cache_file(self.path)
+        return locked(lock_path)
 
     def _without_damaged_files(self, operation):
         return without_damaged_files(self.path, self._lock_path, operation)
@@ -656,7 +666,7 @@ class CacheWriter:
         Inside, :meth:`lookup` sees every run published by anyone so far and
         nobody else writes, so a key found missing can be computed once.
         """
-        with locked(self._cache._lock_path):
+        with self._cache._locked(self._cache._lock_path):
             self._claims += 1
             try:
                 yield self

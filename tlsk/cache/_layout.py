@@ -167,17 +167,18 @@ def foreign_reason(path: str) -> str | None:
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return "it is not a regular file"
-        head = os.pread(fd, _MARK_WINDOW, 0)
+        head = os.pread(fd, 2 * USER_BLOCK_BYTES, 0)
+        if not head:
+            return "it is empty"
+        if head.startswith(MANIFEST_MARK):
+            return None
+        signatures = (head[:8], head[USER_BLOCK_BYTES : USER_BLOCK_BYTES + 8])
+        if HDF5_SIGNATURE not in signatures:
+            return "it is not an HDF5 file"
+        if FORMAT.encode() not in os.pread(fd, _MARK_WINDOW, 0):
+            return f"an HDF5 file without the format attribute {FORMAT!r}"
     finally:
         os.close(fd)
-    if not head:
-        return "it is empty"
-    if head.startswith(MANIFEST_MARK):
-        return None
-    if HDF5_SIGNATURE not in (head[:8], head[USER_BLOCK_BYTES : USER_BLOCK_BYTES + 8]):
-        return "it is not an HDF5 file"
-    if FORMAT.encode() not in head:
-        return f"an HDF5 file without the format attribute {FORMAT!r}"
     return None
 
 
@@ -427,7 +428,7 @@ def check_root(f: h5py.File, path: str, roles: tuple[str, ...]) -> tuple[int, li
     """
     fmt = attr_str(f.attrs, "format", path)
     if fmt != FORMAT:
-        raise refused(path, f"format attribute is {fmt!r}, expected {FORMAT!r}")
+        raise not_a_cache(path, f"its format attribute is {fmt!r}, not {FORMAT!r}")
     version = attr_int(f.attrs, "format_version", path)
     if version == LEGACY_VERSION:
         role = "legacy"

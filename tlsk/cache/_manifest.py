@@ -344,30 +344,34 @@ def _check_view(ds, path, where, ns, names, rows, dim) -> None:
         raise refused(path, f"{where} keeps its data in other files (external storage)")
     if plist.get_layout() != h5py.h5d.VIRTUAL or plist.get_nfilters():
         raise refused(path, f"{where} is not a virtual dataset over the runs")
-    if plist.get_virtual_count() != len(names):
-        raise refused(
-            path,
-            f"{where} maps {plist.get_virtual_count()} sources; the namespace has "
-            f"{len(names)} runs",
-        )
-    start = 0
-    for i, (run, count) in enumerate(zip(names, rows, strict=True)):
+    expected = f"/namespaces/{ns}/{name}"
+    count = plist.get_virtual_count()
+    for i in range(count):
+        # First what a read would open: the namespace's own runs, only.
         source = plist.get_virtual_filename(i)
         target = plist.get_virtual_dsetname(i)
-        expected = f"/namespaces/{ns}/{name}"
-        if not _own_run(source, run) or target != expected:
+        if target != expected or not any(_own_run(source, run) for run in names):
             raise refused(
                 path,
                 f"{where} reads {target!r} of {source!r}; tlsk's views read "
-                f"{expected!r} of the run {run!r} in the folder of runs beside "
-                "the manifest",
+                f"{expected!r} of the namespace's own runs, in the folder of runs "
+                "beside the manifest",
             )
+    if count != len(names):
+        raise refused(
+            path, f"{where} maps {count} sources; the namespace has {len(names)} runs"
+        )
+    start = 0
+    for i, (run, run_rows) in enumerate(zip(names, rows, strict=True)):
+        source = plist.get_virtual_filename(i)
+        if not _own_run(source, run):
+            raise refused(path, f"{where} maps {source!r} where {run!r} belongs")
         bounds = plist.get_virtual_vspace(i).get_select_bounds()
-        if bounds != ((start, 0), (start + count - 1, width - 1)):
+        if bounds != ((start, 0), (start + run_rows - 1, width - 1)):
             raise refused(
-                path, f"{where} maps {source!r} to rows {bounds}, not its own rows"
+                path, f"{where} maps {source!r} to rows {bounds}, not to its own"
             )
-        start += count
+        start += run_rows
 
 
 def _own_run(source: str, run: str) -> bool:

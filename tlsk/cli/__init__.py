@@ -93,9 +93,10 @@ def main(argv=None):
     except _expected_errors() as err:
         if args.debug:
             raise
-        from tlsk.cli._output import in_cli_words
+        from tlsk.cli._output import in_cli_words, terminal_text
 
-        print(f"tlsk {args.command}: error: {in_cli_words(err)}", file=sys.stderr)
+        message = terminal_text(in_cli_words(err))
+        print(f"tlsk {args.command}: error: {message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"tlsk {args.command}: interrupted", file=sys.stderr)

@@ -10,36 +10,75 @@ import os
 import re
 import sys
 
-from tlsk._files import check_replaceable, check_writable_folder, write_atomically
+from tlsk._files import (
+    check_replaceable,
+    check_writable_folder,
+    remove_dead_temps,
+    resolved,
+    write_atomically,
+)
 from tlsk.cli import CommandError
 
 # The library's messages name Python arguments; a command's user knows its
 # flags. Each pair: a pattern of a library message, and its command-line words.
 _CLI_WORDS = (
-    (re.compile(r"validation_fraction=([0-9.]+)"), r"--monitor-fraction \1"),
-    (re.compile(r"weights='([^']*)'"), r"--weights \1"),
-    (re.compile(r"weights=None"), "--weights none"),
-    (re.compile(r"force=True"), "--force"),
-    (re.compile(r"than max_pixels=(\d+)"), r"than the limit of \1"),
+    (re.compile(r"\bvalidation_fraction=([0-9.]+)"), r"--monitor-fraction \1"),
+    (re.compile(r"\bweights=None\b"), "--weights none"),
+    (re.compile(r"\bforce=True\b"), "--force"),
+    (re.compile(r"\bthan max_pixels=(\d+)"), r"than the limit of \1"),
     (
         re.compile(r"Pass a larger max_pixels if you trust this file"),
         "From Python, a larger max_pixels reads it, if you trust this file",
     ),
 )
+# A quoted value in a message (Python's repr of a name or a path): the data's
+# words, never translated. An apostrophe inside a word opens nothing.
+_QUOTED = re.compile(r"""(?<!\w)(?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")""")
 
 
 def in_cli_words(message):
-    """A library message as the command line says it (``--weights none``)."""
-    message = str(message)
-    for pattern, words in _CLI_WORDS:
-        message = pattern.sub(words, message)
-    return message
+    """A library message as the command line says it (``--weights none``).
+
+    Only the library's own words change; quoted names and paths (a folder
+    called ``weights=None``) are left as they are.
+    """
+    message, words, done = str(message), [], 0
+    for quoted in _QUOTED.finditer(message):
+        plain = message[done : quoted.start()]
+        if plain.endswith("weights="):  # weights='/path' -> --weights /path
+            words += [_translated(plain[: -len("weights=")]), "--weights "]
+            words.append(quoted.group()[1:-1])
+        else:
+            words += [_translated(plain), quoted.group()]
+        done = quoted.end()
+    words.append(_translated(message[done:]))
+    return "".join(words)
+
+
+def _translated(text):
+    for pattern, replacement in _CLI_WORDS:
+        text = pattern.sub(replacement, text)
+    return text
 
 
 def note(args, message):
-    """A remark for the person at the terminal: stderr, silenced by --quiet."""
+    """A remark for the person at the terminal: stderr, silenced by --quiet.
+
+    Each line is printed as :func:`shown` would print a name in it: a name
+    from the data or the model's metadata never drives the terminal.
+    """
     if not args.quiet:
-        print(message, file=sys.stderr)
+        print(terminal_text(message), file=sys.stderr)
+
+
+def terminal_text(text):
+    """``text`` with what a terminal must not obey spelled out, line by line."""
+    from tlsk.datasets import printable
+
+    return "\n".join(
+        line if line.isprintable() else printable(line)
+        for line in str(text).split("\n")
+    )
 
 
 def shown(name):
@@ -57,21 +96,27 @@ def shown(name):
 
 
 # A spreadsheet runs a cell that starts with one of these as a formula
-# (OWASP, "CSV Injection"); a quote in front makes it text.
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# (OWASP, "CSV Injection"), some after leading white space and some in their
+# full-width forms; a quote in front makes the cell text.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+_CONTROL_STARTS = ("\t", "\r", "\n")
 
 
 def csv_cell(value):
     """``value`` as a CSV cell that a spreadsheet shows and never runs.
 
-    A text that a spreadsheet would read as a formula gets a ``'`` in front;
-    numbers (``-0.5``) stay numbers.
+    A text that a spreadsheet could read as a formula gets a ``'`` in front;
+    plain numbers (``-0.5``, ``+1``) stay numbers.
     """
-    if not isinstance(value, str) or not value.startswith(_FORMULA_STARTS):
+    if not isinstance(value, str):
         return value
-    try:
-        float(value)
-    except ValueError:
+    if value.startswith(_CONTROL_STARTS) or value.lstrip().startswith(_FORMULA_STARTS):
+        if value[:1] in "+-" and value == value.strip():
+            try:
+                float(value)
+                return value
+            except ValueError:
+                pass
         return "'" + value
     return value
 
@@ -149,6 +194,18 @@ def check_report_folder(path, force, data=()):
         raise CommandError(f"--report: {err}") from err
 
 
+def _same_file_key(path, *, output):
+    """What two names share when they name one file.
+
+    An output is the name a write replaces (its folder resolved, a link
+    named last is the link); an input is the file read (links followed).
+    Case is folded: on a file system that ignores case (macOS, Windows
+    shares) ``model.JSON`` and ``model.json`` are one file.
+    """
+    path = os.fsdecode(path)
+    return (resolved(path) if output else os.path.realpath(path)).casefold()
+
+
 def check_distinct(outputs, inputs=()):
     """Refuse outputs that share a name with each other or with an input.
 
@@ -158,53 +215,76 @@ def check_distinct(outputs, inputs=()):
     each other; an output named like an input would overwrite the data.
     """
     seen = {}
-    for what, path in [*inputs, *outputs]:
+    for is_output, (what, path) in [
+        *((False, pair) for pair in inputs),
+        *((True, pair) for pair in outputs),
+    ]:
         if path is None:
             continue
-        key = os.path.realpath(os.fsdecode(path))
-        if key in seen and (what, path) in outputs:
+        key = _same_file_key(path, output=is_output)
+        if key in seen and is_output:
             other, other_path = seen[key]
             raise CommandError(
-                f"{what} {os.fsdecode(path)!r} and {other} {os.fsdecode(other_path)!r} "
-                "are the same file: one would overwrite the other; choose "
-                "another name"
+                f"{what} {path!r} and {other} {other_path!r} are the same "
+                "file: one would overwrite the other; choose another name"
             )
         seen.setdefault(key, (what, path))
 
 
-def check_outputs(args, files=(), *, report=None, cache=None, data=(), inputs=()):
+def _inside(path, folder):
+    path, folder = resolved(path), os.path.realpath(os.fsdecode(folder))
+    return os.path.commonpath([path, folder]) == folder
+
+
+def check_outputs(
+    args,
+    files=(),
+    *,
+    report=None,
+    cache=None,
+    cache_what="--cache",
+    data=(),
+    inputs=(),
+):
     """Before any work, refuse every output of a command that would fail or harm.
 
     ``files`` are ``(what, path)`` pairs of the files the command writes
     (``what`` as the user knows it: ``"--out"``); ``report`` its --report
-    folder, ``cache`` its feature cache (kept, not replaced), ``data`` the
+    folder, ``cache`` its feature cache (kept, not replaced; ``cache_what``
+    as the user knows it), ``data`` the
     folders it reads, ``inputs`` ``(what, path)`` pairs of the files it
     reads. Refused: two outputs under one name, an output named like an
-    input, an output that would replace a file of the data or lie inside the
-    report folder, and every output that :func:`check_writable` or
-    :func:`check_report_folder` refuses.
+    input, an output or a cache inside the data (it would become part of
+    it) or inside the report folder (written as a whole), and every output
+    that :func:`check_writable` or :func:`check_report_folder` refuses. The
+    temporary files that killed runs left for these outputs are removed.
     """
     files = [(what, os.fsdecode(path)) for what, path in files if path is not None]
-    named = files + [("--cache", cache)] + [("--report", report)]
-    check_distinct([(w, p) for w, p in named if p is not None], inputs)
-    report_real = os.path.realpath(report) if report else None
-    for what, path in files:
-        real = os.path.realpath(path)
-        if report_real and os.path.commonpath([real, report_real]) == report_real:
+    caches = [(cache_what, os.fsdecode(cache))] if cache else []
+    stored = files + caches
+    named = stored + ([("--report", report)] if report else [])
+    check_distinct(named, inputs)
+    for what, path in stored:
+        if report and _inside(path, report):
             raise CommandError(
-                f"{what} {path!r} lies inside the --report folder {report!r}, "
-                "which is written as a whole; choose a path outside it"
+                f"{what} {path!r} lies inside the --report folder "
+                f"{report!r}, which is written as a whole; choose a path "
+                "outside it"
             )
         for folder in data:
-            folder_real = os.path.realpath(folder)
-            inside = os.path.commonpath([real, folder_real]) == folder_real
-            if inside and os.path.lexists(path):
+            # A file beside the class folders is passed over when the data is
+            # read; one inside a class folder, or a cache's folder of runs,
+            # would join the data.
+            beside = os.path.dirname(resolved(path)) == os.path.realpath(folder)
+            if _inside(path, folder) and not (beside and (what, path) in files):
                 raise CommandError(
-                    f"{what} {path!r} would replace a file in the data folder "
-                    f"{os.fsdecode(folder)!r}, which is only read; choose a path "
+                    f"{what} {path!r} lies inside the data folder {folder!r}, "
+                    "which is only read (it would join the data); choose a path "
                     "outside it"
                 )
+    for _, path in files:
         check_writable(path, args.force)
+        remove_dead_temps(path)
     check_report_folder(report, args.force, data)
 
 

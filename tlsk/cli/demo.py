@@ -22,13 +22,20 @@ import time
 
 import numpy as np
 
-from tlsk._files import read_folder_marker, write_atomically, write_folder_marker
+from tlsk._files import resolved, write_atomically
+from tlsk._output_folders import (
+    check_only_written,
+    read_folder_marker,
+    write_folder_marker,
+)
 from tlsk.cli import CommandError
 from tlsk.cli._output import note
 from tlsk.model_files import save_model
 
-# What a demo folder's marker says it is (see tlsk._files.write_folder_marker).
+# What a demo folder's marker says it is (tlsk._output_folders): a finished
+# demo's, listing its files, or one that runs or was killed.
 DEMO_KIND = "demo"
+RUNNING_DEMO_KIND = "demo (unfinished)"
 
 HELP = "run the whole recipe offline on generated data (the README's main job)"
 EXAMPLE = """example:
@@ -54,11 +61,12 @@ def run(args):
         imagenet_weights_path,
     )
 
-    out = os.path.abspath(args.out)
+    out = resolved(args.out)
     _check_demo_folder(out, args.force)
     os.makedirs(out, exist_ok=True)
-    # The mark that lets a later --force reuse the folder: a demo's, not a user's.
-    write_folder_marker(out, DEMO_KIND, files=())
+    # While it runs, a demo may leave any of its files: a later --force may
+    # reuse the folder of one that was killed. A finished one lists its files.
+    write_folder_marker(out, RUNNING_DEMO_KIND, files=())
     try:
         imagenet_weights_path()
         weights = "imagenet"
@@ -103,6 +111,7 @@ def run(args):
         os.path.join(out, "metrics.json"),
         lambda file: file.write(json.dumps(metrics, indent=2, default=str).encode()),
     )
+    write_folder_marker(out, DEMO_KIND)
     print(f"report written to {out}")
     return 0
 
@@ -125,12 +134,23 @@ def _check_demo_folder(out, force):
     if not force:
         raise CommandError(f"{out!r} is not empty; use --force to reuse it")
     marker = read_folder_marker(out)
-    if marker is None or marker.get("kind") != DEMO_KIND:
+    kind = None if marker is None else marker["kind"]
+    if kind not in (DEMO_KIND, RUNNING_DEMO_KIND):
         raise CommandError(
             f"refusing to reuse {out!r}: it is not empty and no earlier 'tlsk "
             "demo' made it (--force reuses only a demo's folder); choose a new "
             "--out"
         )
+    if kind == DEMO_KIND:
+        present = {
+            os.path.relpath(os.path.join(here, name), out).replace(os.sep, "/")
+            for here, dirs, files in os.walk(out)
+            for name in dirs + files
+        }
+        try:
+            check_only_written(f"the demo folder {out!r}", present, marker["files"])
+        except FileExistsError as err:
+            raise CommandError(str(err)) from err
 
 
 def _settings(quick):
@@ -164,7 +184,11 @@ def _write_digits(root, per_class):
         folder = os.path.join(root, str(label))
         os.makedirs(folder, exist_ok=True)
         for i, index in enumerate(np.flatnonzero(digits.target == label)[:per_class]):
-            Image.fromarray(images[index]).save(os.path.join(folder, f"{i:03d}.png"))
+            image = Image.fromarray(images[index])
+            write_atomically(
+                os.path.join(folder, f"{i:03d}.png"),
+                lambda file, image=image: image.save(file, "PNG"),
+            )
 
 
 def _check_summary(report):

@@ -43,6 +43,7 @@ from tlsk.cli._output import (
     note,
     print_json,
     save_figure,
+    shown,
 )
 from tlsk.cli._predictions import predict_proba, show_progress
 from tlsk.model_files import load_model, metadata_path
@@ -146,8 +147,8 @@ def run(args):
             }
         )
     else:
-        print(f"model: {args.model} ({metadata.get('method', '?')})")
-        print(f"data: {args.dir}")
+        print(f"model: {shown(args.model)} ({shown(metadata.get('method', '?'))})")
+        print(f"data: {shown(args.dir)}")
         if args.tta:
             print(f"test-time augmentation: {tta_summary(args.tta)}")
         print(text)

@@ -67,6 +67,7 @@ from tlsk.cli._output import (
     note,
     print_json,
     save_figure,
+    shown,
 )
 from tlsk.cli._predictions import predict_proba
 from tlsk.model_files import (
@@ -186,7 +187,13 @@ def run(args):
     ]
     if args.method != "bottleneck":
         outputs.append(("the training curves", model_file(out, ".curves.png")))
-    check_outputs(args, outputs, cache=_cache_path(args), data=[args.dir])
+    check_outputs(
+        args,
+        outputs,
+        cache=_cache_path(args),
+        cache_what="--cache" if args.cache else "the feature cache (beside --out)",
+        data=[args.dir],
+    )
     if serialization(out) == "skops":
         _check_shareable(args, out)
 
@@ -246,7 +253,7 @@ def run(args):
             f"images, {record['training_seconds']:.1f} s"
         )
         if text:
-            print(f"validation: {data.validation}")
+            print(f"validation: {shown(data.validation)}")
             print(text)
         else:
             print("no validation images: no report (--val 0)")

@@ -11,10 +11,11 @@ from __future__ import annotations
 import html
 import os
 
-from tlsk._files import check_replaceable_folder, folder_writer
+from tlsk._files import resolved
+from tlsk._output_folders import check_replaceable_folder, folder_writer
 from tlsk.datasets import printable
 
-# What a report folder's marker says it is (see tlsk._files.write_folder_marker).
+# What a report folder's marker says it is (tlsk._output_folders).
 REPORT_KIND = "report"
 
 STYLE = """
@@ -121,9 +122,9 @@ def write_report_folder(out, force, build, inputs=()) -> str:
     them or lies inside them.
     """
     check_report_folder(out, force, inputs)
-    out = os.path.abspath(os.fspath(out))
+    out = resolved(out)
     os.makedirs(os.path.dirname(out), exist_ok=True)
-    with folder_writer(out, REPORT_KIND) as work:
+    with folder_writer(out, REPORT_KIND, force=force, inputs=inputs) as work:
         os.mkdir(os.path.join(work, "thumbs"))
         html_text = build(work)
         with open(os.path.join(work, "index.html"), "w", encoding="utf-8") as file:
