@@ -12,7 +12,9 @@ prune    remove one namespace, named by its id or a unique prefix of at least
 compact  merge each namespace's runs into one now, instead of in the background
          as they pile up (a cache written by tlsk before format 2 is migrated).
 
-A missing or damaged cache file is one line on stderr and exit code 1.
+A missing or damaged cache file, or a file that is not a tlsk feature cache
+(never opened if it is not a regular file), is one line on stderr and exit
+code 1.
 """
 
 from __future__ import annotations
@@ -56,7 +58,8 @@ def run(args):
         args.cache_parser.error("prune needs the namespace to remove: NS_ID")
     if args.action != "prune" and args.namespace is not None:
         args.cache_parser.error(f"{args.action} takes no NS_ID")
-    if not (os.path.exists(args.path) or os.path.isdir(args.path + ".parts")):
+    # lexists: a link (even dangling) is refused by the cache, not "missing".
+    if not (os.path.lexists(args.path) or os.path.isdir(args.path + ".parts")):
         raise CommandError(f"no feature cache at {args.path!r}")
     if os.path.isdir(args.path):
         raise CommandError(f"{args.path!r} is a folder, not a feature cache file")
