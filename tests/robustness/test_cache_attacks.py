@@ -22,6 +22,8 @@ that prove it:
     test_a_run_that_reads_another_file_is_refused_before_any_read
     test_a_run_stored_otherwise_than_tlsk_stores_is_refused
     test_manifest_views_that_map_another_file_are_refused
+  and no declared size makes it allocate more than its bound:
+    test_an_attribute_larger_than_its_bound_is_refused_before_it_is_read
 - every error h5py raises on a damaged tlsk file is damage, on every path: a
   manifest with a flipped byte (h5py's raw ``KeyError`` before) or truncated
   is set aside and its vectors computed again by ``transform``, ``tlsk
@@ -40,8 +42,9 @@ that prove it:
   ``CacheError`` (a ``DamagedError`` sets the file aside, with a
   ``CacheWarning``), never serve a wrong vector, never rewrite a damaged
   file, never open a file outside the cache's folder, and never allocate
-  more than ``MEMORY_BOUND`` (4 MiB for a cache of 30 KB; the reader checks
-  every shape, chunk and attribute against its file before reading it):
+  more than ``MEMORY_BOUND`` (2 MiB, for a cache of 30 KB: the reader checks
+  every shape, chunk and attribute against its file and its bounds before
+  reading it; about 80 KB are used):
     test_mutated_cache_files_are_damage_or_refused_never_worse (40 examples)
     test_mutated_cache_files_many_examples (slow: 400 more)
 """
@@ -82,7 +85,10 @@ from tlsk.cli import main
 from tlsk.model_files import save_model
 
 TINY = ["--weights", "none", "--input-size", "32", "--batch-size", "4", "-q"]
-MEMORY_BOUND = 4 << 20
+# What a declared size can make the reader allocate before the file proves
+# it: one attribute (MAX_ATTR_BYTES, 1 MiB) or one chunk (MAX_CHUNK_BYTES,
+# 1 MiB, allocated by HDF5); every dataset read is bounded by the file's size.
+MEMORY_BOUND = 2 << 20
 
 
 def _listing(folder):
@@ -425,6 +431,25 @@ def test_a_run_stored_otherwise_than_tlsk_stores_is_refused(
         tiny(cache=str(cache)).fit().transform(images)
     assert any(reason.replace("\\", "") in p for p in FeatureCache(cache).verify())
     assert Path(run).exists()
+
+
+def test_an_attribute_larger_than_its_bound_is_refused_before_it_is_read(
+    tmp_path, pristine, images
+):
+    cache = _copy(pristine, tmp_path)
+    run = run_files(cache)[0]
+    with h5py.File(run, "r+") as f:
+        group = f["namespaces"][next(iter(f["namespaces"]))]
+        group.attrs["rows_written"] = np.zeros(1 << 18, np.int64)  # 2 MiB
+    extractor = tiny(cache=str(cache)).fit()
+    tracemalloc.start()
+    try:
+        with pytest.raises(CacheError, match="'rows_written' declares 2097152 bytes"):
+            extractor.transform(images)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20  # the 2 MiB were never read
 
 
 @pytest.mark.parametrize("where", ["absolute", "relative"])
