@@ -198,8 +198,8 @@ def load_model(path, trusted=()):
             f"{path!r} is not a tlsk model: its metadata {metadata_path(path)!r} is "
             "missing ('tlsk train' and save_model write both)"
         )
-    with open(path, "rb") as file:
-        metadata = _read_matching_metadata(path, file)
+    metadata, file = _open_matching_pair(path)
+    with file:
         shared = kind == "skops"
         try:
             if shared:
@@ -402,13 +402,15 @@ def _read_metadata(path):
 _READ_ATTEMPTS = 5
 
 
-def _read_matching_metadata(path, file):
-    """The record of ``path``'s metadata that describes the open model ``file``.
+def _open_matching_pair(path):
+    """``(record, open model file)``: the metadata record that describes the
+    model bytes the file holds.
 
-    The model is hashed from ``file``, the very bytes that will be loaded,
-    even if the name is replaced meanwhile. A mismatch while either file is
-    being replaced (their identities change under the reader) is read again;
-    one that stays is a :class:`ModelFileError`.
+    The model is hashed from the open file, the very bytes that will be
+    loaded, even if the name is replaced meanwhile. A mismatch while either
+    file is being replaced (their identities change under the reader) is
+    read again, both files afresh; one that stays is a
+    :class:`ModelFileError`.
     """
     for _ in range(_READ_ATTEMPTS):
         before = file_identity(metadata_path(path))
@@ -425,15 +427,20 @@ def _read_matching_metadata(path, file):
                 "no model_sha256, so nothing says it describes that model; train "
                 "again, or write both files with save_model"
             )
-        file.seek(0)
-        record = _pick_record(metadata, hashlib.file_digest(file, "sha256").hexdigest())
-        file.seek(0)
-        if record is not None:
-            return record
-        model_moved = file_identity(path) != file_identity(
-            path, os.fstat(file.fileno())
-        )
-        if not model_moved and file_identity(metadata_path(path)) == before:
+        file = open(path, "rb")  # noqa: SIM115 - returned open, closed by the caller
+        try:
+            sha256 = hashlib.file_digest(file, "sha256").hexdigest()
+            record = _pick_record(metadata, sha256)
+            if record is not None:
+                file.seek(0)
+                return record, file
+            reading = file_identity(path, os.fstat(file.fileno()))
+        except BaseException:
+            file.close()
+            raise
+        file.close()
+        moved = file_identity(path) != reading
+        if not moved and file_identity(metadata_path(path)) == before:
             break
     raise ModelFileError(
         f"model {path!r} is not the file its metadata {metadata_path(path)!r} "
