@@ -51,6 +51,7 @@ def test_the_cache_scaling_section_compares_both_formats(tmp_path):
     assert all(math.isfinite(t["value"]) for t in section["targets"])
 
 
+@pytest.mark.slow  # about 15 s: three sections' smoke runs in one subprocess
 def test_the_label_error_report_and_scratch_sections_measure_each_method(tmp_path):
     labels, report, scratch = _smoke_run(tmp_path, "labels", "report", "scratch")[
         "sections"
@@ -115,6 +116,7 @@ def test_the_registry_costs_are_what_the_profiler_measures():
     assert "registry differs" not in result.stdout
 
 
+@pytest.mark.slow  # about 25 s: it trains and saves a fine-tuned VGG16
 def test_the_model_files_section_measures_joblib_beside_skops(tmp_path):
     (section,) = _smoke_run(tmp_path, "model-files")["sections"]
     formats = {(row["model"], row["format"]) for row in section["rows"]}
