@@ -2,9 +2,14 @@
 
 For each registered backbone a seeded weights file is written by the test
 (no network), and tlsk's vectors are compared with what a Keras user writes:
-``keras.applications.<Builder>(include_top=False, weights=file)`` on the
-network's own ``preprocess_input``, then global average pooling. Inputs are
-crops of scikit-learn's sample photographs at the network's smallest size.
+``keras.applications.<Builder>(include_top=False, pooling="avg",
+weights=file)`` on the network's own ``preprocess_input``. Inputs are crops of
+scikit-learn's sample photographs at the network's smallest size.
+
+ConvNeXt's pooled vectors are Keras's own, its head LayerNormalization after
+the pooling ("avg" and "max"), under a fingerprint of their own; "flatten" and
+earlier cut points have no head norm, and every other network keeps its
+fingerprint (``test_convnext_*``, ``test_other_networks_keep_their_fingerprint``).
 """
 
 import dataclasses
@@ -15,9 +20,10 @@ import numpy as np
 import pytest
 
 from tests._weights import pin_weights, write_legacy_h5_weights
-from tlsk import ImageFeatureExtractor, list_backbones
+from tlsk import ImageFeatureExtractor, KerasFineTuneClassifier, list_backbones
 from tlsk.backbone import BackboneConfig, clear_backbones, get_backbone
 from tlsk.backbones import BACKBONES, get_spec
+from tlsk.cache import namespace_id
 from tlsk.images import resize_image
 from tlsk.preprocessing import PREPROCESSINGS
 from tlsk.weights import WeightsMismatchError
@@ -134,16 +140,24 @@ def keras_reference(weights_files):
     return reference
 
 
-def keras_features(name, path, size, images):
-    """What a Keras user computes: builder + preprocess_input + average pooling."""
+def keras_features(name, path, size, images, pooling="avg"):
+    """What a Keras user computes: builder with ``pooling`` + preprocess_input.
+
+    ``pooling=None``: the feature map of the network without its top.
+    """
     import keras
 
     spec = get_spec(name)
     builder = getattr(keras.applications, spec.builder)
-    model = builder(include_top=False, weights=path, input_shape=(size, size, 3))
+    model = builder(
+        include_top=False,
+        pooling=pooling,
+        weights=path,
+        input_shape=(size, size, 3),
+    )
     module = importlib.import_module(f"keras.applications.{spec.keras_module}")
     batch = module.preprocess_input(images.astype("float32"))
-    return np.asarray(model.predict(batch, verbose=0)).mean(axis=(1, 2))
+    return np.asarray(model.predict(batch, verbose=0))
 
 
 def cosine(a, b):
@@ -300,6 +314,143 @@ def test_random_initialisation_is_the_same_in_every_build(name):
     second = get_backbone(config).predict(images)
     np.testing.assert_array_equal(first, second)
     assert np.isfinite(first).all() and np.abs(first).max() > 0
+
+
+# -- ConvNeXt: Keras's head norm after the pooling ----------------------------
+
+# What a fingerprint held before ConvNeXt's head norm: a network other than
+# ConvNeXt ("avg", "max"), "flatten" or an earlier cut point keeps exactly it.
+PLAIN_KEYS = {"model", "weights_sha256", "layer", "pooling", "input_size", "precision"}
+
+
+@pytest.fixture(scope="module")
+def convnext(weights_files):
+    """``(path, size, images, feature_map)``: seeded ConvNeXt-Tiny, photos, Keras's map.
+
+    64 px: the last stage's map is 2 x 2, where a norm of each position then
+    the pooling differs from the pooling then the norm (on a 1 x 1 map, 32 px,
+    they are one). ``feature_map``: Keras's ``pooling=None`` output.
+    """
+    path, size = weights_files["convnext_tiny"]
+    assert size == 64
+    images = photos(size)
+    return path, size, images, keras_features("convnext_tiny", path, size, images, None)
+
+
+@pytest.mark.parametrize("pooling", ["avg", "max"])
+def test_convnext_pooled_vectors_are_keras_own_with_its_head_norm(pooling, convnext):
+    path, size, images, feature_map = convnext
+    expected = keras_features("convnext_tiny", path, size, images, pooling)
+    extractor = ImageFeatureExtractor(
+        backbone="convnext_tiny",
+        weights=path,
+        input_size=size,
+        pooling=pooling,
+        precision="float32",
+    ).fit()
+    ours = extractor.transform(images)
+    scale = np.abs(expected).max()
+    np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-5 * scale)
+    # Each position normalised, then pooled: not Keras's vector.
+    pooled_map = {"avg": np.mean, "max": np.max}[pooling](feature_map, axis=(1, 2))
+    assert np.abs(pooled_map - expected).max() > 0.1 * scale
+    fingerprint = extractor.fingerprint_
+    assert fingerprint["embedding"] == "keras-head-norm"
+    assert fingerprint["layer"] == get_spec("convnext_tiny").default_layer
+    plain = {key: value for key, value in fingerprint.items() if key != "embedding"}
+    assert namespace_id(fingerprint) != namespace_id(plain)
+
+
+def test_convnext_flatten_and_earlier_cut_points_have_no_head_norm(convnext):
+    path, size, images, feature_map = convnext
+    flatten = ImageFeatureExtractor(
+        backbone="convnext_tiny",
+        weights=path,
+        input_size=size,
+        pooling="flatten",
+        precision="float32",
+    ).fit()
+    expected = feature_map.reshape(len(images), -1)
+    scale = np.abs(expected).max()
+    np.testing.assert_allclose(
+        flatten.transform(images), expected, rtol=1e-5, atol=1e-5 * scale
+    )
+    assert PLAIN_KEYS <= set(flatten.fingerprint_)
+    assert "embedding" not in flatten.fingerprint_
+    early = get_backbone(
+        BackboneConfig(
+            backbone="convnext_tiny",
+            weights=None,
+            layer="convnext_tiny_stage_2_block_8_identity",
+            input_size=32,
+        )
+    )
+    assert set(early.fingerprint) == PLAIN_KEYS
+    assert early.output_dim == 384
+
+
+@pytest.mark.parametrize(
+    ("name", "layer"), [("vgg16", "block5_pool"), ("resnet50", "conv5_block3_out")]
+)
+def test_other_networks_keep_their_fingerprint(name, layer):
+    backbone = get_backbone(
+        BackboneConfig(backbone=name, weights=None, layer=layer, input_size=32)
+    )
+    assert backbone.fingerprint == {
+        "model": name,
+        "weights_sha256": "random-glorot-uniform-seed-0",
+        "layer": layer,
+        "pooling": "avg",
+        "input_size": 32,
+        "precision": "float32",
+    }
+
+
+def test_convnext_fine_tuning_head_sees_the_normed_embedding(convnext):
+    """The dense layers' input is the extractor's vector; the norm trains with them."""
+    path, size, images, _ = convnext
+    classifier = KerasFineTuneClassifier(
+        backbone="convnext_tiny",
+        weights=path,
+        input_size=size,
+        dense_units=(),
+        head_epochs=0,
+        trainable_blocks=0,
+        augmentation=False,
+        early_stopping=False,
+        validation_fraction=0.0,
+        precision="float32",
+        random_state=0,
+    ).fit(images, [0, 1, 0])
+    expected = keras_features("convnext_tiny", path, size, images, "avg")
+    scale = np.abs(expected).max()
+    np.testing.assert_allclose(
+        classifier.transform(images), expected, rtol=1e-5, atol=1e-5 * scale
+    )
+    model = classifier.model_
+    head_input = model.get_layer("predictions").input
+    assert head_input is model.get_layer("head_norm").output
+    assert model.get_layer("head_norm").trainable
+
+
+@pytest.mark.slow  # converting ConvNeXt to OpenVINO: ~17 s
+def test_convnext_openvino_engine_has_the_head_norm_too(convnext):
+    pytest.importorskip("openvino")
+    path, size, images, _ = convnext
+    extractor = ImageFeatureExtractor(
+        backbone="convnext_tiny",
+        weights=path,
+        input_size=size,
+        precision="float32",
+        engine="openvino",
+    ).fit()
+    expected = keras_features("convnext_tiny", path, size, images, "avg")
+    scale = np.abs(expected).max()
+    np.testing.assert_allclose(
+        extractor.transform(images), expected, rtol=1e-4, atol=1e-4 * scale
+    )
+    assert extractor.fingerprint_["embedding"] == "keras-head-norm"
+    assert extractor.fingerprint_["engine"] == "openvino"
 
 
 # -- weights files ------------------------------------------------------------

@@ -42,13 +42,16 @@ Precision
 ``"bfloat16"`` gives every layer Keras's ``"mixed_bfloat16"`` policy, except
 the network's own preprocessing layers (those before its first layer with
 trainable weights, e.g. EfficientNet's Rescaling and Normalization) and the
-final pooling, which stay float32. Keras's global dtype policy is never read
-or set: the network is cloned layer by layer with each layer's policy.
+final pooling (with ConvNeXt's head norm after it), which stay float32.
+Keras's global dtype policy is never read or set: the network is cloned layer
+by layer with each layer's policy.
 
 The :attr:`Backbone.fingerprint` records everything of the network that
 changes the output: the network, the SHA-256 of its weights (and of the
-model file), the layer, the pooling, the input size and the precision. The
-feature cache files vectors under it.
+model file), the layer, the pooling, the input size and the precision, and
+``"embedding": "keras-head-norm"`` where Keras's head norm follows the pooling
+(ConvNeXt's "avg" and "max", :func:`split_head_norm`). The feature cache files
+vectors under it.
 """
 
 from __future__ import annotations
@@ -97,6 +100,7 @@ __all__ = [
     "pooling_layer",
     "resolve_backbone",
     "resolve_weights",
+    "split_head_norm",
 ]
 
 _VGG16 = get_spec("vgg16")
@@ -112,6 +116,11 @@ MODEL_FILE = "keras-file"  # the fingerprint's "model" for a .keras backbone
 
 # Seed of the weights=None initialisation; part of the fingerprint.
 RANDOM_INIT_SEED = 0
+
+# The fingerprint's "embedding" where Keras's head norm follows the pooling
+# (split_head_norm); absent elsewhere, so that every other configuration keeps
+# its fingerprint and the caches filed under it.
+HEAD_NORM_EMBEDDING = "keras-head-norm"
 
 
 @dataclass(frozen=True)
@@ -178,7 +187,7 @@ class Backbone:
     Obtain it with :func:`get_backbone`; do not pickle it.
     """
 
-    def __init__(self, config, model, identity, layer):
+    def __init__(self, config, model, identity, layer, embedding=None):
         self.config = config
         self.model = model
         self.output_dim = int(model.output_shape[-1])
@@ -194,6 +203,8 @@ class Backbone:
             "input_size": int(model.input_shape[1]),
             "precision": config.precision,
         }
+        if embedding is not None:
+            self.fingerprint["embedding"] = embedding
         self._identity = identity
         # Keras models are not safe to call from several threads at once.
         self._lock = threading.Lock()
@@ -307,6 +318,7 @@ def _build(config):
     base, identity = base_network(
         config.backbone, config.weights, config.input_size, config.precision
     )
+    base, norm = split_head_norm(base, config.backbone, config.pooling, config.layer)
     layer, features = _cut(base, config.backbone, config.layer)
     rank = len(features.shape)
     if rank == 2 and config.pooling != "flatten":
@@ -322,9 +334,12 @@ def _build(config):
             "(n, h, w, c), token sequences (n, t, c) or vectors (n, c)"
         )
     features = pooling_layer(config.pooling, f"{config.pooling}_pool", rank)(features)
+    embedding = None
+    if norm is not None:
+        features, embedding = norm(features), HEAD_NORM_EMBEDDING
     name = f"{base.name}_{layer}".replace("/", "_")
     model = keras.Model(base.input, features, name=name)
-    return Backbone(config, model, identity, layer)
+    return Backbone(config, model, identity, layer, embedding)
 
 
 def _cut(base, backbone, layer):
@@ -375,6 +390,46 @@ def pooling_layer(pooling, name, rank=4):
     average, maximum = layers[rank]
     layer = average if pooling == "avg" else maximum
     return layer(name=name, dtype="float32")
+
+
+def split_head_norm(base, backbone, pooling, layer=None):
+    """``base`` without the norm that Keras applies after ``pooling``, and that norm.
+
+    Returns ``(network, norm)``. Where the registry entry of ``backbone`` has
+    ``head_norm`` (ConvNeXt), ``layer`` is its default cut point (or None)
+    and ``pooling`` is ``"avg"`` or ``"max"``: ``network`` is ``base`` up to
+    the input of its last layer, a LayerNormalization, and ``norm`` a float32
+    copy of that layer, with its weights, for the pooled vector (float32 as
+    the pooling is). Elsewhere ``(base, None)``.
+
+    The rule: tlsk's vectors are Keras's own. Keras's builder ends a ConvNeXt
+    without its top with that norm, over channels: of the pooled vector for
+    ``pooling="avg"`` or ``"max"`` (as its classifier head and timm's
+    ``forward_head(pre_logits=True)`` do), of each position of the map for
+    ``pooling=None``. So "avg" and "max" pool, then normalise; "flatten"
+    flattens the normalised map (Keras's ``pooling=None`` output); an earlier
+    cut point, where Keras puts no norm, has none; a ``.keras`` file is
+    taken as it is.
+    """
+    if is_model_file(backbone) or pooling not in ("avg", "max"):
+        return base, None
+    spec = get_spec(backbone)
+    if not spec.head_norm or layer not in (None, spec.default_layer):
+        return base, None
+    import keras
+
+    last = base.layers[-1]
+    if not isinstance(last, keras.layers.LayerNormalization):
+        raise TypeError(
+            f"the registry entry {spec.name!r} has head_norm, so its network "
+            "without top must end with a LayerNormalization; it ends with "
+            f"{type(last).__name__} {last.name!r}"
+        )
+    config = {**last.get_config(), "name": "head_norm", "dtype": "float32"}
+    norm = keras.layers.LayerNormalization.from_config(config)
+    norm.build((None, int(last.input.shape[-1])))
+    norm.set_weights(last.get_weights())
+    return keras.Model(base.input, last.input, name=base.name), norm
 
 
 def _with_precision(model, precision, input_size=None, keep_weights=True):

@@ -16,7 +16,13 @@ from tlsk._keras_estimator import (
 )
 from tlsk._limits import MAX_INPUT_SIZE
 from tlsk._sklearn_compat import Interval, StrOptions
-from tlsk.backbone import POOLINGS, base_network, pooling_layer, resolve_weights
+from tlsk.backbone import (
+    POOLINGS,
+    base_network,
+    pooling_layer,
+    resolve_weights,
+    split_head_norm,
+)
 from tlsk.backbones import BACKBONES, DEFAULT_BACKBONE, get_spec
 from tlsk.precision import keras_dtype
 from tlsk.preprocessing import preprocess
@@ -28,9 +34,10 @@ class KerasFineTuneClassifier(KerasImageClassifier):
     """Fine-tune a pretrained network on images: the classic two-phase recipe.
 
     The network (``backbone``, VGG16 by default) without its top, then a new
-    head: ``pooling`` of its last stage, ``dense_units`` dense ReLU layers
-    with ``dropout``, and a softmax over the classes (two units for two
-    classes, so that binary and multiclass share one loss and
+    head: ``pooling`` of its last stage (then, for ConvNeXt's "avg" and
+    "max", its head norm, which trains with the head), ``dense_units`` dense
+    ReLU layers with ``dropout``, and a softmax over the classes (two units
+    for two classes, so that binary and multiclass share one loss and
     ``predict_proba`` is the network's output).
 
     Phase 1 ("head"): the whole base is frozen; the head trains for
@@ -269,6 +276,7 @@ class KerasFineTuneClassifier(KerasImageClassifier):
             spec.name, resolve_weights(self.weights), size, precision
         )
         self.weights_sha256_ = identity["weights_sha256"]
+        base, norm = split_head_norm(base, spec.name, self.pooling)
         x = inputs = keras.Input((size, size, 3), dtype="float32")
         for layer in self._augmentation_layers(seed):
             x = layer(x)
@@ -276,6 +284,11 @@ class KerasFineTuneClassifier(KerasImageClassifier):
         # pretrained ones (Keras's transfer-learning guide).
         x = base(x, training=False)
         x = pooling_layer(self.pooling, name="head_pool")(x)
+        if norm is not None:
+            # The dense layers see the embedding the extractor gives (Keras's
+            # own ConvNeXt head: pool, norm, dense); the norm, initialised
+            # from the base's weights, is a layer of the head and trains with it.
+            x = norm(x)
         init = keras.initializers.GlorotUniform
         for i, units in enumerate(self.dense_units, start=1):
             x = keras.layers.Dense(
@@ -345,23 +358,30 @@ class KerasFineTuneClassifier(KerasImageClassifier):
     def transform(self, X):
         """The pooled features of the fine-tuned base: ``(n_images, n_features)``.
 
-        The output of the head's pooling layer (``pooling`` of the base's
-        last stage, before the dense layers), averaged over the views of
-        ``tta``: embeddings of the trained network for any scikit-learn
+        The input of the head's dense layers: ``pooling`` of the base's last
+        stage (for ConvNeXt's "avg" and "max" then its head norm, as
+        :class:`tlsk.ImageFeatureExtractor` gives it), averaged over the views
+        of ``tta``: embeddings of the trained network for any scikit-learn
         estimator (nearest neighbours, a calibrated classifier, ...).
         """
         import keras
 
         check_is_fitted(self)
-        pooled = self.model_.get_layer("head_pool").output
+        pooled = _embedding(self.model_)
         embedder = keras.Model(self.model_.inputs, pooled, name="embeddings")
         return self._mean_over_views(embedder, X, int(pooled.shape[-1]))
 
     def get_feature_names_out(self, input_features=None):
         """``finetune0 ... finetune{n-1}``, one name per embedding column."""
         check_is_fitted(self)
-        width = int(self.model_.get_layer("head_pool").output.shape[-1])
+        width = int(_embedding(self.model_).shape[-1])
         return np.asarray([f"finetune{i}" for i in range(width)], dtype=object)
+
+
+def _embedding(model):
+    """The head's input: the pooled vector, after the head norm where there is one."""
+    names = {layer.name for layer in model.layers}
+    return model.get_layer("head_norm" if "head_norm" in names else "head_pool").output
 
 
 def _shares(total, parts):

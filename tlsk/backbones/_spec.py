@@ -66,6 +66,13 @@ class BackboneSpec:
     imagenet_fixup : callable or None
         Applied to a network after its ImageNet weights are loaded, where Keras
         builds that network differently for ImageNet weights than for others.
+    head_norm : bool
+        The network without its top ends with a LayerNormalization over
+        channels that Keras's builder applies to the pooled vector when asked
+        for pooled features (``pooling="avg"`` or ``"max"``) and to each
+        position of the feature map otherwise: ConvNeXt's head norm. tlsk's
+        pooled vectors at the default cut point are Keras's own, see
+        :func:`tlsk.backbone.split_head_norm`.
     """
 
     name: str
@@ -82,6 +89,7 @@ class BackboneSpec:
     imagenet_top: WeightsFile
     imagenet_top1: float
     imagenet_fixup: Callable | None = None
+    head_norm: bool = False
 
     def __post_init__(self):
         if len(self.cut_points) != len(self.dims):

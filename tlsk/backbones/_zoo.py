@@ -377,7 +377,9 @@ ZOO = (
             "convnext_tiny_stage_1_block_2_identity",
             "convnext_tiny_stage_2_block_8_identity",
             "convnext_tiny_stage_3_block_2_identity",
-            "output_layernorm",  # alias: the layer normalization after stage 3
+            # Alias: the head layer normalization after stage 3, applied after
+            # the pooling for "avg" and "max" (head_norm below).
+            "output_layernorm",
         ),
         dims=(96, 192, 384, 768, 768),
         stage_ends=(
@@ -396,5 +398,6 @@ ZOO = (
             algorithm="sha256",
         ),
         imagenet_top1=81.3,
+        head_norm=True,
     ),
 )
