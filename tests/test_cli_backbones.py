@@ -7,6 +7,7 @@ import pytest
 
 from tests._datasets import write_image_folder
 from tlsk import ImageFeatureExtractor, list_backbones
+from tlsk.backbones import HubSpec
 from tlsk.cache import FeatureCache
 from tlsk.cli import main
 
@@ -18,8 +19,12 @@ def test_backbones_lists_every_network_with_its_cut_points(capsys):
     out = capsys.readouterr().out
     for spec in list_backbones():
         assert f"\n{spec.name} " in out
-        assert f"{spec.default_layer} ({spec.dims[-1]})" in out
-    assert out.split("\n")[0].split() == [
+        if isinstance(spec, HubSpec):
+            dims = ", ".join(f"{p} ({spec.pooling_dim(p)})" for p in spec.poolings)
+            assert dims in out and f"preset {spec.preset!r}" in out
+        else:
+            assert f"{spec.default_layer} ({spec.dims[-1]})" in out
+    assert out.split("\n")[1].split() == [
         "backbone",
         "size",
         "min",

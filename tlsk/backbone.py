@@ -64,8 +64,18 @@ from pathlib import Path
 
 import numpy as np
 
+from tlsk._hub import (
+    PRESET_FOLDER,
+    PRESET_WEIGHTS,
+    build_hub,
+    hub_identity,
+    is_hub_backbone,
+    is_preset_folder,
+    read_preset,
+)
 from tlsk._limits import MAX_INPUT_SIZE
 from tlsk.backbones import DEFAULT_BACKBONE, get_spec, is_model_file
+from tlsk.backbones._hub_spec import HUB_POOLINGS, HubSpec
 from tlsk.precision import COMPUTE_PRECISIONS, keras_dtype
 from tlsk.weights import (
     WeightsMismatchError,
@@ -149,20 +159,26 @@ class BackboneConfig:
         """
         backbone, weights, size = self.backbone, self.weights, self.input_size
         in_file = isinstance(backbone, str) and is_model_file(backbone)
-        spec = None if in_file else get_spec(backbone)  # names the known ones
+        # A KerasHub preset folder is the only other absolute path fit leaves.
+        in_folder = isinstance(backbone, str) and os.path.isabs(backbone)
+        in_folder = in_folder and not in_file
+        on_disk = in_file or in_folder
+        spec = None if on_disk else get_spec(backbone)  # names the known ones
+        hub = in_folder or isinstance(spec, HubSpec)
         checks = {
             "weights": weights is None
             or (isinstance(weights, str) and weights == "imagenet")
             or (
                 isinstance(weights, str)
                 and os.path.isabs(weights)
-                and weights.endswith(".h5")
+                and (weights.endswith(".h5") or hub)
             ),
             "layer": isinstance(self.layer, str) and self.layer in spec.cut_points
             if spec
             else self.layer is None or isinstance(self.layer, str),
-            "pooling": isinstance(self.pooling, str) and self.pooling in POOLINGS,
-            "input_size": (size is None and in_file)
+            "pooling": isinstance(self.pooling, str)
+            and self.pooling in (HUB_POOLINGS if hub else POOLINGS),
+            "input_size": (size is None and on_disk)
             or (
                 isinstance(size, int | np.integer)
                 and not isinstance(size, bool)
@@ -170,7 +186,7 @@ class BackboneConfig:
             ),
             "precision": isinstance(self.precision, str)
             and self.precision in COMPUTE_PRECISIONS,
-            "backbone": not in_file or os.path.isabs(backbone),
+            "backbone": not on_disk or os.path.isabs(backbone),
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -187,12 +203,20 @@ class Backbone:
     Obtain it with :func:`get_backbone`; do not pickle it.
     """
 
-    def __init__(self, config, model, identity, layer, embedding=None):
+    def __init__(self, config, model, identity, layer, embedding=None, converter=None):
         self.config = config
         self.model = model
         self.output_dim = int(model.output_shape[-1])
+        # A KerasHub network's preset image converter (resize, scale, offset);
+        # None for keras.applications networks, prepared by tlsk.preprocessing.
+        self.converter = converter
         if is_model_file(config.backbone):
             network = {"model": MODEL_FILE, "model_sha256": identity["model_sha256"]}
+        elif "preset_sha256" in identity:
+            network = {
+                "model": PRESET_FOLDER,
+                "preset_sha256": identity["preset_sha256"],
+            }
         else:
             network = {"model": config.backbone}
         self.fingerprint = {
@@ -296,6 +320,8 @@ def base_network(backbone, weights, input_size, precision="float32"):
 
 def _identity(backbone, weights):
     """What identifies the network's parameters: the SHA-256 of its files."""
+    if is_hub_backbone(backbone):
+        return hub_identity(backbone, weights)
     identity = {}
     if is_model_file(backbone):
         identity["model_sha256"] = file_sha256(backbone)
@@ -315,6 +341,16 @@ def _identity(backbone, weights):
 def _build(config):
     import keras
 
+    if is_hub_backbone(config.backbone):
+        model, identity, layer, _, converter = build_hub(
+            config.backbone,
+            config.weights,
+            config.layer,
+            config.pooling,
+            config.input_size,
+            config.precision,
+        )
+        return Backbone(config, model, identity, layer, converter=converter)
     base, identity = base_network(
         config.backbone, config.weights, config.input_size, config.precision
     )
@@ -664,16 +700,23 @@ def resolve_backbone(backbone):
                 "that does not exist"
             )
         return str(path.resolve())
+    if is_preset_folder(backbone):
+        return read_preset(Path(backbone).expanduser().resolve()).folder
     return get_spec(backbone).name
 
 
 def resolve_weights(weights):
     """Validate the ``weights`` parameter; return "imagenet", None or an abs path.
 
-    Raises ``ValueError`` naming the parameter for anything else.
+    ``"pretrained"`` is what ``"imagenet"`` means for a KerasHub network (its
+    published preset) and resolves to it; a KerasHub preset folder resolves
+    to its absolute path. Raises ``ValueError`` naming the parameter for
+    anything else.
     """
-    if weights is None or (isinstance(weights, str) and weights == "imagenet"):
-        return weights
+    if weights is None or (isinstance(weights, str) and weights in PRESET_WEIGHTS):
+        return None if weights is None else "imagenet"
+    if is_preset_folder(weights):
+        return str(Path(weights).expanduser().resolve())
     if isinstance(weights, (str, os.PathLike)):
         path = Path(weights).expanduser()
         if not path.is_file():

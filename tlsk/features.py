@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import os
 import re
 import reprlib
@@ -32,6 +33,13 @@ from tlsk._extraction import (
     progress,
     warn_undecodable,
 )
+from tlsk._hub import (
+    PRESET_WEIGHTS,
+    check_pooling,
+    hub_layer,
+    is_preset_folder,
+    read_preset,
+)
 from tlsk._limits import MAX_BATCH_SIZE, MAX_IMAGE_PIXELS, MAX_INPUT_SIZE, MAX_N_JOBS
 from tlsk._openvino import ENGINES, get_openvino_backbone, resolve_engine
 from tlsk._sklearn_compat import Interval, StrOptions, _fit_context
@@ -44,7 +52,8 @@ from tlsk.backbone import (
     resolve_backbone,
     resolve_weights,
 )
-from tlsk.backbones import BACKBONES, get_spec, is_model_file
+from tlsk.backbones import BACKBONES, HubSpec, get_spec, is_model_file
+from tlsk.backbones._hub_spec import HUB_POOLINGS
 from tlsk.cache import FeatureCache, FileKeyMemo
 from tlsk.images import (
     DECODE_POLICY,
@@ -56,7 +65,13 @@ from tlsk.images import (
     resize_image,
 )
 from tlsk.precision import COMPUTE_PRECISIONS, EXTRACTION_PRECISIONS, resolve_precision
-from tlsk.preprocessing import PREPROCESSINGS, fingerprint_tag, preprocess
+from tlsk.preprocessing import (
+    HUB_PREPROCESSING,
+    NETWORK_PREPROCESSINGS,
+    PREPROCESSINGS,
+    fingerprint_tag,
+    preprocess,
+)
 from tlsk.tta import TTA_MODES, apply_view, tta_views
 
 __all__ = ["ImageFeatureExtractor", "VGG16FeatureExtractor"]
@@ -223,11 +238,11 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
 
     _parameter_constraints: dict = {
         "backbone": [str, os.PathLike],
-        "weights": [StrOptions({"imagenet"}), None, str, os.PathLike],
-        "layer": [None, str],
-        "pooling": [StrOptions(set(POOLINGS))],
+        "weights": [StrOptions(set(PRESET_WEIGHTS)), None, str, os.PathLike],
+        "layer": [None, str, Interval(Integral, 1, None, closed="left")],
+        "pooling": [None, StrOptions({*POOLINGS, *HUB_POOLINGS})],
         "input_size": [None, Interval(Integral, 1, MAX_INPUT_SIZE, closed="both")],
-        "interpolation": [StrOptions(set(INTERPOLATIONS))],
+        "interpolation": [None, StrOptions(set(INTERPOLATIONS))],
         "preprocessing": [None, StrOptions(set(PREPROCESSINGS))],
         "batch_size": [Interval(Integral, 1, MAX_BATCH_SIZE, closed="both")],
         "precision": [StrOptions(set(EXTRACTION_PRECISIONS))],
@@ -253,9 +268,9 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
         backbone="vgg16",
         weights="imagenet",
         layer=None,
-        pooling="avg",
+        pooling=None,
         input_size=None,
-        interpolation="bilinear",
+        interpolation=None,
         preprocessing=None,
         batch_size=32,
         precision="auto",
@@ -320,10 +335,11 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
             )
         network = resolve_backbone(self.backbone)
         self.preprocessing_ = self._resolved_preprocessing(network)
+        layer = self._resolved_layer(network)
         self._backbone_config = BackboneConfig(
             weights=resolve_weights(self.weights),
-            layer=self._resolved_layer(network),
-            pooling=self.pooling,
+            layer=layer,
+            pooling=self._resolved_pooling(network, layer),
             input_size=self._resolved_input_size(network),
             # OpenVINO converts the float32 network and lowers it itself.
             precision="float32" if self.engine_ == "openvino" else self.precision_,
@@ -333,18 +349,25 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
         if self.precision_ == "int8":
             self._quantization = self._calibrate(X)
         backbone = self._engine_backbone()
+        converter = get_backbone(self._backbone_config).converter
         self.fingerprint_ = _with_tta_mode(
             {
                 **backbone.fingerprint,
-                "interpolation": self.interpolation,
+                # A KerasHub network's images are resized and prepared as its
+                # preset's image converter says, every value of it in the tag.
+                "interpolation": self.interpolation or "bilinear"
+                if converter is None
+                else converter.interpolation,
                 "decode": DECODE_POLICY,
-                "preprocessing": fingerprint_tag(self.preprocessing_),
+                "preprocessing": fingerprint_tag(self.preprocessing_)
+                if converter is None
+                else converter.tag,
             },
             self.tta,
         )
         self.network_ = (
             os.path.basename(network)
-            if is_model_file(network)
+            if is_model_file(network) or is_preset_folder(network)
             else get_spec(network).builder
         )
         self.layer_ = backbone.fingerprint["layer"]
@@ -386,7 +409,8 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
     def get_feature_names_out(self, input_features=None):
         """Names of the output columns: ``<network>_<layer>_<pooling><i>``."""
         check_is_fitted(self)
-        prefix = f"{self._network_label()}_{self.layer_}_{self.pooling}"
+        pooling = self.fingerprint_["pooling"]
+        prefix = f"{self._network_label()}_{self.layer_}_{pooling}"
         return np.asarray(
             [f"{prefix}{i}" for i in range(self.n_features_out_)], dtype=object
         )
@@ -482,7 +506,7 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
         file must name none (:mod:`tlsk.model_files`).
         """
         config = getattr(self, "_backbone_config", None)
-        not_files = {"cache": (), "weights": ("imagenet",), "backbone": BACKBONES}
+        not_files = {"cache": (), "weights": PRESET_WEIGHTS, "backbone": BACKBONES}
         named = [
             ("cache", self.cache),
             ("cache", getattr(self, "cache_path_", None)),
@@ -526,7 +550,8 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
             "precision_": getattr(self, "precision_", None)
             in (*COMPUTE_PRECISIONS, "int8"),
             "engine_": getattr(self, "engine_", None) in ENGINES[1:],
-            "preprocessing_": getattr(self, "preprocessing_", None) in PREPROCESSINGS,
+            "preprocessing_": getattr(self, "preprocessing_", None)
+            in NETWORK_PREPROCESSINGS,
             "cache_path_": isinstance(getattr(self, "cache_path_", ""), str | None),
             "_quantization": quantization is None
             or isinstance(quantization, dict)
@@ -544,6 +569,9 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
     def _resolved_layer(self, network):
         if is_model_file(network):
             return self.layer  # checked against the file's layers when built
+        if is_preset_folder(network) or isinstance(get_spec(network), HubSpec):
+            n_blocks = _hub_blocks(network)
+            return f"block{hub_layer(network, self.layer, n_blocks)}"
         spec = get_spec(network)
         if self.layer is None:
             return spec.default_layer
@@ -554,12 +582,48 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
             )
         return self.layer
 
-    def _resolved_input_size(self, network):
+    def _resolved_pooling(self, network, layer):
+        """The pooling: the network's own default for None; one it offers."""
+        if is_preset_folder(network):
+            family, label = read_preset(network).family, os.path.basename(network)
+        elif not is_model_file(network) and isinstance(get_spec(network), HubSpec):
+            spec = get_spec(network)
+            family, label = spec.family, spec.name
+        else:
+            pooling = "avg" if self.pooling is None else self.pooling
+            if pooling not in POOLINGS:
+                raise ValueError(
+                    f"pooling must be one of {list(POOLINGS)} for "
+                    f"{self._network_name(network)}; received {pooling!r}"
+                )
+            return pooling
+        last = layer == f"block{_hub_blocks(network)}"
+        return check_pooling(self.pooling, family, label, last)
+
+    def _network_name(self, network):
         if is_model_file(network):
-            return self.input_size  # checked against the file's input when built
+            return os.path.basename(network)
+        return network
+
+    def _resolved_input_size(self, network):
+        if is_model_file(network) or is_preset_folder(network):
+            return self.input_size  # checked against the network when built
         return get_spec(network).input_size(self.input_size)
 
     def _resolved_preprocessing(self, network):
+        hub = is_preset_folder(network) or (
+            not is_model_file(network) and isinstance(get_spec(network), HubSpec)
+        )
+        if hub:
+            if self.preprocessing is not None or self.interpolation is not None:
+                raise ValueError(
+                    "a KerasHub network's images are resized and prepared as its "
+                    "preset's image converter does: preprocessing and "
+                    "interpolation must be None for "
+                    f"{self._network_name(network)}; received preprocessing="
+                    f"{self.preprocessing!r}, interpolation={self.interpolation!r}"
+                )
+            return HUB_PREPROCESSING
         if self.preprocessing is not None:
             return self.preprocessing
         if is_model_file(network):
@@ -574,6 +638,8 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
         network = self._backbone_config.backbone
         if is_model_file(network):
             return os.path.basename(network)[: -len(".keras")]
+        if is_preset_folder(network):
+            return os.path.basename(network.rstrip(os.sep))
         return network
 
     # -- transform -----------------------------------------------------------
@@ -599,17 +665,18 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
         n = min(self.calibration_size, len(inputs))
         chosen = np.sort(rng.choice(len(inputs), n, replace=False))
         backbone = get_backbone(self._backbone_config)
-        size = backbone.fingerprint["input_size"]
+        resize = self._resizer(
+            backbone.fingerprint["input_size"], self.interpolation or "bilinear"
+        )
 
         def load(index):
             key, image = inputs[index].load(self.max_image_pixels)
-            return key, resize_image(image, size, self.interpolation)
+            return key, resize(image)
 
         with ThreadPoolExecutor(decode_threads(self.n_jobs), "tlsk-decode") as pool:
             loaded = list(pool.map(load, chosen))
         keys = [key.hex() if isinstance(key, bytes) else str(key) for key, _ in loaded]
-        images = np.stack([image for _, image in loaded])
-        images = preprocess(images, self.preprocessing_)
+        images = self._prepared(np.stack([image for _, image in loaded]))
         self.calibration_keys_ = keys
         return quantize_backbone(
             backbone, np.asarray(images, np.float32), keys, verbose=bool(self.verbose)
@@ -658,7 +725,29 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
         batch = np.stack(images)
         if view != "original":  # the plain path stays as it always was
             batch = apply_view(batch, view)
-        return backbone.predict(preprocess(batch, self.preprocessing_))
+        return backbone.predict(self._prepared(batch))
+
+    def _converter(self):
+        """The fitted KerasHub network's image converter; None for the others."""
+        return get_backbone(self._backbone_config).converter
+
+    def _resizer(self, size, interpolation):
+        """``resize(image)``: a decoded image as the network takes it, ``size`` px.
+
+        A KerasHub network's images are resized by its preset's image
+        converter; the others' with the Pillow filter ``interpolation``.
+        """
+        converter = self._converter()
+        if converter is not None:
+            return functools.partial(converter.resize, size=size)
+        return functools.partial(resize_image, size=size, interpolation=interpolation)
+
+    def _prepared(self, batch):
+        """A batch of resized images as the fitted network's input, float32."""
+        converter = self._converter()
+        if converter is not None:
+            return converter.apply(batch)
+        return preprocess(batch, self.preprocessing_)
 
     def _compute(self, backbone, inputs, todo, views, out, pool):
         """Add each view's vectors of each index in ``todo``; return the failures."""
@@ -770,8 +859,9 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
         """Yield ``(index, (key, image) or ImageError)`` in order, decoding ahead."""
         # What changes the output comes from the fitted fingerprint, never from
         # parameters set since: vectors must match the namespace they go into.
-        size = self.fingerprint_["input_size"]
-        interpolation = self.fingerprint_["interpolation"]
+        resize = self._resizer(
+            self.fingerprint_["input_size"], self.fingerprint_["interpolation"]
+        )
         max_pixels = self.max_image_pixels
 
         def load(index):
@@ -779,7 +869,7 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
                 key, image = inputs[index].load(max_pixels)
             except ImageError as err:
                 return index, err
-            return index, (key, resize_image(image, size, interpolation))
+            return index, (key, resize(image))
 
         lookahead = 2 * self.batch_size
         pending = deque()
@@ -789,6 +879,13 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+
+
+def _hub_blocks(network):
+    """How many blocks a KerasHub network (a registry name or a preset) has."""
+    if is_preset_folder(network):
+        return read_preset(network).n_blocks
+    return get_spec(network).n_blocks
 
 
 def _with_tta_mode(fingerprint, tta):

@@ -28,6 +28,8 @@ import numpy as np
 __all__ = [
     "IMAGENET_MEAN_RGB",
     "IMAGENET_STD_RGB",
+    "HUB_PREPROCESSING",
+    "NETWORK_PREPROCESSINGS",
     "PREPROCESSINGS",
     "VGG16_MEAN_BGR",
     "fingerprint_tag",
@@ -36,6 +38,11 @@ __all__ = [
 ]
 
 PREPROCESSINGS = ("caffe", "tf", "torch", "none")
+# A KerasHub network's images are prepared by its preset's image converter
+# (tlsk.backbones.ImageConverterSpec), named so in an extractor's
+# ``preprocessing_``; not a mode of :func:`preprocess`.
+HUB_PREPROCESSING = "kerashub"
+NETWORK_PREPROCESSINGS = (*PREPROCESSINGS, HUB_PREPROCESSING)
 
 # The ImageNet statistics Keras's preprocess_input uses (imagenet_utils.py).
 VGG16_MEAN_BGR = (103.939, 116.779, 123.68)

@@ -1,11 +1,14 @@
 """The networks tlsk can cut: one registry entry per backbone.
 
-Each entry (:class:`BackboneSpec`) says everything that differs between
-networks: Keras's builder, the input preprocessing, native and minimum input
-size, the named cut points with their feature lengths, the fine-tuning
-stages, the ImageNet weights files (names, URLs, pinned digests) and the cost
-in GFLOP per image. Adding a backbone is adding an entry to ``_zoo.py``;
-nothing else in tlsk names a network.
+Each entry says everything that differs between networks. A
+:class:`BackboneSpec` (``_zoo.py``, ``keras.applications``' CNNs): Keras's
+builder, the input preprocessing, native and minimum input size, the named
+cut points with their feature lengths, the fine-tuning stages, the ImageNet
+weights files (names, URLs, pinned digests) and the cost in GFLOP per image.
+A :class:`HubSpec` (``_hub_zoo.py``, KerasHub's vision transformers: DINOv2,
+DINOv3, SigLIP 2, CLIP, ViT): its KerasHub class, architecture and preset,
+its preset's image converter, poolings, blocks and cost. Adding a backbone is
+adding an entry; nothing else in tlsk names a network.
 
 Examples
 --------
@@ -21,6 +24,8 @@ from __future__ import annotations
 
 import os
 
+from tlsk.backbones._hub_spec import HubSpec, ImageConverterSpec
+from tlsk.backbones._hub_zoo import HUB_ZOO
 from tlsk.backbones._spec import BackboneSpec, WeightsFile
 from tlsk.backbones._zoo import ZOO
 
@@ -28,13 +33,15 @@ __all__ = [
     "BACKBONES",
     "DEFAULT_BACKBONE",
     "BackboneSpec",
+    "HubSpec",
+    "ImageConverterSpec",
     "WeightsFile",
     "get_spec",
     "is_model_file",
     "list_backbones",
 ]
 
-BACKBONES = {spec.name: spec for spec in ZOO}
+BACKBONES = {spec.name: spec for spec in (*ZOO, *HUB_ZOO)}
 DEFAULT_BACKBONE = "vgg16"
 MODEL_FILE_SUFFIX = ".keras"
 
