@@ -157,7 +157,7 @@ def test_n_jobs_minus_one_means_all_cpus(images):
 @pytest.mark.parametrize(
     "param, value, match",
     [
-        ("pooling", "mean", r"pooling must be one of .'avg', 'max', 'flatten'. for vgg16"),
+        ("pooling", "mean", r"pooling must be one of .'avg', 'max', 'flatten'."),
         ("layer", "block2_pool", r"'layer'.*Got 'block2_pool'"),
         ("input_size", 16, r"'input_size'.*\[32, 2048\].*Got 16"),
         ("batch_size", 0, r"'batch_size'.*Got 0"),
