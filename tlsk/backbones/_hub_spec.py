@@ -93,9 +93,13 @@ class ImageConverterSpec:
         return "kerashub-converter-" + hashlib.sha256(record.encode()).hexdigest()[:16]
 
     def resize(self, image, size: int) -> np.ndarray:
-        """``image`` (RGB, uint8 or float) as a float32 ``size`` x ``size`` picture."""
+        """``image`` (RGB, uint8 or float) as a float32 ``size`` x ``size`` picture.
+
+        Resized in its own dtype, as KerasHub's converter resizes what it is
+        given: a uint8 picture comes back rounded to whole levels.
+        """
         resizing = self._resizing(int(size))
-        out = resizing(np.asarray(image, dtype=np.float32)[None])
+        out = resizing(np.asarray(image)[None])
         return np.asarray(out, dtype=np.float32)[0]
 
     def apply(self, batch) -> np.ndarray:
