@@ -463,9 +463,8 @@ def pooled(outputs, pooling, prefix_tokens):
         )
     from tlsk._hub_layers import TokenPooling
 
-    return TokenPooling(pooling, prefix_tokens, name=f"{pooling}_pool")(
-        outputs["tokens"]
-    )
+    name = pooling.replace("+", "_") + "_pool"  # Keras scope names take no "+"
+    return TokenPooling(pooling, prefix_tokens, name=name)(outputs["tokens"])
 
 
 # -- tlsk's backbones ---------------------------------------------------------------
@@ -507,15 +506,61 @@ def weights_source(backbone, weights):
     spec = get_spec(backbone)
     if weights is None:
         return spec
-    if weights in PRESET_WEIGHTS:
-        return published_preset_folder(spec)
-    info = read_preset(weights)
+    folder = published_preset_folder(spec) if weights in PRESET_WEIGHTS else weights
+    check_preset_architecture(spec, folder)
+    return read_preset(folder).folder
+
+
+# What must agree between a registry entry and a preset folder given as its
+# weights: the architecture (input size and image converter may differ).
+_ARCHITECTURE_KEYS = (
+    "patch_size",
+    "num_layers",
+    "hidden_dim",
+    "num_heads",
+    "intermediate_dim",
+    "mlp_dim",
+    "num_register_tokens",
+    "projection_dim",
+)
+
+
+def check_preset_architecture(spec: HubSpec, folder) -> None:
+    """Raise ValueError unless the preset in ``folder`` is ``spec``'s network."""
+    info = read_preset(folder)
     if info.hub_class != spec.hub_class:
         raise ValueError(
-            f"weights {weights!r} is a preset of {info.hub_class}, not of "
-            f"{spec.name} ({spec.hub_class})"
+            f"weights {os.fspath(folder)!r} is a preset of {info.hub_class}, not "
+            f"of {spec.name} ({spec.hub_class})"
         )
-    return info.folder
+    config = _read_json(os.path.join(info.folder, "config.json")).get("config", {})
+    expected = spec.config
+    if info.family in ("clip", "siglip"):
+        vision = config.get("vision_encoder", {})
+        config = {
+            **config,
+            **(vision.get("config", {}) if isinstance(vision, dict) else {}),
+        }
+        expected = {**expected, **expected["vision_encoder"]}
+    for key in _ARCHITECTURE_KEYS:
+        if (
+            key in expected
+            and key in config
+            and _plain(config[key]) != _plain(expected[key])
+        ):
+            raise ValueError(
+                f"weights {os.fspath(folder)!r} is a preset of another "
+                f"{spec.hub_class} than {spec.name}: its {key} is "
+                f"{config[key]!r}, {spec.name}'s {expected[key]!r}; give it as "
+                "backbone= to use that network"
+            )
+
+
+def _plain(value):
+    """``[16, 16]``, ``(16, 16)`` and ``16`` name one patch size."""
+    if isinstance(value, list | tuple) and len(set(value)) == 1:
+        return value[0]
+    return value
 
 
 def hub_identity(backbone, weights) -> dict:

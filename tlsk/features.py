@@ -696,11 +696,18 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
                     "the OpenVINO or NNCF version changed since this extractor "
                     "was fitted; fit again"
                 )
-            what = (
-                f"model file {config.backbone!r}"
-                if "model_sha256" in changed
-                else f"weights file {config.weights!r}"
-            )
+            if "embedding" in changed:
+                raise ValueError(
+                    f"tlsk now computes {config.backbone}'s pooled vectors as Keras "
+                    "does (its head LayerNormalization after the pooling), not as "
+                    "when this extractor was fitted; fit again"
+                )
+            if "model_sha256" in changed:
+                what = f"model file {config.backbone!r}"
+            elif "preset_sha256" in changed or config.weights in (None, "imagenet"):
+                what = f"network {config.backbone!r}"
+            else:
+                what = f"weights file {config.weights!r}"
             raise ValueError(
                 f"the {what} of this extractor changed since it was fitted; fit again"
             )

@@ -7,6 +7,7 @@ import argparse
 from tlsk._limits import MAX_BATCH_SIZE, MAX_INPUT_SIZE
 from tlsk._openvino import ENGINES
 from tlsk.backbone import POOLINGS
+from tlsk.backbones._hub_spec import HUB_POOLINGS
 from tlsk.images import INTERPOLATIONS
 from tlsk.precision import EXTRACTION_PRECISIONS
 from tlsk.preprocessing import PREPROCESSINGS
@@ -66,23 +67,33 @@ def add_extractor_options(parser):
     group.add_argument(
         "--backbone",
         default="vgg16",
-        metavar="NAME|FILE.keras",
-        help="the network: a name 'tlsk backbones' lists, or a .keras model file "
-        "of your own (then give --preprocessing) (default: vgg16)",
+        metavar="NAME|FILE.keras|PRESET_DIR",
+        help="the network: a name 'tlsk backbones' lists (keras.applications "
+        "CNNs; KerasHub's DINOv2, DINOv3, SigLIP 2, CLIP, ViT with "
+        "tlsk[hub]), a .keras model file of your own (then give "
+        "--preprocessing), or a KerasHub preset folder (default: vgg16)",
     )
     group.add_argument(
         "--weights",
         default="imagenet",
-        help="'imagenet' (default), 'none' for a seeded random initialisation, "
-        "or the path of the backbone's no-top weights file",
+        help="'imagenet' (default; 'pretrained' says the same for KerasHub "
+        "networks: their published preset), 'none' for a seeded random "
+        "initialisation, the path of the backbone's no-top weights file, or "
+        "of a KerasHub preset folder of that network",
     )
     group.add_argument(
         "--layer",
         metavar="LAYER",
-        help="where the network is cut: a cut point 'tlsk backbones' lists "
-        "(default: its last)",
+        help="where the network is cut: a cut point 'tlsk backbones' lists, "
+        "block1 to block<N> for a KerasHub network (default: its last)",
     )
-    group.add_argument("--pooling", default="avg", choices=POOLINGS)
+    group.add_argument(
+        "--pooling",
+        choices=(*POOLINGS, *HUB_POOLINGS),
+        help="how a feature map or token sequence becomes a vector (default: "
+        "the network's own: avg for CNNs, cls for DINO and ViT, embedding for "
+        "CLIP and SigLIP)",
+    )
     group.add_argument(
         "--input-size",
         type=int_between(1, MAX_INPUT_SIZE),
@@ -90,7 +101,12 @@ def add_extractor_options(parser):
         help=f"side images are resized to, at most {MAX_INPUT_SIZE} (default: the "
         "backbone's native size)",
     )
-    group.add_argument("--interpolation", default="bilinear", choices=INTERPOLATIONS)
+    group.add_argument(
+        "--interpolation",
+        choices=INTERPOLATIONS,
+        help="Pillow filter that resizes images (default: bilinear; a KerasHub "
+        "network resizes as its preset's image converter does)",
+    )
     group.add_argument(
         "--preprocessing",
         choices=PREPROCESSINGS,
