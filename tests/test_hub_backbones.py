@@ -343,3 +343,28 @@ def test_without_keras_hub_a_hub_name_says_which_extra_and_the_rest_works(
     ).fit_transform(photos(n=1))
     assert vectors.shape == (1, 512)
     assert os.environ.get("TLSK_NO_DOWNLOAD")  # the suite never downloads
+
+
+@pytest.mark.parametrize("family", ["dinov2_registers", "siglip"])
+def test_openvino_converts_and_quantizes_the_transformers(presets, family):
+    pytest.importorskip("openvino")
+    pytest.importorskip("nncf")
+    images = photos(n=32, seed=3)
+    keras_vectors = ImageFeatureExtractor(
+        backbone=presets[family], precision="float32"
+    ).fit_transform(images)
+    converted = ImageFeatureExtractor(
+        backbone=presets[family], precision="float32", engine="openvino"
+    ).fit_transform(images)
+    np.testing.assert_allclose(
+        converted, keras_vectors, atol=1e-5 * np.abs(keras_vectors).max()
+    )
+    int8 = ImageFeatureExtractor(backbone=presets[family], precision="int8").fit(images)
+    # NNCF's transformer mode, part of what names the quantized model.
+    assert int8._quantization["model_type"] == "transformer"
+    vectors = int8.transform(images)
+    cosine = (vectors * keras_vectors).sum(1) / (
+        np.linalg.norm(vectors, axis=1) * np.linalg.norm(keras_vectors, axis=1)
+    )
+    # Tiny random networks; real weights are measured in benchmarks/.
+    assert cosine.min() >= 0.99, cosine

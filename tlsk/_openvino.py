@@ -61,6 +61,11 @@ ENGINES = ("auto", "keras", "openvino")
 INSTALL_HINT = "pip install 'tlsk[openvino]'  (or: pip install openvino nncf)"
 # NNCF's options for every quantization tlsk makes; in the fingerprint.
 QUANTIZATION_OPTIONS = {"preset": "performance", "fast_bias_correction": True}
+# NNCF's own advice for transformers (KerasHub's networks): their softmax,
+# normalisations and GELUs stay in floating point, where int8 would cost
+# accuracy for little speed. CNNs keep the options above, and so their
+# fingerprints.
+TRANSFORMER_OPTIONS = {"model_type": "transformer"}
 _BF16_HINT = {"float32": "f32", "bfloat16": "bf16"}
 
 
@@ -244,6 +249,9 @@ def quantize_backbone(keras_backbone, calibration, calibration_keys, verbose=Fal
             if verbose
             else contextlib.redirect_stdout(io.StringIO())
         )
+        extra = {}
+        if quantization.get("model_type") == "transformer":
+            extra["model_type"] = nncf.ModelType.TRANSFORMER
         with quiet:
             quantized = nncf.quantize(
                 model,
@@ -251,6 +259,7 @@ def quantize_backbone(keras_backbone, calibration, calibration_keys, verbose=Fal
                 subset_size=len(items),
                 preset=nncf.QuantizationPreset(QUANTIZATION_OPTIONS["preset"]),
                 fast_bias_correction=QUANTIZATION_OPTIONS["fast_bias_correction"],
+                **extra,
             )
         _write_quantized(quantized, path)
     return quantization
@@ -265,10 +274,16 @@ def quantization_fingerprint(keras_backbone, calibration_keys):
         "n_calibration": len(calibration_keys),
         **versions(int8=True),
         **QUANTIZATION_OPTIONS,
+        **(TRANSFORMER_OPTIONS if _is_transformer(keras_backbone) else {}),
     }
     canonical = json.dumps(quantization, sort_keys=True, separators=(",", ":"))
     quantization["quantization_sha256"] = hashlib.sha256(canonical.encode()).hexdigest()
     return quantization
+
+
+def _is_transformer(keras_backbone):
+    """Whether the backbone is a KerasHub transformer (it has a preset converter)."""
+    return getattr(keras_backbone, "converter", None) is not None
 
 
 def _quantized_path(quantization):
