@@ -156,6 +156,21 @@ def test_arrays_work_like_paths(client, tmp_path):
     _assert_complete(extractor, 9)
 
 
+def test_a_kerashub_preset_folder_is_featurized_like_any_backbone(
+    client, images, tmp_path
+):
+    pytest.importorskip("keras_hub")
+    from tests._hub_presets import write_preset
+    from tlsk import ImageFeatureExtractor
+
+    folder = write_preset("dinov2_registers", tmp_path / "preset")
+    params = {"backbone": folder, "precision": "float32"}
+    extractor = ImageFeatureExtractor(**params, cache=str(tmp_path / "c.h5")).fit()
+    features = featurize(images[0][:8], extractor, client, shard_size=SHARD)
+    local = ImageFeatureExtractor(**params).fit_transform(images[0][:8])
+    _assert_same_features(features, local)
+
+
 def test_return_features_false_fills_the_cache_and_says_what_is_in_it(
     client, images, reference, tmp_path
 ):
