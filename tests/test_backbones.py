@@ -22,13 +22,14 @@ import pytest
 from tests._weights import pin_weights, write_legacy_h5_weights
 from tlsk import ImageFeatureExtractor, KerasFineTuneClassifier, list_backbones
 from tlsk.backbone import BackboneConfig, clear_backbones, get_backbone
-from tlsk.backbones import BACKBONES, get_spec
+from tlsk.backbones import BACKBONES, BackboneSpec, get_spec
 from tlsk.cache import namespace_id
 from tlsk.images import resize_image
 from tlsk.preprocessing import PREPROCESSINGS
 from tlsk.weights import WeightsMismatchError
 
-NAMES = sorted(BACKBONES)
+# keras.applications' networks; KerasHub's are tests/test_hub_backbones.py's.
+NAMES = sorted(n for n, s in BACKBONES.items() if isinstance(s, BackboneSpec))
 # Builds cost seconds each (ConvNeXt-Tiny nearly 40 on an AMX Xeon): the
 # default run checks these, --runslow every network.
 FAST = {"vgg16", "resnet50", "mobilenet_v3_large", "efficientnet_b0"}

@@ -21,6 +21,7 @@ from tlsk import (
     KerasFineTuneClassifier,
     SmallCNNClassifier,
     VGG16FeatureExtractor,
+    ZeroShotImageClassifier,
 )
 
 
@@ -32,6 +33,7 @@ def _estimators():
         ),
         SmallCNNClassifier(input_size=32, filters=(4, 8, 8), epochs=1),
         KerasFineTuneClassifier(weights=None, input_size=32, head_epochs=1),
+        ZeroShotImageClassifier(classes=["cat", "dog"]),
     ]
 
 

@@ -4,8 +4,10 @@ The bottleneck path: :class:`ImageFeatureExtractor` (any network of
 :func:`list_backbones`, or your own ``.keras`` file) and its VGG16 case
 :class:`VGG16FeatureExtractor` turn images into vectors (cached in HDF5 when
 ``cache=`` names a file) for any scikit-learn classifier.
-Fine-tuning: :class:`KerasFineTuneClassifier`. The from-scratch baseline:
-:class:`SmallCNNClassifier`; the learning-rate range test for either:
+Fine-tuning: :class:`KerasFineTuneClassifier`. From class names alone, with
+a CLIP or SigLIP network: :class:`ZeroShotImageClassifier`. The
+from-scratch baseline: :class:`SmallCNNClassifier`; the learning-rate range
+test for either:
 :func:`lr_find`. On a Dask cluster: :func:`featurize`. Model files with
 their metadata: :func:`save_model` and :func:`load_model` (``.skops`` to
 share, ``.joblib`` for your own).
@@ -33,6 +35,7 @@ from tlsk.model_files import (
 )
 from tlsk.scratch import SmallCNNClassifier
 from tlsk.weights import WeightsMismatchError, WeightsUnavailableError
+from tlsk.zero_shot import ZeroShotImageClassifier
 
 __all__ = [
     "CacheError",
@@ -48,6 +51,7 @@ __all__ = [
     "VGG16FeatureExtractor",
     "WeightsMismatchError",
     "WeightsUnavailableError",
+    "ZeroShotImageClassifier",
     "__version__",
     "check_image_folder",
     "featurize",

@@ -35,6 +35,7 @@ __all__ = [
     "FAMILIES",
     "HubNetwork",
     "PRESET_WEIGHTS",
+    "hub_base",
     "hub_network",
     "is_preset_folder",
     "preset_identity",
@@ -98,6 +99,7 @@ class PresetInfo:
     converter: ImageConverterSpec | None
     image_size: int | None
     n_blocks: int
+    patch_size: int | None = None
 
 
 def read_preset(folder) -> PresetInfo:
@@ -136,7 +138,11 @@ def read_preset(folder) -> PresetInfo:
             f"(num_layers); received {n_blocks!r}"
         )
     family = FAMILIES[hub_class]
-    return PresetInfo(folder, hub_class, family, converter, image_size, n_blocks)
+    patch = _plain(settings.get("patch_size"))
+    patch = patch if isinstance(patch, int) and not isinstance(patch, bool) else None
+    return PresetInfo(
+        folder, hub_class, family, converter, image_size, n_blocks, patch
+    )
 
 
 def _read_json(path):
@@ -248,8 +254,8 @@ def _unavailable(spec, why):
         f"from {spec.kaggle_handle}) are not on this machine and {why}. On a "
         f"machine with a network, keras_hub.models.Backbone.from_preset("
         f"{spec.preset!r}) downloads it; copy that preset folder (config.json, "
-        f"model.weights.h5, image_converter.json, ...) to {target!r}, or pass its "
-        "path as weights=, or use weights=None for a random initialisation"
+        f"model.weights.h5, image_converter.json, ...) to {target!r}, or give "
+        "that folder's path as weights= or as the backbone itself"
     )
 
 
@@ -300,8 +306,15 @@ def hub_network(source, input_size, precision="float32") -> HubNetwork:
             "prepares images as the preset's image converter does"
         )
     size = input_size or info.image_size
+    if size is not None and info.patch_size and int(size) % info.patch_size:
+        raise ValueError(
+            f"input_size must be a multiple of the patch size of the preset in "
+            f"{info.folder!r}, {info.patch_size}; received {size}"
+        )
     kwargs = {"dtype": dtype}
-    if size is not None and info.family not in ("clip", "siglip"):
+    # DINOv2 and DINOv3 interpolate their position embeddings to any size;
+    # the others' are a table of one size (checked below).
+    if size is not None and info.family in ("dinov2", "dinov3"):
         kwargs["image_shape"] = (int(size), int(size), 3)
     backbone = keras_hub.models.Backbone.from_preset(info.folder, **kwargs)
     vision = _vision_tower(backbone, info.family)
@@ -357,32 +370,25 @@ def _n_blocks(backbone, family):
     return int(_vision_tower(backbone, family).num_layers)
 
 
-def blocks(network: HubNetwork):
-    """The vision tower's transformer blocks, in order (for fine-tuning)."""
-    backbone, family = network.backbone, network.family
-    if family in ("dinov2", "dinov3"):
-        return list(backbone.encoder.layers)
-    if family == "vit":
-        return list(backbone.get_layer("vit_encoder").encoder_layers)
-    return list(backbone.vision_encoder.encoder_layers)
-
-
 # -- cutting and pooling -----------------------------------------------------------
 
 
-def vision_model(network: HubNetwork, block=None):
+def vision_model(network: HubNetwork, block=None, embedding=True):
     """A Keras model: preprocessed images -> ``{"tokens": ..., "embedding": ...}``.
 
     ``"tokens"``: the vision tower's token sequence after block ``block``
     (1-based; None: the last) and the tower's final norm, as DINOv2's authors
     read intermediate layers. ``"embedding"`` (CLIP and SigLIP, last block
-    only): the tower's pooled, projected image embedding, the one its text
-    tower is trained against.
+    only, unless ``embedding=False``): the tower's pooled, projected image
+    embedding, the one its text tower is trained against. Without it, the
+    model holds no layer its tokens do not need (a network to fine-tune
+    trains nothing it does not use).
     """
     import keras
 
     family, backbone = network.family, network.backbone
     last = block is None or block == network.n_blocks
+    embedding = embedding and last
     size = network.input_size
     images = keras.Input((size, size, 3), dtype="float32", name="images")
     outputs = {}
@@ -396,16 +402,22 @@ def vision_model(network: HubNetwork, block=None):
             )
             outputs["tokens"] = backbone.layernorm(stages({key: images}))
     elif family == "vit":
-        encoder = backbone.get_layer("vit_encoder")
-        tokens = backbone.get_layer("vit_patching_and_embedding")(images)
-        for layer in encoder.encoder_layers[: network.n_blocks if last else block]:
-            tokens = layer(tokens)
-        outputs["tokens"] = encoder.layer_norm(tokens)
+        if last:
+            # The backbone as one layer: a fine-tuned network holding it saves
+            # and loads (KerasHub 0.32's patching layer alone does not load).
+            outputs["tokens"] = backbone(images)
+        else:
+            encoder = backbone.get_layer("vit_encoder")
+            tokens = backbone.get_layer("vit_patching_and_embedding")(images)
+            for layer in encoder.encoder_layers[:block]:
+                tokens = layer(tokens)
+            outputs["tokens"] = encoder.layer_norm(tokens)
     elif family == "clip":
         encoder = backbone.vision_encoder
         if last:
             tokens = encoder({"images": images})
-            outputs["embedding"] = backbone.vision_projection(tokens[:, 0, :])
+            if embedding:
+                outputs["embedding"] = backbone.vision_projection(tokens[:, 0, :])
         else:
             inner = keras.Model(
                 encoder.inputs, encoder.encoder_layers[block - 1].output
@@ -414,11 +426,14 @@ def vision_model(network: HubNetwork, block=None):
         outputs["tokens"] = tokens
     else:  # siglip
         encoder = backbone.vision_encoder
-        if last:
+        if embedding:
             inner = keras.Model(
                 encoder.inputs, [encoder.post_layer_norm.output, encoder.output]
             )
             outputs["tokens"], outputs["embedding"] = inner({"images": images})
+        elif last:
+            inner = keras.Model(encoder.inputs, encoder.post_layer_norm.output)
+            outputs["tokens"] = inner({"images": images})
         else:
             inner = keras.Model(
                 encoder.inputs, encoder.encoder_layers[block - 1].output
@@ -453,17 +468,20 @@ def check_pooling(pooling, family, name, last_block=True):
     return pooling
 
 
-def pooled(outputs, pooling, prefix_tokens):
-    """The float32 feature tensor of ``pooling`` from :func:`vision_model`'s outputs."""
+def pooled(outputs, pooling, prefix_tokens, name=None):
+    """The float32 feature tensor of ``pooling`` from :func:`vision_model`'s outputs.
+
+    ``name``: the pooling layer's (default: after the pooling).
+    """
     if pooling == "embedding":
         import keras
 
-        return keras.layers.Activation("linear", dtype="float32", name="embedding")(
-            outputs["embedding"]
-        )
+        return keras.layers.Activation(
+            "linear", dtype="float32", name=name or "embedding"
+        )(outputs["embedding"])
     from tlsk._hub_layers import TokenPooling
 
-    name = pooling.replace("+", "_") + "_pool"  # Keras scope names take no "+"
+    name = name or pooling.replace("+", "_") + "_pool"  # scope names take no "+"
     return TokenPooling(pooling, prefix_tokens, name=name)(outputs["tokens"])
 
 
@@ -585,15 +603,29 @@ def hub_layer(backbone, layer, n_blocks):
     if number.isdigit() and 1 <= int(number) <= n_blocks:
         return int(number)
     raise ValueError(
-        f"layer must be a block of {_network_label(backbone)}: 'block1' to "
+        f"layer must be a block of {network_label(backbone)}: 'block1' to "
         f"'block{n_blocks}' (or 1 to {n_blocks}); received {layer!r}"
     )
 
 
-def _network_label(backbone):
+def network_label(backbone):
+    """How a message names ``backbone``: its registry name, or its preset folder."""
     if is_preset_folder(backbone):
-        return f"the preset in {os.path.basename(os.fspath(backbone))!r}"
+        name = os.path.basename(os.path.normpath(os.fspath(backbone)))
+        return f"the preset in {name!r}"
     return backbone
+
+
+def hub_base(backbone, weights, input_size, precision):
+    """``(network, identity)``: a new :class:`HubNetwork` and what identifies it.
+
+    ``backbone`` a registry name or a preset folder and ``weights`` as
+    :func:`weights_source` takes them (resolved); the network is the
+    caller's (the feature extractor cuts it, fine-tuning trains it).
+    """
+    identity = hub_identity(backbone, weights)
+    network = hub_network(weights_source(backbone, weights), input_size, precision)
+    return network, identity
 
 
 def build_hub(backbone, weights, layer, pooling, input_size, precision):
@@ -604,11 +636,10 @@ def build_hub(backbone, weights, layer, pooling, input_size, precision):
     """
     import keras
 
-    identity = hub_identity(backbone, weights)
-    network = hub_network(weights_source(backbone, weights), input_size, precision)
+    network, identity = hub_base(backbone, weights, input_size, precision)
     block = hub_layer(backbone, layer, network.n_blocks)
     last = block == network.n_blocks
-    pooling = check_pooling(pooling, network.family, _network_label(backbone), last)
+    pooling = check_pooling(pooling, network.family, network_label(backbone), last)
     tower = vision_model(network, block)
     features = pooled(tower.output, pooling, network.prefix_tokens)
     model = keras.Model(tower.input, features, name=f"{tower.name}_block{block}")

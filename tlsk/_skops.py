@@ -266,6 +266,7 @@ def _tlsk_types():
     from tlsk.features import ImageFeatureExtractor, VGG16FeatureExtractor
     from tlsk.finetune import KerasFineTuneClassifier
     from tlsk.scratch import SmallCNNClassifier
+    from tlsk.zero_shot import ZeroShotImageClassifier
 
     classes = (
         BackboneConfig,
@@ -273,6 +274,7 @@ def _tlsk_types():
         VGG16FeatureExtractor,
         KerasFineTuneClassifier,
         SmallCNNClassifier,
+        ZeroShotImageClassifier,
     )
     return {f"{cls.__module__}.{cls.__qualname__}" for cls in classes}
 

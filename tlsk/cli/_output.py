@@ -25,6 +25,11 @@ _CLI_WORDS = (
     (re.compile(r"\bvalidation_fraction=([0-9.]+)"), r"--monitor-fraction \1"),
     (re.compile(r"\bweights=None\b"), "--weights none"),
     (re.compile(r"\bforce=True\b"), "--force"),
+    (re.compile(r"^backbone must\b"), "--backbone must"),
+    (
+        re.compile(r"\bas weights= or as the backbone itself"),
+        "as --backbone (or as --weights, where the command has it)",
+    ),
     (re.compile(r"\bthan max_pixels=(\d+)"), r"than the limit of \1"),
     (
         re.compile(r"Pass a larger max_pixels if you trust this file"),

@@ -15,6 +15,12 @@ what made the model (see tlsk.report).
 --tta flip|ten_crop averages the predictions over test-time augmented views
 of each image (see tlsk.tta); the output says so ("tta" in the JSON).
 
+With --zero-shot instead of MODEL, no model is trained: a CLIP or SigLIP
+network (--backbone, SigLIP 2 base by default, or a KerasHub preset folder of
+one) reads each class folder's name in a sentence ("a photo of a {}.",
+--template to change it) and labels each image by it, as
+tlsk.ZeroShotImageClassifier does: how far the class names alone go.
+
 MODEL is a file written by 'tlsk train', with its .json metadata beside it.
 A .skops MODEL builds only scikit-learn's estimators, numpy's arrays and
 tlsk's estimators, and is refused, naming them, if it holds any other type
@@ -46,6 +52,12 @@ from tlsk.cli._output import (
     shown,
 )
 from tlsk.cli._predictions import predict_proba, show_progress
+from tlsk.cli._zero_shot import (
+    add_zero_shot_options,
+    check_zero_shot_options,
+    zero_shot_metadata,
+    zero_shot_model,
+)
 from tlsk.model_files import load_model, metadata_path
 
 HELP = "accuracy, per-class scores and confusion matrix of a model on an image folder"
@@ -55,17 +67,22 @@ EXAMPLE = """example:
   tlsk evaluate svm.joblib split/test --report svm-report/
   tlsk evaluate svm.joblib split/test --tta ten_crop --json
   tlsk evaluate shared.skops split/test
+  tlsk evaluate --zero-shot --backbone siglip2_base_patch16_224 split/test
 """
+USAGE = """%(prog)s [options] MODEL DIR
+       %(prog)s --zero-shot [--backbone NAME|PRESET_DIR] [options] DIR"""
 
 
 def add_arguments(parser):
+    parser.usage = USAGE
     parser.add_argument(
-        "model",
-        metavar="MODEL",
-        help="model file from 'tlsk train' (.skops, or joblib from a trusted "
-        "source only)",
+        "inputs",
+        nargs="+",
+        metavar="MODEL DIR",
+        help="the model file from 'tlsk train' (.skops, or joblib from a trusted "
+        "source only), then the folder-per-class image tree; with --zero-shot, "
+        "the folder only",
     )
-    parser.add_argument("dir", metavar="DIR", help="folder-per-class image tree")
     parser.add_argument(
         "--plot", metavar="FILE.png", help="also draw the confusion matrix as PNG"
     )
@@ -78,23 +95,54 @@ def add_arguments(parser):
     parser.add_argument("--json", action="store_true", help="print JSON on stdout")
     add_tta_option(parser)
     add_trust_option(parser)
+    group = parser.add_argument_group("zero-shot, no MODEL")
+    add_zero_shot_options(parser, group, classes_given=False)
+    group.add_argument(
+        "--backbone",
+        metavar="NAME|PRESET_DIR",
+        help="with --zero-shot: a CLIP or SigLIP network, by name or KerasHub "
+        "preset folder (default: siglip2_base_patch16_224)",
+    )
 
 
 def run(args):
+    check_zero_shot_options(args)
+    if args.zero_shot:
+        if len(args.inputs) != 1:
+            args.usage_error("--zero-shot takes no MODEL: give only DIR")
+        args.model, args.dir = None, args.inputs[0]
+    else:
+        if len(args.inputs) != 2:
+            args.usage_error("give a MODEL and DIR (or --zero-shot and DIR)")
+        if args.backbone:
+            args.usage_error("--backbone needs --zero-shot")
+        args.model, args.dir = args.inputs
     if not os.path.isdir(args.dir):
         raise CommandError(f"no folder at {args.dir!r}")
+    inputs = []
+    if args.model is not None:
+        inputs = [("MODEL", args.model), ("its metadata", metadata_path(args.model))]
     check_outputs(
         args,
         [("--plot", args.plot)],
         report=args.report,
+        cache=args.cache,
         data=[args.dir],
-        inputs=[("MODEL", args.model), ("its metadata", metadata_path(args.model))],
+        inputs=inputs,
     )
-    model, metadata = load_model(args.model, trusted=args.trust)
+    if args.zero_shot:
+        paths, labels, bad = read_labelled_folder(args, args.dir)
+        model = zero_shot_model(args, labels=labels)
+        metadata = zero_shot_metadata(model)
+        model_name = f"zero-shot {os.fspath(model.backbone)}"
+    else:
+        model, metadata = load_model(args.model, trusted=args.trust)
+        model_name = os.path.basename(args.model)
     model = with_tta(model, args.tta)
     if args.tta:
         metadata = {**metadata, "tta": args.tta}
-    paths, labels, bad = read_labelled_folder(args, args.dir)
+    if not args.zero_shot:
+        paths, labels, bad = read_labelled_folder(args, args.dir)
     known = set(map(str, model.classes_))
     if not known & set(labels.tolist()):
         note(
@@ -127,7 +175,7 @@ def run(args):
                 names=[os.path.relpath(os.path.abspath(p), root) for p in paths],
                 metadata=metadata,
                 force=args.force,
-                title=f"{os.path.basename(args.model)} on {args.dir}",
+                title=f"{model_name} on {args.dir}",
                 data_folder=args.dir,
             )
         outputs.publish()
@@ -138,7 +186,7 @@ def run(args):
     if args.json:
         print_json(
             {
-                "model": os.path.abspath(args.model),
+                "model": (None if args.model is None else os.path.abspath(args.model)),
                 "method": metadata.get("method"),
                 "data": os.path.abspath(args.dir),
                 "skipped_files": [str(err) for err in bad],
@@ -147,7 +195,8 @@ def run(args):
             }
         )
     else:
-        print(f"model: {shown(args.model)} ({shown(metadata.get('method', '?'))})")
+        name = model_name if args.model is None else args.model
+        print(f"model: {shown(name)} ({shown(metadata.get('method', '?'))})")
         print(f"data: {shown(args.dir)}")
         if args.tta:
             print(f"test-time augmentation: {tta_summary(args.tta)}")

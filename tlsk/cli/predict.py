@@ -21,6 +21,14 @@ needs that network's ImageNet weights with the classifier top from Keras's
 cache, downloaded if missing, or --weights-file; offline without them it
 fails at once.
 
+With --zero-shot "cat,dog,bird", every positional argument is a PATH too,
+and no model is trained: a CLIP or SigLIP network (--backbone, SigLIP 2 base
+by default, or a KerasHub preset folder of one) scores each image against a
+sentence per class ("a photo of a cat.", --template to change it), as
+tlsk.ZeroShotImageClassifier does. The columns are those of a MODEL. This
+needs the network's published KerasHub preset, downloaded if missing, or
+its preset folder as --backbone; offline without them it fails at once.
+
 MODEL is a file written by 'tlsk train', with its .json metadata beside it.
 A .skops MODEL builds only scikit-learn's estimators, numpy's arrays and
 tlsk's estimators, and is refused, naming them, if it holds any other type
@@ -44,6 +52,12 @@ from tlsk.cli._options import (
 )
 from tlsk.cli._output import check_outputs, csv_bytes, note, write_csv, write_stdout
 from tlsk.cli._predictions import predict_proba, show_progress
+from tlsk.cli._zero_shot import (
+    add_zero_shot_options,
+    check_zero_shot_options,
+    class_names,
+    zero_shot_model,
+)
 from tlsk.model_files import load_model, metadata_path
 
 HELP = "label images (files or folders) with a trained model or ImageNet classes"
@@ -53,9 +67,12 @@ EXAMPLE = """examples:
   tlsk predict shared.skops new-photos/
   tlsk predict --imagenet holiday/ --top-k 5
   tlsk predict --imagenet --backbone efficientnet_b0 holiday/
+  tlsk predict --zero-shot "cat,dog,bird" photos/
+  tlsk predict --zero-shot "cat,dog" --backbone clip_vit_base_patch16 photos/
 """
 USAGE = """%(prog)s [options] MODEL PATH [PATH ...]
-       %(prog)s --imagenet [options] PATH [PATH ...]"""
+       %(prog)s --imagenet [options] PATH [PATH ...]
+       %(prog)s --zero-shot CLASSES [options] PATH [PATH ...]"""
 
 
 def add_arguments(parser):
@@ -66,7 +83,8 @@ def add_arguments(parser):
         metavar="MODEL PATH",
         help="the model file from 'tlsk train' (.skops, or joblib from a trusted "
         "source only), then image files "
-        "or folders; with --imagenet, image files or folders only",
+        "or folders; with --imagenet or --zero-shot, image files or folders "
+        "only",
     )
     parser.add_argument(
         "--top-k",
@@ -81,18 +99,20 @@ def add_arguments(parser):
     )
     add_tta_option(parser)
     add_trust_option(parser)
-    group = parser.add_argument_group("ImageNet")
+    group = parser.add_argument_group("a network's own labels, no MODEL")
     group.add_argument(
         "--imagenet",
         action="store_true",
         help="a network's own ImageNet classes instead of a trained model",
     )
+    add_zero_shot_options(parser, group, classes_given=True)
     group.add_argument(
         "--backbone",
-        default="vgg16",
-        metavar="NAME",
-        help="the network whose ImageNet classifier labels the images, a name "
-        "'tlsk backbones' lists (default: vgg16)",
+        metavar="NAME|PRESET_DIR",
+        help="with --imagenet: the network whose ImageNet classifier labels the "
+        "images, a name 'tlsk backbones' lists (default: vgg16); with "
+        "--zero-shot: a CLIP or SigLIP network, by name or KerasHub preset "
+        "folder (default: siglip2_base_patch16_224)",
     )
     group.add_argument(
         "--weights-file",
@@ -108,15 +128,21 @@ def add_arguments(parser):
 
 
 def run(args):
+    check_zero_shot_options(args)
+    if args.imagenet and args.zero_shot:
+        args.usage_error("give --imagenet or --zero-shot, not both")
+    if not args.imagenet and (args.weights_file or args.class_index):
+        args.usage_error("--weights-file and --class-index need --imagenet")
     if args.imagenet:
         if args.tta:
             args.usage_error("--tta needs a MODEL, not --imagenet")
         targets = args.inputs
+    elif args.zero_shot:
+        classes = class_names(args.zero_shot)
+        targets = args.inputs
     else:
-        if args.weights_file or args.class_index or args.backbone != "vgg16":
-            args.usage_error(
-                "--backbone, --weights-file and --class-index need --imagenet"
-            )
+        if args.backbone:
+            args.usage_error("--backbone needs --imagenet or --zero-shot")
         if len(args.inputs) < 2:
             args.usage_error("give a MODEL and at least one PATH (or --imagenet)")
         model, _ = load_model(args.inputs[0], trusted=args.trust)
@@ -126,10 +152,12 @@ def run(args):
     if not paths:
         raise CommandError(f"no files in {', '.join(map(repr, targets))}")
     read = [("an image to label", path) for path in paths]
-    if not args.imagenet:
+    if not (args.imagenet or args.zero_shot):
         model_path = args.inputs[0]
         read += [("MODEL", model_path), ("its metadata", metadata_path(model_path))]
-    check_outputs(args, [("--out", args.out)], inputs=read)
+    check_outputs(args, [("--out", args.out)], cache=args.cache, inputs=read)
+    if args.zero_shot:
+        model = with_tta(zero_shot_model(args, classes=classes), args.tta)
     if args.imagenet:
         header, rows = _imagenet_rows(args, paths)
     else:
@@ -195,7 +223,7 @@ def _imagenet_rows(args, paths):
         top_k=args.top_k,
         weights=args.weights_file or "imagenet",
         class_index=args.class_index,
-        backbone=args.backbone,
+        backbone=args.backbone or "vgg16",
     )
     header = ["path", "wnid", "label", "probability"]
     for rank in range(2, args.top_k + 1):

@@ -420,7 +420,8 @@ def _train_keras(args, data):
 
     check_keras_training(args)
     common = {
-        "interpolation": args.interpolation,
+        # None is each network's own; the Keras estimators resize bilinearly.
+        "interpolation": args.interpolation or "bilinear",
         "augmentation": not args.no_augmentation,
         "validation_fraction": args.monitor_fraction,
         "early_stopping": not args.no_early_stopping,
