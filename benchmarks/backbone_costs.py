@@ -1,10 +1,12 @@
 """Measure every registered backbone's cost and feature lengths; check the registry.
 
 For each network of ``tlsk.backbones``: its GFLOP per image without the top
-at its native size (TensorFlow's profiler, see ``_flops.py``), the channels
-at each cut point, and its parameter count, beside what the registry entry
-records. Exits with 1 when a recorded figure is off by more than 1 %, so that
-the registry's "measured, not guessed" figures stay measured. Usage::
+at its native size (TensorFlow's profiler, see ``_flops.py``; for a KerasHub
+network, its vision tower up to its default pooling, random weights), the
+channels at each cut point, and its parameter count, beside what the
+registry entry records. Exits with 1 when a recorded figure is off by more
+than 1 %, so that the registry's "measured, not guessed" figures stay
+measured. Usage::
 
     python benchmarks/backbone_costs.py            # all of them, ~1 minute
     python benchmarks/backbone_costs.py resnet50   # some
@@ -20,18 +22,41 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from _flops import model_gflops  # noqa: E402
 
-from tlsk.backbones import BACKBONES, get_spec  # noqa: E402
+from tlsk.backbones import BACKBONES, HubSpec, get_spec  # noqa: E402
 
 
 def measure(name):
     """``(gflops, dims, parameters)`` of a backbone as Keras builds it."""
     spec = get_spec(name)
+    if isinstance(spec, HubSpec):
+        return measure_hub(spec)
     model = spec.build(input_size=spec.native_size)
     dims = [
         int(model.get_layer(layer).output.shape[-1]) for layer in spec.cut_points[:-1]
     ]
     dims.append(int(model.output.shape[-1]))
     return model_gflops(model, spec.native_size), tuple(dims), model.count_params()
+
+
+def measure_hub(spec):
+    """The same for a KerasHub network: its vision tower up to its default pooling.
+
+    Random weights (no download); the dims are those of the default pooling
+    at each block, the parameters those of the whole network.
+    """
+    import keras
+
+    from tlsk._hub import hub_network, pooled, vision_model
+
+    network = hub_network(spec, spec.native_size)
+    tower = vision_model(network)
+    model = keras.Model(
+        tower.input, pooled(tower.output, spec.default_pooling, spec.prefix_tokens)
+    )
+    gflops = model_gflops(model, spec.native_size)
+    width = int(model.output.shape[-1])
+    dims = (width,) * spec.n_blocks
+    return gflops, dims, network.backbone.count_params()
 
 
 def main(argv=None):
@@ -45,7 +70,12 @@ def main(argv=None):
     for name in args.names:
         spec = get_spec(name)
         gflops, dims, parameters = measure(name)
-        ok = abs(gflops - spec.gflops) <= 0.01 * spec.gflops and dims == spec.dims
+        expected = (
+            tuple(spec.pooling_dim(spec.default_pooling) for _ in spec.dims)
+            if isinstance(spec, HubSpec)
+            else spec.dims
+        )
+        ok = abs(gflops - spec.gflops) <= 0.01 * spec.gflops and dims == expected
         if not ok:
             wrong.append(name)
         print(

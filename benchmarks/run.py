@@ -24,6 +24,11 @@ Writes ``results.md`` (tables, targets met or not) and ``results.json`` to
 - backbones (only when asked for: about 15 minutes): every registered network
   from JPEG files at its native size vs Keras ``predict`` on decoded arrays,
   float32 and auto;
+- hub (only when asked for: about 15 minutes): every KerasHub network
+  (DINOv2, DINOv3, SigLIP 2, CLIP, ViT) from JPEG files at its native size
+  vs KerasHub's own ``predict`` on decoded arrays, float32, auto and
+  OpenVINO int8 (its cosine to float32); a fine-tuning row, LoRA against
+  unfreezing the same blocks;
 - tta (only when asked for: about 5 minutes): test-time augmentation, none
   vs flip vs ten_crop: accuracy of VGG16 features + logistic regression and
   of a small CNN (photo crops, digits), cold and warm transform times and
@@ -51,6 +56,7 @@ initialisation (the same cost). Usage::
     python benchmarks/run.py --quick          # smaller images and fewer of them
     python benchmarks/run.py --sections cache memory
     python benchmarks/run.py --sections backbones --out benchmarks/results/backbones
+    python benchmarks/run.py --sections hub --out benchmarks/results/hub
     python benchmarks/run.py --sections tta --out benchmarks/results/tta
     python benchmarks/run.py --sections finetune-tools \
         --out benchmarks/results/finetune_tools
@@ -81,6 +87,7 @@ import suite_engines  # noqa: E402
 import suite_extraction  # noqa: E402
 import suite_finetune  # noqa: E402
 import suite_finetune_tools  # noqa: E402
+import suite_hub  # noqa: E402
 import suite_labels  # noqa: E402
 import suite_memory  # noqa: E402
 import suite_model_files  # noqa: E402
@@ -97,6 +104,7 @@ SECTIONS = {
     "finetune-tools": suite_finetune_tools,
     "labels": suite_labels,
     "backbones": suite_backbones,
+    "hub": suite_hub,
     "cache-scaling": suite_cache_scaling,
     "report": suite_report,
     "scratch": suite_scratch,
@@ -107,6 +115,7 @@ SECTIONS = {
 # Long: run when named.
 ASKED_FOR_ONLY = (
     "backbones",
+    "hub",
     "cache-scaling",
     "report",
     "tta",
@@ -136,7 +145,12 @@ FULL = {
     "backbone_images": 192,
     "backbone_seconds": 3.0,
     "backbone_size": None,  # each network's native size
-    "backbones": None,  # all of them
+    "backbones": None,  # all of them: keras.applications' networks
+    "hub_images": 96,
+    "hub_batch": 4,
+    "hub_seconds": 3.0,
+    "hub_size": None,  # each network's native size
+    "hub_backbones": None,  # all of them
     "scaling_sizes": (10_000, 100_000, 1_000_000),
     "scaling_rounds": 3,
     "scaling_append": 100,
@@ -215,6 +229,11 @@ SMOKE = {
     "backbone_seconds": 0.01,
     "backbone_size": 32,
     "backbones": ["vgg16", "mobilenet_v3_large"],
+    "hub_images": 32,  # what int8 calibration takes
+    "hub_batch": 2,
+    "hub_seconds": 0.01,
+    "hub_size": 32,
+    "hub_backbones": ["dinov3_small", "vit_base_patch16_224_in21k"],
     "scaling_sizes": (1_000, 2_000),
     "scaling_rounds": 1,
     "scaling_v1_fill_max": 2_000,

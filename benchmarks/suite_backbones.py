@@ -33,6 +33,7 @@ from _suite import Section, keras_policy, seconds, write_photos
 
 from tlsk import ImageFeatureExtractor, list_backbones
 from tlsk.backbone import clear_backbones, imagenet_weights_path
+from tlsk.backbones import BackboneSpec
 from tlsk.images import read_image, resize_image
 from tlsk.precision import keras_dtype, resolve_precision
 from tlsk.weights import WeightsMismatchError, WeightsUnavailableError
@@ -62,7 +63,9 @@ def run(settings, workdir):
         ),
     )
     photos = write_photos(os.path.join(workdir, "photos"), settings["backbone_images"])
-    chosen = settings.get("backbones") or [spec.name for spec in list_backbones()]
+    chosen = settings.get("backbones") or [
+        spec.name for spec in list_backbones() if isinstance(spec, BackboneSpec)
+    ]
     for name in chosen:
         for row in _measure(name, photos, settings, workdir, auto):
             section.add(*row)

@@ -103,6 +103,20 @@ def test_the_backbones_section_compares_each_network_with_keras(tmp_path):
 
 
 @pytest.mark.slow
+def test_the_hub_section_compares_each_network_with_kerashub(tmp_path):
+    pytest.importorskip("keras_hub")
+    (section,) = _smoke_run(tmp_path, "hub")["sections"]
+    rows = section["rows"]
+    assert {row["backbone"] for row in rows} == {
+        "dinov3_small",
+        "clip_vit_base_patch16",
+    }
+    assert {row["precision"].split()[0] for row in rows} >= {"float32", "int8"}
+    assert all(row["tlsk images/s"] > 0 for row in rows)
+    assert all(math.isfinite(t["value"]) for t in section["targets"])
+
+
+@pytest.mark.slow
 def test_the_registry_costs_are_what_the_profiler_measures():
     costs = RUN.parent / "backbone_costs.py"
     result = subprocess.run(

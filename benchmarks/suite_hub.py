@@ -1,0 +1,195 @@
+"""KerasHub backbones: tlsk from JPEG files against KerasHub's own ``predict``.
+
+For each KerasHub network of the registry (DINOv2, DINOv3, SigLIP 2, CLIP,
+ViT), at its native input size unless ``hub_size`` says otherwise:
+
+- ``kerashub predict``: the KerasHub backbone class built from the registry's
+  architecture (``keras_hub.models.DINOV2Backbone(...)`` and so on, its
+  vision tower for CLIP and SigLIP), ``predict`` / ``predict_on_batch`` on
+  images already decoded, resized and scaled as the preset's image converter
+  does, in memory: the model-only bound. bfloat16 the KerasHub way
+  (``dtype="bfloat16"`` at construction, mixed: float32 variables).
+- ``tlsk from files``: ``ImageFeatureExtractor(backbone=name).transform(paths)``
+  at the network's own pooling, which also reads, decodes, resizes and
+  scales every JPEG file, in float32 and ``auto``;
+- ``tlsk int8``: the same through OpenVINO, quantized by NNCF on the images
+  (transformer mode), and the cosine of its vectors to float32's.
+
+Both sides hold the same random weights (tlsk's seeded initialisation of the
+registry architecture; pretrained presets cannot be downloaded on the
+development machine): the same arithmetic as with the published weights.
+Each run gets an untimed warm-up; then the runs of one network take turns for
+``rounds`` rounds and each keeps its best.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from _flops import model_gflops
+from _suite import Section, cosine, seconds, write_photos
+
+from tlsk import ImageFeatureExtractor
+from tlsk.backbone import clear_backbones
+from tlsk.backbones import BACKBONES, HubSpec
+from tlsk.images import read_image
+from tlsk.precision import resolve_precision
+
+
+def hub_names():
+    return [name for name, spec in BACKBONES.items() if isinstance(spec, HubSpec)]
+
+
+def run(settings, workdir):
+    import keras
+
+    auto = resolve_precision("auto")
+    rounds, batch = settings["rounds"], settings["hub_batch"]
+    section = Section(
+        f"KerasHub backbones: tlsk from JPEG files vs KerasHub's predict on "
+        f"decoded arrays, at each network's native size, batch {batch}, best of "
+        f"{rounds} interleaved rounds (auto = {auto} here; random weights)",
+        (
+            "backbone",
+            "size",
+            "dim",
+            "GFLOP/image",
+            "precision",
+            "images",
+            "kerashub images/s",
+            "tlsk images/s",
+            "tlsk / kerashub",
+            "cosine to float32",
+        ),
+    )
+    photos = write_photos(os.path.join(workdir, "photos"), settings["hub_images"])
+    for name in settings.get("hub_backbones") or hub_names():
+        for row in _measure(name, photos, settings, auto):
+            section.add(*row)
+            precision, ratio, agreement = row[4], row[8], row[9]
+            if precision.startswith("int8"):
+                section.target(f"{name} int8 cosine to float32", agreement, ">=", 0.999)
+            else:
+                section.target(
+                    f"{name} tlsk {precision} from files / kerashub predict",
+                    ratio,
+                    ">=",
+                    0.95,
+                )
+        keras.backend.clear_session()
+        clear_backbones()
+    section.notes.append(
+        "kerashub: the backbone class of keras_hub 0.32 with the registry's "
+        "architecture; its inputs converted beforehand (not timed), as the "
+        "preset's image converter does"
+    )
+    section.notes.append(
+        "int8: tlsk's OpenVINO engine, NNCF post-training quantization "
+        "(transformer mode) calibrated on the images measured (32 at least); its "
+        "ratio is to KerasHub's float32 predict; cosine: mean over the images, to "
+        "tlsk's float32 vectors"
+    )
+    return section
+
+
+def _kerashub_inputs(network, arrays):
+    """What KerasHub's own backbone (or vision tower) takes, and that model."""
+    family, backbone = network.family, network.backbone
+    if family == "dinov2":
+        return backbone, {"images": arrays}
+    if family == "dinov3":
+        return backbone, {"pixel_values": arrays}
+    if family == "vit":
+        return backbone, arrays
+    return backbone.vision_encoder, {"images": arrays}
+
+
+def _measure(name, photos, settings, auto):
+    """The rows of one network: KerasHub and tlsk in float32 and auto, tlsk int8."""
+    from tlsk._hub import hub_network, pooled, vision_model
+
+    spec = BACKBONES[name]
+    try:  # hub_size where the network takes it (not CLIP, SigLIP, ViT)
+        size = spec.input_size(settings.get("hub_size"))
+    except ValueError:
+        size = spec.native_size
+    batch, rounds = settings["hub_batch"], settings["rounds"]
+    float32 = hub_network(spec, size)
+    tower = vision_model(float32)
+    import keras
+
+    head = keras.Model(
+        tower.input,
+        pooled(tower.output, spec.default_pooling, spec.prefix_tokens),
+    )
+    gflops = model_gflops(head, size)
+    del head, tower
+    # A few seconds a run at ~150 GFLOP/s, in whole batches.
+    n = int(np.clip(settings["hub_seconds"] * 150 / gflops, batch, len(photos)))
+    n -= n % batch
+    paths = photos[:n]
+    converter = spec.converter
+    decoded = [read_image(p) for p in paths]
+    arrays = converter.apply(np.stack([converter.resize(d, size) for d in decoded]))
+    precisions = ("float32", auto) if auto != "float32" else ("float32",)
+    runs, vectors = {}, {}
+    for precision in precisions:
+        network = float32 if precision == "float32" else hub_network(spec, size, auto)
+        model, inputs = _kerashub_inputs(network, arrays)
+        extractor = ImageFeatureExtractor(
+            backbone=name, weights=None, batch_size=batch, precision=precision
+        ).fit()
+        runs["kerashub predict", precision] = lambda m=model, x=inputs: m.predict(
+            x, batch_size=batch, verbose=0
+        )
+        runs["kerashub predict_on_batch", precision] = lambda m=model, x=inputs: [
+            m.predict_on_batch(_rows(x, i, i + batch)) for i in range(0, n, batch)
+        ]
+        runs["tlsk", precision] = lambda e=extractor: e.transform(paths)
+        model.predict(_rows(inputs, 0, batch), batch_size=batch, verbose=0)
+        model.predict_on_batch(_rows(inputs, 0, batch))
+        vectors[precision] = extractor.transform(paths)  # also the warm-up
+    # NNCF calibrates on 32 images or more: the measured ones and the next.
+    int8 = ImageFeatureExtractor(
+        backbone=name, weights=None, batch_size=batch, precision="int8"
+    ).fit(photos[: max(n, 32)])
+    runs["tlsk", "int8"] = lambda: int8.transform(paths)
+    vectors["int8"] = int8.transform(paths)
+    best = dict.fromkeys(runs, float("inf"))
+    for _ in range(rounds):
+        for key, function in runs.items():
+            best[key] = min(best[key], seconds(function)[0])
+    rows = []
+    for precision in (*precisions, "int8"):
+        reference = "float32" if precision == "int8" else precision
+        kerashub_rate = n / min(
+            best["kerashub predict", reference],
+            best["kerashub predict_on_batch", reference],
+        )
+        tlsk_rate = n / best["tlsk", precision]
+        shown = {
+            "int8": "int8 (OpenVINO)",
+            auto: f"auto ({auto})" if auto != "float32" else "float32",
+        }.get(precision, precision)
+        rows.append(
+            (
+                name,
+                size,
+                spec.pooling_dim(spec.default_pooling),
+                round(gflops, 2),
+                shown,
+                n,
+                round(kerashub_rate, 2),
+                round(tlsk_rate, 2),
+                round(tlsk_rate / kerashub_rate, 3),
+                round(float(cosine(vectors[precision], vectors["float32"]).mean()), 5),
+            )
+        )
+    return rows
+
+
+def _rows(inputs, start, stop):
+    if isinstance(inputs, dict):
+        return {key: value[start:stop] for key, value in inputs.items()}
+    return inputs[start:stop]
