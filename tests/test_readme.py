@@ -58,3 +58,40 @@ def test_readme_grid_search_over_backbones_runs(tmp_path, monkeypatch):
         "vgg16",
     ]
     assert all(ns.entries == ns.rows_written == 15 for ns in namespaces)
+
+
+def test_readme_zero_shot_example_runs(tmp_path):
+    """On a tiny SigLIP preset with random weights: only its shapes mean something."""
+    import pytest
+
+    pytest.importorskip("keras_hub")
+    from PIL import Image
+
+    from tests._hub_presets import photos, write_preset
+
+    (code,) = [
+        block
+        for block in re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+        if "ZeroShotImageClassifier(" in block
+    ]
+    preset = repr(write_preset("siglip", tmp_path / "preset"))
+    assert 'backbone="siglip2_base_patch16_224"' in code
+    code = code.replace('backbone="siglip2_base_patch16_224"', f"backbone={preset}")
+    code = code.replace(
+        "ZeroShotImageClassifier()", f"ZeroShotImageClassifier(backbone={preset})"
+    )
+    pictures = iter(photos(size=40, n=8))
+    for name in ("tom.jpg", "tweety.png"):
+        (tmp_path / "photos").mkdir(exist_ok=True)
+        Image.fromarray(next(pictures)).save(tmp_path / "photos" / name)
+    for label in ("cat", "dog"):
+        (tmp_path / "data" / "test" / label).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(next(pictures)).save(
+                tmp_path / "data/test" / label / f"{i}.png"
+            )
+    code = code.replace('"photos/', '"' + str(tmp_path / "photos") + "/")
+    code = code.replace('"data/test"', repr(str(tmp_path / "data" / "test")))
+    scope = {"__name__": "readme"}
+    exec(compile(code, str(README), "exec"), scope)
+    assert set(scope["labels"]) <= {"cat", "dog", "bird"} and len(scope["labels"]) == 2
