@@ -15,6 +15,16 @@ ViT), at its native input size unless ``hub_size`` says otherwise:
 - ``tlsk int8``: the same through OpenVINO, quantized by NNCF on the images
   (transformer mode), and the cosine of its vectors to float32's.
 
+A fine-tuning table: ``KerasFineTuneClassifier`` on a KerasHub network
+(``hub_finetune_backbone``, random weights) over photo crops of
+``tlsk.sample_data``, unfreezing the last ``hub_finetune_blocks`` blocks
+against LoRA adapters (``lora_rank``) on the same blocks, each in a process
+of its own: seconds per fine-tuning epoch (the difference between a run of
+three epochs and a run of one, halved, so that building and tracing do not
+count), trainable parameters, peak resident memory (and its growth from
+the process's start, after the imports and before the first fit), test
+accuracy.
+
 Both sides hold the same random weights (tlsk's seeded initialisation of the
 registry architecture; pretrained presets cannot be downloaded on the
 development machine): the same arithmetic as with the published weights.
@@ -24,7 +34,12 @@ Each run gets an untimed warm-up; then the runs of one network take turns for
 
 from __future__ import annotations
 
+import json
 import os
+import resource
+import subprocess
+import sys
+import time
 
 import numpy as np
 from _flops import model_gflops
@@ -90,6 +105,8 @@ def run(settings, workdir):
         "ratio is to KerasHub's float32 predict; cosine: mean over the images, to "
         "tlsk's float32 vectors"
     )
+    if settings.get("hub_finetune_backbone"):
+        return [section, _finetune_section(settings, workdir)]
     return section
 
 
@@ -193,3 +210,123 @@ def _rows(inputs, start, stop):
     if isinstance(inputs, dict):
         return {key: value[start:stop] for key, value in inputs.items()}
     return inputs[start:stop]
+
+
+# -- fine-tuning: LoRA against unfreezing -------------------------------------
+
+
+def _finetune_section(settings, workdir):
+    name = settings["hub_finetune_backbone"]
+    blocks = settings["hub_finetune_blocks"]
+    section = Section(
+        f"Fine-tuning {name} (random weights, {settings['hub_finetune_size']} px): "
+        f"the last {blocks} blocks unfrozen vs LoRA adapters on the same blocks, "
+        "each in a new process",
+        (
+            "how",
+            "trainable parameters",
+            "s / fine-tuning epoch",
+            "peak RSS MiB",
+            "peak above start MiB",
+            "test accuracy",
+        ),
+    )
+    from tlsk.sample_data import write_photo_folder
+
+    folder = os.path.join(workdir, "finetune_photos")
+    write_photo_folder(folder, per_class=settings["hub_finetune_photos"], size=96)
+    rows = {}
+    for how, lora in (
+        ("unfreeze", None),
+        (f"LoRA rank {settings['hub_lora_rank']}", settings["hub_lora_rank"]),
+    ):
+        job = {
+            "backbone": name,
+            "blocks": blocks,
+            "lora_rank": lora,
+            "size": settings["hub_finetune_size"],
+            "folder": folder,
+            "batch": settings["hub_batch"] * 2,
+        }
+        out = subprocess.run(
+            [sys.executable, os.path.abspath(__file__), json.dumps(job)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        rows[how] = json.loads(out.stdout.strip().splitlines()[-1])
+        row = rows[how]
+        section.add(
+            how,
+            row["trainable"],
+            round(row["epoch_seconds"], 2),
+            round(row["peak_mib"]),
+            round(row["peak_mib"] - row["start_mib"]),
+            round(row["accuracy"], 3),
+        )
+    unfreeze, lora = rows.values()
+    ratios = {key: lora[key] / unfreeze[key] for key in lora}
+    ratios["above"] = (lora["peak_mib"] - lora["start_mib"]) / max(
+        unfreeze["peak_mib"] - unfreeze["start_mib"], 1
+    )
+    section.notes.append(
+        f"LoRA trains {ratios['trainable']:.3f}x the parameters of unfreezing, "
+        f"in {ratios['epoch_seconds']:.2f}x the time per epoch and "
+        f"{ratios['above']:.2f}x the memory above the process's start"
+    )
+    section.notes.append(
+        "accuracy of random-weight networks means little: what pretrained weights "
+        "would reach cannot be measured on a machine that cannot download them"
+    )
+    return section
+
+
+def _finetune_child(job):
+    """Train three times (1 untimed, 1 and 3 fine-tuning epochs); print JSON."""
+    import numpy as np
+    from sklearn.model_selection import train_test_split
+
+    from tlsk import KerasFineTuneClassifier, load_image_folder
+
+    paths, labels = load_image_folder(job["folder"])
+    train, test, y_train, y_test = train_test_split(
+        paths, labels, test_size=0.4, stratify=labels, random_state=0
+    )
+    elapsed = {}
+    start_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # A first run of one epoch pays the process's one-time costs (TensorFlow's
+    # start, the first tracing); the two timed ones do not.
+    for epochs in (0, 1, 3):
+        model = KerasFineTuneClassifier(
+            backbone=job["backbone"],
+            weights=None,
+            input_size=job["size"],
+            trainable_blocks=job["blocks"],
+            lora_rank=job["lora_rank"],
+            head_epochs=1,
+            finetune_epochs=max(epochs, 1),
+            early_stopping=False,
+            validation_fraction=0,
+            augmentation=False,
+            batch_size=job["batch"],
+            random_state=0,
+        )
+        start = time.perf_counter()
+        model.fit(train, y_train)
+        elapsed[epochs] = time.perf_counter() - start
+    trainable = int(sum(np.prod(v.shape) for v in model.model_.trainable_weights))
+    print(
+        json.dumps(
+            {
+                "trainable": trainable,
+                "epoch_seconds": (elapsed[3] - elapsed[1]) / 2,
+                "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "start_mib": start_mib,
+                "accuracy": float(model.score(test, y_test)),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    _finetune_child(json.loads(sys.argv[1]))

@@ -105,7 +105,10 @@ def test_the_backbones_section_compares_each_network_with_keras(tmp_path):
 @pytest.mark.slow
 def test_the_hub_section_compares_each_network_with_kerashub(tmp_path):
     pytest.importorskip("keras_hub")
-    (section,) = _smoke_run(tmp_path, "hub")["sections"]
+    section, finetune = _smoke_run(tmp_path, "hub")["sections"]
+    assert [row["how"] for row in finetune["rows"]] == ["unfreeze", "LoRA rank 4"]
+    unfrozen, lora = (row["trainable parameters"] for row in finetune["rows"])
+    assert 0 < lora < unfrozen
     rows = section["rows"]
     assert {row["backbone"] for row in rows} == {
         "dinov3_small",
