@@ -140,9 +140,7 @@ def read_preset(folder) -> PresetInfo:
     family = FAMILIES[hub_class]
     patch = _plain(settings.get("patch_size"))
     patch = patch if isinstance(patch, int) and not isinstance(patch, bool) else None
-    return PresetInfo(
-        folder, hub_class, family, converter, image_size, n_blocks, patch
-    )
+    return PresetInfo(folder, hub_class, family, converter, image_size, n_blocks, patch)
 
 
 def _read_json(path):
@@ -291,6 +289,7 @@ def hub_network(source, input_size, precision="float32") -> HubNetwork:
         from tlsk.backbone import _initialise_randomly
 
         _initialise_randomly(backbone)
+        _derive_interpolated_position_embeddings(backbone)
         return HubNetwork(
             backbone,
             source.family,
@@ -333,6 +332,22 @@ def hub_network(source, input_size, precision="float32") -> HubNetwork:
         _prefix_tokens(backbone, info.family),
         _n_blocks(backbone, info.family),
     )
+
+
+def _derive_interpolated_position_embeddings(backbone):
+    """Make DINOv2's two copies of its position embeddings agree, as a load does.
+
+    DINOv2 keeps them at the preset's size and interpolated to the input's;
+    drawn at random, the two are unrelated, and a saved network (fine-tuned)
+    would load back computing something else: KerasHub saves the first
+    (derived from the second when that changed) and interpolates the second
+    from it on load. Its own save and load, here, derive them so.
+    """
+    for layer in backbone._flatten_layers():
+        if hasattr(layer, "interpolated_position_embeddings"):
+            store = {}
+            layer.save_own_variables(store)
+            layer.load_own_variables(store)
 
 
 def _from_config(keras_hub, spec, size, dtype):

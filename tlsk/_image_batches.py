@@ -27,6 +27,9 @@ class ImageBatches(keras.utils.PyDataset):
     batch_size, size, interpolation : as for the estimators
     preprocess : callable
         float32 RGB batch in [0, 255] -> network input (a new array).
+    resize : callable, optional
+        A decoded image -> float32 ``size`` x ``size`` in [0, 255], instead
+        of Pillow's ``interpolation`` filter (:func:`tlsk.images.load_batch`).
     shuffle : bool
     seed : int or None
     workers : int
@@ -42,6 +45,7 @@ class ImageBatches(keras.utils.PyDataset):
         size,
         preprocess,
         interpolation="bilinear",
+        resize=None,
         shuffle=False,
         seed=None,
         workers=1,
@@ -53,6 +57,7 @@ class ImageBatches(keras.utils.PyDataset):
         self.size = size
         self.preprocess = preprocess
         self.interpolation = interpolation
+        self.resize = resize
         self.shuffle = shuffle
         self._rng = np.random.default_rng(seed)
         self._order = np.arange(len(inputs))
@@ -65,7 +70,10 @@ class ImageBatches(keras.utils.PyDataset):
     def __getitem__(self, index):
         rows = self._order[index * self.batch_size : (index + 1) * self.batch_size]
         _, images = load_batch(
-            [self.inputs[i] for i in rows], self.size, self.interpolation
+            [self.inputs[i] for i in rows],
+            self.size,
+            self.interpolation,
+            resize=self.resize,
         )
         x = self.preprocess(images)
         if self.y is None:

@@ -11,8 +11,10 @@ network to build (:meth:`_build_model`) and how it trains (:meth:`_phases`).
 from __future__ import annotations
 
 import inspect
+import io
 import os
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from numbers import Integral, Real
 
@@ -176,9 +178,10 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
         The steps, each a method a subclass may extend: check the parameters
         (:meth:`_check_parameters`), the images and labels
         (:meth:`_check_training_data`), split off the validation images
-        (:meth:`_split`), build the network (:meth:`_initialize_model`) and
-        train it phase by phase (:meth:`_fit_loop`). With ``warm_start`` and
-        a fitted model, training continues from its weights.
+        (:meth:`_split`), build the network (:meth:`_initialize_model`),
+        train it phase by phase (:meth:`_fit_loop`) and keep it
+        (:meth:`_trained_model`). With ``warm_start`` and a fitted model,
+        training continues from its weights.
 
         Returns
         -------
@@ -198,8 +201,12 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
             self.__dict__.setdefault("learning_rates_", {})
             model = previous
         self._fit_loop(model, inputs, encoded, train, valid, seed)
-        self.model_ = model
+        self.model_ = self._trained_model(model)
         return self
+
+    def _trained_model(self, model):
+        """The network ``fit`` keeps once training ends: ``model`` itself here."""
+        return model
 
     def _warm_start_model(self):
         """The fitted network to continue with ``warm_start``, else None.
@@ -389,7 +396,8 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
             y,
             batch_size=self.batch_size,
             size=self._image_size(),
-            interpolation=self.interpolation,
+            interpolation=self._interpolation(),
+            resize=self._resizer(),
             preprocess=preprocess,
             shuffle=shuffle,
             seed=seed,
@@ -399,6 +407,18 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
     def _image_size(self):
         """The side images are resized to (a subclass may resolve a default)."""
         return self.input_size
+
+    def _interpolation(self):
+        """Pillow's filter that resizes the images (a subclass may resolve one)."""
+        return self.interpolation
+
+    def _resizer(self):
+        """``resize(image)`` for a network that resizes its own way; None: Pillow's.
+
+        A subclass gives one (a KerasHub preset's image converter); the
+        images are then resized by it, not by :meth:`_interpolation`'s filter.
+        """
+        return None
 
     def _split(self, encoded, seed):
         """Stratified train / validation indices."""
@@ -545,14 +565,30 @@ def _model_to_bytes(model):
 def _model_from_bytes(data):
     import keras
 
+    import tlsk._hub_layers  # noqa: F401 - registers TokenPooling
     import tlsk._scaled_optimizers  # noqa: F401 - registers the optimizers
     from tlsk._shared_networks import check_network, checking_shared_file
 
     if checking_shared_file():
         check_network(data)
+    if _names_keras_hub(data):
+        from tlsk._hub import require_keras_hub
+
+        # Keras imports KerasHub's modules itself; without KerasHub, say
+        # which extra to install rather than which module is missing.
+        require_keras_hub()
 
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "model.keras")
         with open(path, "wb") as file:
             file.write(data)
         return keras.saving.load_model(path, safe_mode=True)
+
+
+def _names_keras_hub(data):
+    """Whether the ``.keras`` bytes ``data`` name a KerasHub class."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            return b'"keras_hub.' in archive.read("config.json")
+    except (zipfile.BadZipFile, KeyError):
+        return False  # Keras says what is wrong with it

@@ -14,8 +14,9 @@ refuses all of these before Keras builds anything:
 - the ``.keras`` archive holds Keras's own members only, expanding at most
   :data:`tlsk._skops.MAX_EXPANSION` times (a zip bomb is refused);
 - every object its config names is of a Keras class that tlsk's own networks
-  are made of (:data:`NETWORK_CLASSES`: every registry backbone, the heads,
-  the from-scratch CNN, augmentation, the optimizers tlsk compiles with);
+  are made of (:data:`NETWORK_CLASSES`: every registry backbone, KerasHub's
+  vision towers and tlsk's pooling of their tokens, the heads, the
+  from-scratch CNN, augmentation, the optimizers tlsk compiles with);
 - its weights file holds plain datasets only (no external storage, virtual
   dataset, soft or external link) that expand at most as much;
 - built without allocating (Keras's ``StatelessScope``), its variables take
@@ -85,6 +86,25 @@ _LAYERS = (
     "ZeroPadding2D",
 )
 _INITIALIZERS = ("GlorotUniform", "HeUniform", "Ones", "VarianceScaling", "Zeros")
+# The KerasHub classes a fine-tuned transformer's config names (KerasHub 0.32):
+# each family's vision tower, as one layer or, for SigLIP, as the layers tlsk
+# cuts from its encoder; their configurations hold sizes, never a path (a
+# tokenizer, which reads its vocabulary, is not among them). (module, class),
+# registered as "keras_hub>Class"; SigLIP's layers under their bare names.
+_KERAS_HUB_MODELS = (
+    ("keras_hub.src.models.dinov2.dinov2_backbone", "DINOV2Backbone"),
+    ("keras_hub.src.models.dinov3.dinov3_backbone", "DINOV3Backbone"),
+    ("keras_hub.src.models.vit.vit_backbone", "ViTBackbone"),
+    ("keras_hub.src.models.clip.clip_vision_encoder", "CLIPVisionEncoder"),
+)
+_KERAS_HUB_LAYERS = tuple(
+    ("keras_hub.src.models.siglip.siglip_layers", name)
+    for name in (
+        "SigLIPVisionEmbedding",
+        "SigLIPEncoderLayer",
+        "SigLIPMultiHeadAttentionPooling",
+    )
+)
 _OPTIMIZERS = ("Adam", "RMSprop", "SGD")
 # (module, class_name, registered_name) as Keras writes them in a config: the
 # classes of every network tlsk builds (tests/robustness/test_shared_models.py
@@ -97,8 +117,14 @@ NETWORK_CLASSES = frozenset(
         ("tlsk._scaled_optimizers", f"Scaled{name}", f"tlsk>Scaled{name}")
         for name in _OPTIMIZERS
     }
+    | {(module, name, f"keras_hub>{name}") for module, name in _KERAS_HUB_MODELS}
+    | {(module, name, name) for module, name in _KERAS_HUB_LAYERS}
     | {
         ("keras", "DTypePolicy", None),
+        ("tlsk._hub_layers", "TokenPooling", "tlsk>TokenPooling"),
+        # CLIP's class token, taken for its projection: tokens[:, 0, :].
+        ("keras.src.ops.numpy", "GetItem", "GetItem"),
+        (None, "__slice__", None),
         ("keras", "Sequential", None),
         ("keras.optimizers.schedules", "CosineDecay", None),
         ("keras.src.models.functional", "Functional", "Functional"),
@@ -191,9 +217,11 @@ def _check_classes(config):
 def _weights_bytes(data):
     """The bytes the datasets of the HDF5 weights file ``data`` declare.
 
-    Refuses a link that is not a hard link, a dataset stored outside the file
-    (external or virtual), one that is not numbers, and a total that expands
-    beyond :data:`tlsk._skops.MAX_EXPANSION` times the file.
+    Counted as the variables they load into take them (a bfloat16 value: 4
+    bytes of a float32 variable). Refuses a link that is not a hard link, a
+    dataset stored outside the file (external or virtual), one that is not
+    numbers, and a total that expands beyond :data:`tlsk._skops.MAX_EXPANSION`
+    times the file.
     """
     import h5py
 
@@ -218,19 +246,39 @@ def _weights_bytes(data):
                     not isinstance(item, h5py.Dataset)
                     or item.is_virtual
                     or item.external
-                    or item.dtype.kind not in "biuf"
+                    or not (item.dtype.kind in "biuf" or _is_bfloat16(item))
                 ):
                     raise ValueError(
                         f"its Keras weights file holds {where}, which is not an "
                         "array of numbers stored in the file"
                     )
-                total += math.prod(item.shape) * item.dtype.itemsize
+                # A bfloat16 value loads into a float32 variable: 4 bytes.
+                size = 4 if _is_bfloat16(item) else item.dtype.itemsize
+                total += math.prod(item.shape) * size
     if total > MAX_EXPANSION * len(data) + EXPANSION_SLACK:
         raise ValueError(
             f"its Keras weights file of {len(data)} bytes declares {total} bytes "
             "of weights (compressed a thousandfold?)"
         )
     return total
+
+
+def _is_bfloat16(dataset):
+    """Whether ``dataset`` holds bfloat16 values as Keras writes them.
+
+    HDF5 has no bfloat16: Keras stores such an array as 2-byte opaque values
+    marked ``dtype="bfloat16"`` (a LoRA layer of a mixed-precision network
+    saves its merged kernel so).
+    """
+    marked = dataset.attrs.get("dtype")
+    if isinstance(marked, bytes):
+        marked = marked.decode("ascii", "replace")
+    return (
+        dataset.dtype.kind == "V"
+        and dataset.dtype.itemsize == 2
+        and dataset.dtype.names is None
+        and marked == "bfloat16"
+    )
 
 
 def _check_built_sizes(config, stored):

@@ -65,6 +65,7 @@ first. Other values are checked per image in :meth:`ImageInput.load`.
 """
 
 import contextlib
+import functools
 import hashlib
 import io
 import os
@@ -1040,6 +1041,7 @@ def load_batch(
     size,
     interpolation="bilinear",
     max_pixels=DEFAULT_MAX_PIXELS,
+    resize=None,
 ):
     """Load, decode and resize images into one float32 batch.
 
@@ -1052,6 +1054,10 @@ def load_batch(
     interpolation : str, default="bilinear"
         One of ``INTERPOLATIONS``.
     max_pixels : int or None, default=DEFAULT_MAX_PIXELS
+    resize : callable, optional
+        ``resize(image)``: a decoded image as a float32 ``size`` x ``size``
+        RGB picture in [0, 255], instead of :func:`resize_image` with
+        ``interpolation`` (for a network that resizes its own way).
 
     Returns
     -------
@@ -1063,11 +1069,13 @@ def load_batch(
     _check_interpolation(interpolation)
     size = _check_size(size)
     _check_max_pixels(max_pixels)
+    if resize is None:
+        resize = functools.partial(resize_image, size=size, interpolation=interpolation)
     inputs = list(inputs) if not isinstance(inputs, Sequence) else inputs
     batch = np.empty((len(inputs), size, size, 3), dtype=np.float32)
     keys = []
     for i, item in enumerate(inputs):
         key, image = item.load(max_pixels)
-        batch[i] = resize_image(image, size, interpolation)
+        batch[i] = resize(image)
         keys.append(key)
     return keys, batch

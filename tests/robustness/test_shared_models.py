@@ -94,7 +94,7 @@ from tlsk._limits import MAX_INPUT_SIZE
 from tlsk._shared_networks import check_network
 from tlsk._skops import EXPANSION_SLACK, MAX_EXPANSION, UntrustedTypesError
 from tlsk.backbone import file_sha256
-from tlsk.backbones import BACKBONES
+from tlsk.backbones import BACKBONES, HubSpec
 from tlsk.cli import main
 from tlsk.model_files import (
     MODEL_FORMAT,
@@ -582,7 +582,11 @@ def test_every_network_tlsk_builds_passes_the_shared_network_check(fitted):
 @pytest.mark.slow
 @pytest.mark.parametrize("backbone", sorted(BACKBONES))
 def test_every_registry_backbone_passes_the_shared_network_check(backbone):
-    size = max(32, BACKBONES[backbone].min_size)
+    spec = BACKBONES[backbone]
+    if isinstance(spec, HubSpec):  # a size its patches tile; CLIP's, SigLIP's own
+        size = 2 * spec.patch_size if spec.resizable else None
+    else:
+        size = max(32, spec.min_size)
     model = KerasFineTuneClassifier(weights=None, backbone=backbone, input_size=size)
     check_network(_model_to_bytes(model._build_model(2, 0, "bfloat16")))
 

@@ -19,7 +19,11 @@ Methods:
               (or n_estimators) by cross-validation on the cached features.
   finetune    the network (--backbone) with a new head: the head trains on
               the frozen base (--head-epochs), then the top --trainable-blocks
-              stages with it (--finetune-epochs).
+              stages with it (--finetune-epochs). A KerasHub transformer
+              (DINOv2, DINOv3, SigLIP 2, CLIP, ViT, or a preset folder)
+              opens its last --trainable-blocks transformer blocks, or, with
+              --lora-rank R, trains rank-R low-rank adapters (LoRA) on their
+              attention and MLP projections, the rest of the network frozen.
   scratch     a small CNN trained from scratch (--epochs): the baseline.
 
 The backbone options serve bottleneck; finetune uses --backbone, --weights,
@@ -83,6 +87,8 @@ EXAMPLE = """examples:
   tlsk train photos/ --method bottleneck --classifier svm --grid --out svm.joblib
   tlsk train split/ --method finetune --backbone resnet50 --head-epochs 5 \\
       --finetune-epochs 5 --out finetuned.joblib
+  tlsk train photos/ --method finetune --backbone dinov2_small \\
+      --weights pretrained --trainable-blocks 4 --lora-rank 8 --out dino.joblib
   tlsk train photos/ --method scratch --epochs 30 --input-size 128 --out cnn.joblib
   tlsk train photos/ --method bottleneck --classifier svm --out to-share.skops
 """
@@ -153,7 +159,17 @@ def add_arguments(parser):
         default=1,
         metavar="N",
         help="finetune: stages of the backbone unfrozen in phase 2, from the top, "
-        "at most its number of stages ('tlsk backbones') (default 1)",
+        "at most its number of stages ('tlsk backbones'; a KerasHub network's "
+        "transformer blocks) (default 1)",
+    )
+    group.add_argument(
+        "--lora-rank",
+        type=int_at_least(1),
+        metavar="R",
+        help="finetune, KerasHub transformers only: instead of unfreezing the "
+        "last --trainable-blocks blocks, train rank-R low-rank adapters (LoRA) "
+        "on their attention and MLP projections, every other weight of the "
+        "network frozen: far fewer parameters to train (default: unfreeze)",
     )
     group.add_argument(
         "--no-augmentation",
@@ -194,6 +210,7 @@ def run(args):
         cache_what="--cache" if args.cache else "the feature cache (beside --out)",
         data=[args.dir],
     )
+    _check_lora_rank(args)
     if serialization(out) == "skops":
         _check_shareable(args, out)
 
@@ -269,6 +286,29 @@ def run(args):
     for path in record["files"].values():
         note(args, f"wrote {path}")
     return 0
+
+
+def _check_lora_rank(args):
+    """Refuse --lora-rank now where it means nothing, in the command's words."""
+    if args.lora_rank is None:
+        return
+    if args.method != "finetune":
+        raise CommandError(
+            "--lora-rank trains low-rank adapters of a fine-tuned KerasHub "
+            f"transformer: it is for --method finetune; received --method "
+            f"{args.method}"
+        )
+    from tlsk.backbones import BACKBONES, HubSpec
+
+    spec = BACKBONES.get(args.backbone)
+    if spec is not None and not isinstance(spec, HubSpec):
+        raise CommandError(
+            "--lora-rank trains low-rank adapters of a KerasHub transformer's "
+            "attention and MLP (DINOv2, DINOv3, SigLIP 2, CLIP, ViT, or a KerasHub "
+            f"preset folder); --backbone {args.backbone} is a keras.applications "
+            "network: leave --lora-rank out (--trainable-blocks unfreezes its "
+            "last stages)"
+        )
 
 
 def _check_shareable(args, out):
@@ -420,8 +460,6 @@ def _train_keras(args, data):
 
     check_keras_training(args)
     common = {
-        # None is each network's own; the Keras estimators resize bilinearly.
-        "interpolation": args.interpolation or "bilinear",
         "augmentation": not args.no_augmentation,
         "validation_fraction": args.monitor_fraction,
         "early_stopping": not args.no_early_stopping,
@@ -439,13 +477,20 @@ def _train_keras(args, data):
             backbone=args.backbone,
             weights=parse_weights(args.weights),
             pooling=args.pooling,
+            # None: the network's own (a KerasHub preset's image converter).
+            interpolation=args.interpolation,
             head_epochs=_first(args.head_epochs, default),
             finetune_epochs=_first(args.finetune_epochs, default),
             trainable_blocks=args.trainable_blocks,
+            lora_rank=args.lora_rank,
             **common,
         )
     else:
-        model = SmallCNNClassifier(epochs=_first(args.epochs, 30), **common)
+        model = SmallCNNClassifier(
+            epochs=_first(args.epochs, 30),
+            interpolation=args.interpolation or "bilinear",
+            **common,
+        )
     # Keras writes its progress to stdout, which is for results.
     with contextlib.redirect_stdout(sys.stderr):
         model.fit(list(data.train), data.y_train)
