@@ -18,7 +18,7 @@ import pytest
 from sklearn.base import clone
 
 from tests._datasets import coloured_images, write_image_folder
-from tests._hub_presets import write_preset
+from tests._hub_presets import FAMILIES, write_preset
 from tests._training import PLAIN
 from tlsk import KerasFineTuneClassifier, load_model, save_model
 from tlsk.backbones import BACKBONES, get_spec
@@ -386,6 +386,11 @@ MISSING = (["missing/a.jpg", "missing/b.jpg"], ["a", "b"])  # never read
             r"lora_rank=2 trains .* vgg16 is a keras\.applications network",
         ),
         ("dinov2", {"lora_rank": 0}, r"'lora_rank' parameter .* \[1, inf\)\. Got 0"),
+        (
+            "dinov2",
+            {"lora_rank": 2, "trainable_blocks": 0},
+            r"trainable_blocks=0 names none",
+        ),
         ("dinov2", {"pooling": "avg"}, r"one of \['cls', 'mean', 'cls\+mean'\] for"),
         ("dinov2", {"interpolation": "bicubic"}, r"interpolation must be None for"),
         (
@@ -395,12 +400,22 @@ MISSING = (["missing/a.jpg", "missing/b.jpg"], ["a", "b"])  # never read
         ),
         ("dinov2", {"weights": None}, r"weights=None builds a registry network"),
     ],
-    ids=["blocks", "lora-cnn", "lora-0", "pooling", "interp", "size", "weights"],
+    ids=[
+        "blocks",
+        "lora-cnn",
+        "lora-0",
+        "lora-no-blocks",
+        "pooling",
+        "interp",
+        "size",
+        "weights",
+    ],
 )
 def test_bad_parameters_are_refused_before_any_image_is_read(
     presets, backbone, params, message
 ):
-    model = fine_tune(presets.get(backbone, backbone), **params)
+    # A family name is a tiny preset (written on first use), else a registry name.
+    model = fine_tune(presets[backbone] if backbone in FAMILIES else backbone, **params)
     with pytest.raises(ValueError, match=message):
         model.fit(*MISSING)
 

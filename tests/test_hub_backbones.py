@@ -255,6 +255,11 @@ def test_a_wrong_folder_for_a_name_is_refused(presets, tmp_path):
         ImageFeatureExtractor(backbone=presets["vit"], interpolation="bilinear").fit()
     with pytest.raises(ValueError, match="pooling must be one of .'embedding', 'mean'"):
         ImageFeatureExtractor(backbone=presets["siglip"], pooling="cls").fit()
+    # A Keras weights file is not how a KerasHub network's weights come.
+    weights_file = tmp_path / "dinov2.weights.h5"
+    weights_file.write_bytes(b"")
+    with pytest.raises(ValueError, match="come as a preset folder .* not a folder"):
+        ImageFeatureExtractor(backbone="dinov2_small", weights=str(weights_file)).fit()
 
 
 def test_a_preset_folder_changed_after_fit_is_noticed(presets, tmp_path):

@@ -539,7 +539,17 @@ def weights_source(backbone, weights):
     spec = get_spec(backbone)
     if weights is None:
         return spec
-    folder = published_preset_folder(spec) if weights in PRESET_WEIGHTS else weights
+    if weights in PRESET_WEIGHTS:
+        folder = published_preset_folder(spec)
+    elif not os.path.isdir(weights):
+        raise ValueError(
+            f"weights of {spec.name}, a KerasHub network, come as a preset folder "
+            "(config.json, model.weights.h5, ... as save_to_preset writes them): "
+            "weights must be 'pretrained', None or the path of such a folder; "
+            f"received {os.fspath(weights)!r}, which is not a folder"
+        )
+    else:
+        folder = weights
     check_preset_architecture(spec, folder)
     return read_preset(folder).folder
 

@@ -321,6 +321,12 @@ class KerasFineTuneClassifier(KerasImageClassifier):
                     f"converter does: interpolation must be None for {label}; "
                     f"received {self.interpolation!r}"
                 )
+        if self.lora_rank is not None and self.trainable_blocks == 0:
+            raise ValueError(
+                f"lora_rank={self.lora_rank} adapts the last trainable_blocks "
+                f"blocks of {label}, and trainable_blocks=0 names none: give "
+                "trainable_blocks=1 or more, or lora_rank=None"
+            )
         if self.trainable_blocks > n_blocks:
             raise ValueError(
                 f"The 'trainable_blocks' parameter of {type(self).__name__} must be "
