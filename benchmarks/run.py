@@ -151,6 +151,7 @@ FULL = {
     "hub_seconds": 3.0,
     "hub_size": None,  # each network's native size
     "hub_backbones": None,  # all of them
+    "hub_float32_only": ("siglip2_so400m_patch14_224",),
     "hub_finetune_backbone": "dinov2_small",
     "hub_finetune_size": 224,
     "hub_finetune_blocks": 2,

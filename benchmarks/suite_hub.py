@@ -149,7 +149,10 @@ def _measure(name, photos, settings, auto):
     converter = spec.converter
     decoded = [read_image(p) for p in paths]
     arrays = converter.apply(np.stack([converter.resize(d, size) for d in decoded]))
-    precisions = ("float32", auto) if auto != "float32" else ("float32",)
+    # hub_float32_only: the largest networks held four times over (KerasHub's
+    # and tlsk's, float32 and bfloat16) do not fit in 24 GiB.
+    only_float32 = auto == "float32" or name in settings.get("hub_float32_only", ())
+    precisions = ("float32",) if only_float32 else ("float32", auto)
     runs, vectors = {}, {}
     for precision in precisions:
         network = float32 if precision == "float32" else hub_network(spec, size, auto)
