@@ -335,6 +335,10 @@ def test_the_command_line_extracts_and_trains_on_a_preset_folder(
     fitted, metadata = load_model(model)
     assert metadata["backbone"] == folder
     assert fitted[0].fingerprint_["pooling"] == "mean"
+    # The converter resizes: a filter of one's own is refused in the flag's words.
+    argv = ["extract", str(tmp_path / "data"), "--cache", cache, *common]
+    assert main([*argv, "--interpolation", "bicubic"]) == 1
+    assert "--interpolation must not be given" in capsys.readouterr().err
 
 
 def test_without_keras_hub_a_hub_name_says_which_extra_and_the_rest_works(

@@ -27,6 +27,14 @@ _CLI_WORDS = (
     (re.compile(r"\bforce=True\b"), "--force"),
     (re.compile(r"^backbone must\b"), "--backbone must"),
     (
+        re.compile(r"\bpreprocessing and interpolation must be None\b"),
+        "--preprocessing and --interpolation must not be given",
+    ),
+    (
+        re.compile(r"\binterpolation must be None\b"),
+        "--interpolation must not be given",
+    ),
+    (
         re.compile(r"\bas weights= or as the backbone itself"),
         "as --backbone (or as --weights, where the command has it)",
     ),
