@@ -27,7 +27,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from tlsk._limits import MAX_BATCH_SIZE, MAX_INPUT_SIZE, MAX_N_JOBS
 from tlsk._optimizers import OPTIMIZERS, SCHEDULES, make_optimizer
-from tlsk._sklearn_compat import Interval, StrOptions, _fit_context
+from tlsk._sklearn_compat import Interval, StrOptions, _fit_context, image_input_tags
 from tlsk.images import INTERPOLATIONS, decode_threads, image_inputs
 from tlsk.precision import COMPUTE_PRECISIONS, PRECISIONS, resolve_precision
 from tlsk.tta import TTA_MODES, apply_view, tta_views
@@ -352,10 +352,7 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
         return "model_" in self.__dict__
 
     def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False
-        tags.input_tags.three_d_array = True
-        tags.input_tags.string = True
+        tags = image_input_tags(super().__sklearn_tags__())
         tags.non_deterministic = True  # thread scheduling in TensorFlow's kernels
         return tags
 

@@ -10,6 +10,8 @@ file is the only one to change.
   1.2): the constraint types of ``_parameter_constraints``.
 - ``BaseEstimator._validate_params`` (since 1.2): what ``_fit_context``
   runs, run by :func:`validate_params` on an estimator read from a file.
+- ``Tags.input_tags`` (since 1.6): what an estimator takes, set for images
+  by :func:`image_input_tags`.
 
 tlsk requires scikit-learn >= 1.6 (``__sklearn_tags__``), which has them all.
 """
@@ -17,7 +19,13 @@ tlsk requires scikit-learn >= 1.6 (``__sklearn_tags__``), which has them all.
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
-__all__ = ["Interval", "StrOptions", "_fit_context", "validate_params"]
+__all__ = [
+    "Interval",
+    "StrOptions",
+    "_fit_context",
+    "image_input_tags",
+    "validate_params",
+]
 
 
 def validate_params(estimator):
@@ -27,3 +35,15 @@ def validate_params(estimator):
     """
     if hasattr(estimator, "_parameter_constraints"):
         estimator._validate_params()
+
+
+def image_input_tags(tags):
+    """``tags`` (``__sklearn_tags__``) of an estimator that takes images.
+
+    ``(N, H, W[, 3])`` arrays or lists of paths, not a 2-D table: so that
+    scikit-learn's estimator checks feed it no tables.
+    """
+    tags.input_tags.two_d_array = False
+    tags.input_tags.three_d_array = True
+    tags.input_tags.string = True
+    return tags

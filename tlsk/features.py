@@ -42,7 +42,7 @@ from tlsk._hub import (
 )
 from tlsk._limits import MAX_BATCH_SIZE, MAX_IMAGE_PIXELS, MAX_INPUT_SIZE, MAX_N_JOBS
 from tlsk._openvino import ENGINES, get_openvino_backbone, resolve_engine
-from tlsk._sklearn_compat import Interval, StrOptions, _fit_context
+from tlsk._sklearn_compat import Interval, StrOptions, _fit_context, image_input_tags
 from tlsk.backbone import (
     LAYERS,
     MIN_INPUT_SIZE,
@@ -489,11 +489,7 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
         super().__setstate__({**defaults, **state})
 
     def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        # Images, not a 2-D table: (N, H, W[, 3]) arrays or lists of paths.
-        tags.input_tags.two_d_array = False
-        tags.input_tags.three_d_array = True
-        tags.input_tags.string = True
+        tags = image_input_tags(super().__sklearn_tags__())
         tags.transformer_tags.preserves_dtype = ["float32"]
         return tags
 

@@ -40,7 +40,7 @@ from tlsk._hub import (
     weights_source,
 )
 from tlsk._limits import MAX_BATCH_SIZE, MAX_N_JOBS
-from tlsk._sklearn_compat import Interval, StrOptions, _fit_context
+from tlsk._sklearn_compat import Interval, StrOptions, _fit_context, image_input_tags
 from tlsk.backbone import resolve_backbone, resolve_weights
 from tlsk.backbones import BACKBONES, HubSpec, is_model_file
 from tlsk.cache import FeatureCache
@@ -388,11 +388,7 @@ class ZeroShotImageClassifier(ClassifierMixin, BaseEstimator):
         return other
 
     def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        # Images, not a 2-D table: (N, H, W[, 3]) arrays or lists of paths.
-        tags.input_tags.two_d_array = False
-        tags.input_tags.three_d_array = True
-        tags.input_tags.string = True
+        tags = image_input_tags(super().__sklearn_tags__())
         tags.non_deterministic = True  # thread scheduling in TensorFlow's kernels
         return tags
 
