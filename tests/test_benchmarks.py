@@ -112,7 +112,7 @@ def test_the_hub_section_compares_each_network_with_kerashub(tmp_path):
     rows = section["rows"]
     assert {row["backbone"] for row in rows} == {
         "dinov3_small",
-        "clip_vit_base_patch16",
+        "vit_base_patch16_224_in21k",
     }
     assert {row["precision"].split()[0] for row in rows} >= {"float32", "int8"}
     assert all(row["tlsk images/s"] > 0 for row in rows)
