@@ -140,7 +140,7 @@ def write_digit_files(folder, images, size):
 def weights_available():
     """``"imagenet"`` when Keras's cache has the verified weights, else None."""
     from tlsk import WeightsMismatchError, WeightsUnavailableError
-    from tlsk.backbone import imagenet_weights_path
+    from tlsk.networks.backbone import imagenet_weights_path
 
     try:
         imagenet_weights_path(download=False)
@@ -155,7 +155,11 @@ def machine():
     import sklearn
     import tensorflow as tf
 
-    from tlsk.precision import NATIVE_BFLOAT16_CPU_FLAGS, cpu_flags, resolve_precision
+    from tlsk.networks.precision import (
+        NATIVE_BFLOAT16_CPU_FLAGS,
+        cpu_flags,
+        resolve_precision,
+    )
 
     model = platform.processor() or platform.machine()
     try:

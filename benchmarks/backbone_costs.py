@@ -1,6 +1,6 @@
 """Measure every registered backbone's cost and feature lengths; check the registry.
 
-For each network of ``tlsk.backbones``: its GFLOP per image without the top
+For each network of ``tlsk.networks.registry``: its GFLOP per image without the top
 at its native size (TensorFlow's profiler, see ``_flops.py``; for a KerasHub
 network, its vision tower up to its default pooling, random weights), the
 channels at each cut point, and its parameter count, beside what the
@@ -23,7 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from _flops import model_gflops  # noqa: E402
 
-from tlsk.backbones import BACKBONES, HubSpec, get_spec  # noqa: E402
+from tlsk.networks.registry import BACKBONES, HubSpec, get_spec  # noqa: E402
 
 
 def measure(name, size=None):
@@ -51,7 +51,7 @@ def measure_hub(spec, size):
     """
     import keras
 
-    from tlsk._hub import hub_network, pooled, vision_model
+    from tlsk.networks.hub import hub_network, pooled, vision_model
 
     network = hub_network(spec, size)
     tower = vision_model(network)

@@ -5,7 +5,7 @@ each side into its own empty feature cache:
 
 1. one process: ``VGG16FeatureExtractor(cache=...).transform(paths)``, with
    TensorFlow using every core and decoding in threads;
-2. Dask: ``tlsk.distributed.featurize(paths, extractor, client)`` on
+2. Dask: ``tlsk.features.distributed.featurize(paths, extractor, client)`` on
    ``local_cluster(2)``: two worker processes of one thread each, shards of
    ``--shard-size`` images, shard files joined into the cache at the end.
 
@@ -106,7 +106,7 @@ def main(argv=None):
 
     from distributed import Client
 
-    from tlsk.distributed import featurize, local_cluster
+    from tlsk.features.distributed import featurize, local_cluster
 
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as folder:

@@ -32,11 +32,11 @@ from _flops import model_gflops
 from _suite import Section, keras_policy, seconds, write_photos
 
 from tlsk import ImageFeatureExtractor, list_backbones
-from tlsk.backbone import clear_backbones, imagenet_weights_path
-from tlsk.backbones import BackboneSpec
-from tlsk.images import read_image, resize_image
-from tlsk.precision import keras_dtype, resolve_precision
-from tlsk.weights import WeightsMismatchError, WeightsUnavailableError
+from tlsk.images.decode import read_image, resize_image
+from tlsk.networks.backbone import clear_backbones, imagenet_weights_path
+from tlsk.networks.precision import keras_dtype, resolve_precision
+from tlsk.networks.registry import BackboneSpec
+from tlsk.networks.weights import WeightsMismatchError, WeightsUnavailableError
 
 
 def run(settings, workdir):
@@ -93,7 +93,7 @@ def _measure(name, photos, settings, workdir, auto):
     """The rows of one network: float32 and auto, Keras and tlsk, in turns."""
     import keras
 
-    from tlsk.backbones import get_spec
+    from tlsk.networks.registry import get_spec
 
     spec = get_spec(name)
     size = settings.get("backbone_size") or spec.native_size

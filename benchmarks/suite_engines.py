@@ -26,10 +26,10 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from tlsk import VGG16FeatureExtractor
-from tlsk._openvino import get_openvino_backbone, quantize_backbone
-from tlsk.backbone import BackboneConfig, get_backbone
-from tlsk.images import preprocess_vgg16, read_image, resize_image
-from tlsk.precision import native_bfloat16, resolve_precision
+from tlsk.images.decode import preprocess_vgg16, read_image, resize_image
+from tlsk.networks.backbone import BackboneConfig, get_backbone
+from tlsk.networks.openvino import get_openvino_backbone, quantize_backbone
+from tlsk.networks.precision import native_bfloat16, resolve_precision
 
 # (engine, precision) of every configuration measured.
 KERAS = (("keras", "float32"), ("keras", "bfloat16"))
@@ -105,7 +105,7 @@ def _throughput(settings, workdir, section):
 
 def _labelled_sets(settings, workdir):
     """Yield ``(name, X_train, X_test, y_train, y_test)``: digits, photo crops."""
-    from tlsk.sample_data import write_photo_folder
+    from tlsk.images.sample_data import write_photo_folder
 
     yield "digits", *digits(settings["train"], settings["test"])
     paths, labels = write_photo_folder(

@@ -1,6 +1,6 @@
 """What each fine-tuning tool buys: accuracy and time with and without it.
 
-One data set (real-photo crops of tlsk.sample_data, six classes, a
+One data set (real-photo crops of tlsk.images.sample_data, six classes, a
 stratified train / test split), one configuration of
 ``KerasFineTuneClassifier`` (VGG16 at ``finetune_tools_size`` px, the last
 two stages fine-tuned, default augmentation, validation and early stopping),
@@ -65,8 +65,8 @@ def variants(settings):
 def run(settings, workdir):
     from sklearn.model_selection import train_test_split
 
-    from tlsk.precision import resolve_precision
-    from tlsk.sample_data import write_photo_folder
+    from tlsk.images.sample_data import write_photo_folder
+    from tlsk.networks.precision import resolve_precision
 
     size, epochs = settings["finetune_tools_size"], settings["finetune_tools_epochs"]
     paths, labels = write_photo_folder(

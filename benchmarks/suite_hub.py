@@ -17,7 +17,7 @@ ViT), at its native input size unless ``hub_size`` says otherwise:
 
 A fine-tuning table: ``KerasFineTuneClassifier`` on a KerasHub network
 (``hub_finetune_backbone``, random weights) over photo crops of
-``tlsk.sample_data``, unfreezing the last ``hub_finetune_blocks`` blocks
+``tlsk.images.sample_data``, unfreezing the last ``hub_finetune_blocks`` blocks
 against LoRA adapters (``lora_rank``) on the same blocks, each in a process
 of its own: seconds per fine-tuning epoch (the difference between a run of
 three epochs and a run of one, halved, so that building and tracing do not
@@ -46,10 +46,10 @@ from _flops import model_gflops
 from _suite import Section, cosine, seconds, write_photos
 
 from tlsk import ImageFeatureExtractor
-from tlsk.backbone import clear_backbones
-from tlsk.backbones import BACKBONES, HubSpec
-from tlsk.images import read_image
-from tlsk.precision import resolve_precision
+from tlsk.images.decode import read_image
+from tlsk.networks.backbone import clear_backbones
+from tlsk.networks.precision import resolve_precision
+from tlsk.networks.registry import BACKBONES, HubSpec
 
 
 def hub_names():
@@ -124,7 +124,7 @@ def _kerashub_inputs(network, arrays):
 
 def _measure(name, photos, settings, auto):
     """The rows of one network: KerasHub and tlsk in float32 and auto, tlsk int8."""
-    from tlsk._hub import hub_network, pooled, vision_model
+    from tlsk.networks.hub import hub_network, pooled, vision_model
 
     spec = BACKBONES[name]
     try:  # hub_size where the network takes it (not CLIP, SigLIP, ViT)
@@ -234,7 +234,7 @@ def _finetune_section(settings, workdir):
             "test accuracy",
         ),
     )
-    from tlsk.sample_data import write_photo_folder
+    from tlsk.images.sample_data import write_photo_folder
 
     folder = os.path.join(workdir, "finetune_photos")
     write_photo_folder(folder, per_class=settings["hub_finetune_photos"], size=96)

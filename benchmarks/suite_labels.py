@@ -18,7 +18,7 @@ features:
   images ranked by their loss, as one reads a trained model's top losses;
 - random: the expected precision of a random pick (5%).
 
-The sets: real-photo crops (tlsk.sample_data, six classes), and scikit-learn's
+The sets: real-photo crops (tlsk.images.sample_data, six classes), and scikit-learn's
 digits as PNG files. Features are computed once per set; the timings are of
 the ranking alone.
 """
@@ -114,7 +114,7 @@ def flip_labels(labels, fraction, seed):
 
 
 def _data_sets(settings, workdir):
-    from tlsk.sample_data import write_photo_folder
+    from tlsk.images.sample_data import write_photo_folder
 
     per_class, size = settings["labels_photos"], settings["labels_size"]
     paths, labels = write_photo_folder(
@@ -128,8 +128,8 @@ def _data_sets(settings, workdir):
 
 
 def _methods(features, noisy):
-    from tlsk.classifiers import bottleneck_classifier
-    from tlsk.label_errors import find_label_errors
+    from tlsk.evaluation.classifiers import bottleneck_classifier
+    from tlsk.evaluation.label_errors import find_label_errors
 
     started = time.perf_counter()
     errors = find_label_errors(features, noisy, extractor="precomputed")

@@ -22,7 +22,7 @@ from _suite import Section, seconds
 from sklearn.pipeline import Pipeline
 
 from tlsk import KerasFineTuneClassifier, VGG16FeatureExtractor, load_model, save_model
-from tlsk.classifiers import bottleneck_classifier
+from tlsk.evaluation.classifiers import bottleneck_classifier
 
 FORMATS = ("joblib", "skops")
 

@@ -1,6 +1,6 @@
 """Evaluation reports of large test sets: the capped page against an uncapped one.
 
-10,000 real-photo crops (tlsk.sample_data) are "evaluated" by a small colour
+10,000 real-photo crops (tlsk.images.sample_data) are "evaluated" by a small colour
 classifier (logistic regression on each image's mean colour and spread,
 fitted on other crops: quick, and with honest mistakes between sky and
 water), then written as a report twice: as tlsk writes it (galleries capped:
@@ -27,8 +27,8 @@ def run(settings, workdir):
     from PIL import Image
     from sklearn.linear_model import LogisticRegression
 
-    from tlsk.report import write_report
-    from tlsk.sample_data import write_photo_folder
+    from tlsk.evaluation.report import write_report
+    from tlsk.images.sample_data import write_photo_folder
 
     n = settings["report_images"]
     per_class = -(-n // 6)

@@ -7,7 +7,7 @@ and a 2x2 max pooling, Flatten, Dense(64, ReLU), dropout 0.5, softmax; Adam
 at Keras's default learning rate, batch 32, float32 (Keras's default policy),
 tlsk's default augmentation, no validation hold-out.
 
-Both train on the same real-photo crops (:mod:`tlsk.sample_data`, five
+Both train on the same real-photo crops (:mod:`tlsk.images.sample_data`, five
 classes; sky and water are honestly hard to tell apart) for the same number
 of epochs, and are scored on the same held-out crops. Each seed writes new
 crops, splits them anew and seeds both networks; the two networks take turns
@@ -27,8 +27,8 @@ from PIL import Image
 from sklearn.model_selection import train_test_split
 
 from tlsk import SmallCNNClassifier
-from tlsk._keras_estimator import AUGMENTATION_DEFAULTS
-from tlsk.sample_data import write_photo_folder
+from tlsk.images.sample_data import write_photo_folder
+from tlsk.training.keras_classifier import AUGMENTATION_DEFAULTS
 
 CLASSES = ("pagoda", "trees", "sky", "water", "petals")
 # Seeds 0-11 served to choose SmallCNNClassifier's defaults; these are new.

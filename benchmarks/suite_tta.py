@@ -2,8 +2,8 @@
 
 On two labelled sets, a quarter of each for training and the rest for
 testing (stratified, few training images so that accuracy is not at its
-ceiling): real-photo crops (:mod:`tlsk.sample_data`, six classes) and
-scikit-learn's digits as PNG files. For each mode of :mod:`tlsk.tta`
+ceiling): real-photo crops (:mod:`tlsk.images.sample_data`, six classes) and
+scikit-learn's digits as PNG files. For each mode of :mod:`tlsk.images.tta`
 (none, flip: 2 views, ten_crop: 10 views), side by side in one run:
 
 - accuracy of a bottleneck pipeline (VGG16 features + StandardScaler +
@@ -79,7 +79,7 @@ def run(settings, workdir):
 
 def _data_sets(settings, workdir, only_photos=False):
     """Yield ``(name, (train paths, labels), (test paths, labels))``."""
-    from tlsk.sample_data import write_photo_folder
+    from tlsk.images.sample_data import write_photo_folder
 
     paths, labels = write_photo_folder(
         os.path.join(workdir, "photos"),
@@ -119,7 +119,7 @@ def _extractor(settings, tta, cache):
 
 def _bottleneck_rows(settings, workdir, name, train, test):
     """One row per mode: accuracies, cold and warm transform times."""
-    from tlsk.tta import tta_views
+    from tlsk.images.tta import tta_views
 
     folder = os.path.join(workdir, name.replace(" ", "-"))
     os.makedirs(folder, exist_ok=True)
@@ -163,7 +163,7 @@ def _accuracy(X_train, y_train, X_test, y_test):
 def _cnn_rows(settings, name, train, test):
     """A SmallCNNClassifier trained once; its predictions under each mode."""
     from tlsk import SmallCNNClassifier
-    from tlsk.tta import tta_views
+    from tlsk.images.tta import tta_views
 
     model = SmallCNNClassifier(
         input_size=settings["tta_cnn_size"],

@@ -84,7 +84,7 @@ def pin_url(monkeypatch, url, backbone="vgg16", top=False):
 
 
 def _replace_pinned(monkeypatch, backbone, top, **changes):
-    from tlsk.backbones import BACKBONES
+    from tlsk.networks.registry import BACKBONES
 
     spec = BACKBONES[backbone]
     field = "imagenet_top" if top else "imagenet"

@@ -49,7 +49,7 @@ def _restore_keras_global_state():
 @pytest.fixture
 def count_predictions(monkeypatch):
     """Count the images that go through a network in this process."""
-    from tlsk.backbone import Backbone
+    from tlsk.networks.backbone import Backbone
 
     calls = {"images": 0}
     original = Backbone.predict

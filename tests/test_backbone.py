@@ -16,8 +16,8 @@ from tests._weights import (
     write_keras3_weights,
     write_legacy_h5_weights,
 )
-from tlsk import backbone as bb
-from tlsk.backbone import BackboneConfig, get_backbone
+from tlsk.networks import backbone as bb
+from tlsk.networks.backbone import BackboneConfig, get_backbone
 
 
 def _tiny(**kwargs):

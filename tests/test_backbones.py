@@ -21,12 +21,12 @@ import pytest
 
 from tests._weights import pin_weights, write_legacy_h5_weights
 from tlsk import ImageFeatureExtractor, KerasFineTuneClassifier, list_backbones
-from tlsk.backbone import BackboneConfig, clear_backbones, get_backbone
-from tlsk.backbones import BACKBONES, BackboneSpec, get_spec
 from tlsk.cache import namespace_id
-from tlsk.images import resize_image
-from tlsk.preprocessing import PREPROCESSINGS
-from tlsk.weights import WeightsMismatchError
+from tlsk.images.decode import resize_image
+from tlsk.networks.backbone import BackboneConfig, clear_backbones, get_backbone
+from tlsk.networks.preprocessing import PREPROCESSINGS
+from tlsk.networks.registry import BACKBONES, BackboneSpec, get_spec
+from tlsk.networks.weights import WeightsMismatchError
 
 # keras.applications' networks; KerasHub's are tests/test_hub_backbones.py's.
 NAMES = sorted(n for n, s in BACKBONES.items() if isinstance(s, BackboneSpec))

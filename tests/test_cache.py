@@ -240,7 +240,7 @@ def test_sigkill_at_a_random_moment_keeps_completed_batches(tmp_path, seed):
     np.testing.assert_array_equal(vectors, fake_vectors(keys))
 
     # The next writer comes later: a temporary younger than 5 s could be a
-    # live writer's that has not taken its lock yet (tlsk._files.dead_temps).
+    # live writer's that has not taken its lock yet (tlsk._util.files.dead_temps).
     past = time.time() - 10
     for temporary in tmp_path.rglob(".tmp-*"):
         os.utime(temporary, (past, past))

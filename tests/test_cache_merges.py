@@ -14,12 +14,12 @@ import pytest
 from tests._cache_files import run_files, write_v1_cache
 from tests._cache_worker import DIM, FINGERPRINT, fake_key, fake_vectors
 from tests._datasets import write_image_folder
-from tlsk import images
 from tlsk.cache import FeatureCache, FileKeyMemo, namespace_id
 from tlsk.cache._bloom import may_hold
 from tlsk.cache._keys import canonical_json
 from tlsk.cache._manifest import NamespaceEntry, RunRef
 from tlsk.cache._merge import FANOUT, due_merges, tier
+from tlsk.images import decode as images
 
 NS = namespace_id(FINGERPRINT)
 REPO = Path(__file__).resolve().parents[1]
@@ -194,7 +194,8 @@ def test_a_changed_file_is_not_served_the_key_of_its_old_bytes(cache, tmp_path):
 
 _WARM_TRANSFORM = """
 import sys
-from tlsk import VGG16FeatureExtractor, images
+from tlsk import VGG16FeatureExtractor
+from tlsk.images import decode as images
 images._SETTLED_NS = -1  # the test's files were written a moment ago
 reads = []
 opener = images.open_regular_file

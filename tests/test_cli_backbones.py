@@ -7,9 +7,9 @@ import pytest
 
 from tests._datasets import write_image_folder
 from tlsk import ImageFeatureExtractor, list_backbones
-from tlsk.backbones import HubSpec
 from tlsk.cache import FeatureCache
 from tlsk.cli import main
+from tlsk.networks.registry import HubSpec
 
 TINY = ["--weights", "none", "--input-size", "32", "--precision", "float32"]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tlsk.cli import main
-from tlsk.model_files import load_model
+from tlsk.persistence.model_files import load_model
 
 REPO = Path(__file__).resolve().parents[1]
 METHODS = [

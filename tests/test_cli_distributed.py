@@ -12,7 +12,7 @@ from tests._datasets import write_image_folder
 from tlsk import VGG16FeatureExtractor
 from tlsk.cache import FeatureCache
 from tlsk.cli import main
-from tlsk.distributed import local_cluster
+from tlsk.features.distributed import local_cluster
 
 TINY = ["--weights", "none", "--input-size", "32"]
 

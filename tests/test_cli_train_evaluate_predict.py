@@ -16,8 +16,8 @@ from PIL import Image
 
 from tests._datasets import write_image_folder
 from tlsk import __version__
-from tlsk.backbone import Backbone
 from tlsk.cli import main
+from tlsk.networks.backbone import Backbone
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = ["blue", "green", "red"]
@@ -417,8 +417,8 @@ def test_predict_usage_errors_exit_2(bottleneck, argv, message, capsys):
 def test_predict_imagenet_calls_predict_imagenet_with_all_paths(
     tmp_path, predict_input, monkeypatch, capsys
 ):
-    imagenet = pytest.importorskip("tlsk.imagenet")
-    from tlsk.images import ImageError
+    imagenet = pytest.importorskip("tlsk.networks.imagenet")
+    from tlsk.images.decode import ImageError
 
     folder, good, bad = predict_input
     calls = []

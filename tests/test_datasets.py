@@ -1,4 +1,4 @@
-"""tlsk.datasets on generated folder trees."""
+"""tlsk.images.folders on generated folder trees."""
 
 import json
 import os
@@ -10,7 +10,7 @@ import pytest
 
 from tests._datasets import write_image_folder
 from tlsk import ImageError, find_bad_images, load_image_folder
-from tlsk.datasets import check_image_folder, split_image_folder
+from tlsk.images.folders import check_image_folder, split_image_folder
 
 
 def test_folder_per_class_gives_sorted_paths_and_labels(tmp_path):

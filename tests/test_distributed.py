@@ -1,4 +1,4 @@
-"""Tests of tlsk.distributed on a real Dask cluster of two worker processes.
+"""Tests of tlsk.features.distributed on a real Dask cluster of two worker processes.
 
 One cluster serves the whole module (starting workers and importing
 TensorFlow in them costs seconds); the test that kills a worker runs last
@@ -20,13 +20,13 @@ from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
 
-import tlsk.distributed as tlsk_distributed
+import tlsk.features.distributed as tlsk_distributed
 from tests import _dask_hooks
 from tests._datasets import coloured_images, write_image_folder
 from tlsk import VGG16FeatureExtractor
 from tlsk.cache import FeatureCache
-from tlsk.distributed import featurize, local_cluster
-from tlsk.images import ImageError
+from tlsk.features.distributed import featurize, local_cluster
+from tlsk.images.decode import ImageError
 
 TINY = {"weights": None, "input_size": 32}
 SHARD = 4
@@ -89,7 +89,7 @@ def test_features_equal_local_ones_and_two_workers_share_the_work(
     client, images, reference, tmp_path, caplog
 ):
     extractor = _extractor(tmp_path)
-    caplog.set_level(logging.DEBUG, logger="tlsk.distributed")
+    caplog.set_level(logging.DEBUG, logger="tlsk.features.distributed")
     with get_task_stream(client) as stream:
         features = featurize(images[0], extractor, client, shard_size=SHARD)
     _assert_same_features(features, reference)
@@ -125,7 +125,7 @@ def test_cached_images_are_not_sent_and_transform_finds_every_image(
     paths = images[0]
     extractor = _extractor(tmp_path)
     extractor.transform(paths[:10])  # cached here, beforehand
-    caplog.set_level(logging.DEBUG, logger="tlsk.distributed")
+    caplog.set_level(logging.DEBUG, logger="tlsk.features.distributed")
     featurize(paths, extractor, client, shard_size=SHARD)
     sent = sum(map(int, re.findall(r": (\d+) images,", caplog.text)))
     assert sent == 26
@@ -381,7 +381,7 @@ def test_a_worker_that_cannot_see_the_shard_folder_says_so(
 def test_only_a_run_alone_on_the_cache_tidies_up(tmp_path):
     # Joining leftover shards and deleting temporary files are for a run that
     # is alone: another run's shards and temporaries may be in flight.
-    from tlsk.distributed import _registered_run
+    from tlsk.features.distributed import _registered_run
 
     cache = str(tmp_path / "features.h5")
     with _registered_run(cache) as first:

@@ -1,4 +1,4 @@
-"""The OpenVINO engine and int8 quantization (tlsk._openvino), on tiny models."""
+"""The OpenVINO engine and int8 quantization (tlsk.networks.openvino), tiny models."""
 
 import os
 import pickle
@@ -9,7 +9,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from tlsk import ImageFeatureExtractor, VGG16FeatureExtractor, _openvino
+from tlsk import ImageFeatureExtractor, VGG16FeatureExtractor
+from tlsk.networks import openvino as _openvino
 
 SIZE = 32
 
@@ -204,7 +205,7 @@ def test_dask_workers_run_the_int8_model_fitted_here(int8_fit, tmp_path):
     pytest.importorskip("distributed")
     from distributed import Client
 
-    from tlsk.distributed import featurize, local_cluster
+    from tlsk.features.distributed import featurize, local_cluster
 
     extractor, images, int8 = int8_fit
     sharded = extractor.with_cache_file(tmp_path / "features.h5")

@@ -8,8 +8,8 @@ import pytest
 from tests._datasets import coloured_images
 from tests._training import PLAIN
 from tlsk import KerasFineTuneClassifier
-from tlsk.backbones import get_spec
-from tlsk.finetune import freeze_base
+from tlsk.networks.registry import get_spec
+from tlsk.training.finetune import freeze_base
 
 SMALL = {
     **PLAIN,

@@ -21,20 +21,20 @@ from tests._datasets import coloured_images, write_image_folder
 from tests._hub_presets import FAMILIES, write_preset
 from tests._training import PLAIN
 from tlsk import KerasFineTuneClassifier, load_model, save_model
-from tlsk.backbones import BACKBONES, get_spec
 from tlsk.cli import main
-from tlsk.images import image_inputs
-from tlsk.model_files import ModelFileError
+from tlsk.images.decode import image_inputs
+from tlsk.networks.registry import BACKBONES, get_spec
+from tlsk.persistence.model_files import ModelFileError
 
 keras_hub = pytest.importorskip("keras_hub")
 
-from tlsk._hub_finetune import (  # noqa: E402 - needs keras_hub's Keras
+from tlsk.persistence.shared_networks import check_network  # noqa: E402
+from tlsk.training.hub_finetune import (  # noqa: E402 - needs keras_hub's Keras
     block_rate_scales,
     freeze_tower,
     tower_parts,
 )
-from tlsk._keras_estimator import _model_to_bytes  # noqa: E402
-from tlsk._shared_networks import check_network  # noqa: E402
+from tlsk.training.keras_classifier import _model_to_bytes  # noqa: E402
 
 TINY = {
     **PLAIN,
@@ -47,7 +47,7 @@ TINY = {
     "finetune_learning_rate": 1e-2,
     "precision": "float32",
 }
-SEED = 0  # what random_state=0 gives the layers (tlsk._keras_estimator._seed)
+SEED = 0  # what random_state=0 gives the layers (tlsk.training.keras_classifier._seed)
 
 # The tiny DINOv2 of tests/_hub_presets.py: width 32, 2 heads, MLP of 64.
 HIDDEN, HEADS, MLP = 32, 2, 64
@@ -347,7 +347,7 @@ def test_tta_averages_the_flipped_views(adapted, data):
 
 
 def test_lr_find_runs_on_the_lora_phase(presets, data):
-    from tlsk.lr_finder import lr_find
+    from tlsk.training.lr_finder import lr_find
 
     model = fine_tune(presets["dinov2"], lora_rank=2)
     result = lr_find(model, *data, phase="finetune", num_steps=4)

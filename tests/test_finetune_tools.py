@@ -23,10 +23,10 @@ from sklearn.pipeline import Pipeline
 from tests._datasets import coloured_images
 from tests._training import PLAIN
 from tlsk import KerasFineTuneClassifier, SmallCNNClassifier, lr_find
-from tlsk._optimizers import learning_rate_schedule, make_optimizer
-from tlsk.finetune import block_rate_scales
-from tlsk.images import image_inputs
-from tlsk.lr_finder import LRFinderResult
+from tlsk.images.decode import image_inputs
+from tlsk.training.finetune import block_rate_scales
+from tlsk.training.lr_finder import LRFinderResult
+from tlsk.training.optimizers import learning_rate_schedule, make_optimizer
 
 REPO = Path(__file__).resolve().parents[1]
 FINETUNE = {

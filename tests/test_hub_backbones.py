@@ -20,9 +20,9 @@ from sklearn.pipeline import Pipeline
 
 from tests._hub_presets import FAMILIES, photos, write_preset
 from tlsk import ImageFeatureExtractor
-from tlsk.backbones import BACKBONES, get_spec
 from tlsk.cli import main
-from tlsk.weights import WeightsUnavailableError
+from tlsk.networks.registry import BACKBONES, get_spec
+from tlsk.networks.weights import WeightsUnavailableError
 
 keras_hub = pytest.importorskip("keras_hub")
 
@@ -330,7 +330,7 @@ def test_the_command_line_extracts_and_trains_on_a_preset_folder(
     assert main(["predict", model, str(tmp_path / "data" / "red"), "-q"]) == 0
     rows = capsys.readouterr().out.strip().splitlines()
     assert rows[0].startswith("path,label") and len(rows) == 5
-    from tlsk.model_files import load_model
+    from tlsk.persistence.model_files import load_model
 
     fitted, metadata = load_model(model)
     assert metadata["backbone"] == folder

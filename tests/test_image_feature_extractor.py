@@ -20,8 +20,8 @@ from tlsk import (
     VGG16FeatureExtractor,
 )
 from tlsk.cache import namespace_id
-from tlsk.images import image_inputs
-from tlsk.preprocessing import preprocess
+from tlsk.images.decode import image_inputs
+from tlsk.networks.preprocessing import preprocess
 
 FIXTURE = Path(__file__).parent / "fixtures" / "vgg16_cache_v0"
 

@@ -1,4 +1,4 @@
-"""Tests of tlsk.imagenet: a backbone's own ImageNet head (VGG16's here), offline.
+"""tlsk.networks.imagenet: a backbone's own ImageNet head (VGG16's here), offline.
 
 The full VGG16 (138M parameters, 2 GB of memory to build and save) runs only
 in the slow test; the others stand in a tiny model with the same 224 px input
@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import tlsk.imagenet as inet
+import tlsk.networks.imagenet as inet
 from tests._image_files import random_rgb
 from tests._weights import pin_url, pin_weights, write_legacy_h5_weights
-from tlsk.backbone import WeightsMismatchError, WeightsUnavailableError
-from tlsk.backbones import get_spec
-from tlsk.images import ImageError, preprocess_vgg16, resize_image
+from tlsk.images.decode import ImageError, preprocess_vgg16, resize_image
+from tlsk.networks.backbone import WeightsMismatchError, WeightsUnavailableError
+from tlsk.networks.registry import get_spec
 
 INPUT_SIZE = get_spec("vgg16").native_size
 WEIGHTS_FILE = get_spec("vgg16").imagenet_top.name

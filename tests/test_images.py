@@ -1,4 +1,4 @@
-"""Tests for tlsk.images: inputs, decoding policy, errors, resizing, preprocessing."""
+"""tlsk.images.decode: inputs, decoding policy, errors, resizing, preprocessing."""
 
 import hashlib
 import os
@@ -20,8 +20,8 @@ from tests._image_files import (
     smooth_rgb,
     write,
 )
-from tlsk import images
-from tlsk.images import (
+from tlsk.images import decode as images
+from tlsk.images.decode import (
     ALPHA_BACKGROUND,
     DECODE_POLICY,
     DEFAULT_MAX_PIXELS,

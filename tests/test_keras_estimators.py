@@ -27,8 +27,8 @@ from sklearn.pipeline import Pipeline
 from tests._datasets import coloured_images, write_image_folder
 from tests._training import PLAIN
 from tlsk import KerasFineTuneClassifier, SmallCNNClassifier
-from tlsk.backbone import base_network
-from tlsk.finetune import freeze_base
+from tlsk.networks.backbone import base_network
+from tlsk.training.finetune import freeze_base
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -10,8 +10,8 @@ import pytest
 
 from tlsk import ImageFeatureExtractor
 from tlsk.cli import main
-from tlsk.label_errors import find_label_errors
-from tlsk.sample_data import write_photo_folder
+from tlsk.evaluation.label_errors import find_label_errors
+from tlsk.images.sample_data import write_photo_folder
 
 pytest.importorskip("cleanlab")
 
@@ -40,7 +40,7 @@ def photos(tmp_path_factory):
 
 
 def test_flipped_labels_are_found_among_real_photographs(photos):
-    from tlsk.datasets import load_image_folder
+    from tlsk.images.folders import load_image_folder
 
     root, flipped = photos
     paths, labels = load_image_folder(root, check=False)

@@ -4,7 +4,12 @@ import joblib
 import pytest
 from sklearn.dummy import DummyClassifier
 
-from tlsk.model_files import ModelFileError, load_model, metadata_path, save_model
+from tlsk.persistence.model_files import (
+    ModelFileError,
+    load_model,
+    metadata_path,
+    save_model,
+)
 
 
 def _fitted(strategy):
@@ -43,7 +48,7 @@ def test_saving_never_overwrites_without_force(tmp_path):
 def test_an_unloadable_model_with_matching_metadata_is_one_clear_error(tmp_path):
     import json
 
-    from tlsk.backbone import file_sha256
+    from tlsk.networks.backbone import file_sha256
 
     path = tmp_path / "model.joblib"
     save_model(_fitted("most_frequent"), path, {})

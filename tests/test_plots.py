@@ -1,4 +1,4 @@
-"""tlsk.plots writes real PNG files and leaves matplotlib's global state alone."""
+"""tlsk.evaluation.plots writes real PNG files, leaving matplotlib's global state."""
 
 import subprocess
 import sys
@@ -6,7 +6,7 @@ import sys
 import pytest
 from PIL import Image
 
-from tlsk.plots import plot_confusion_matrix, plot_history
+from tlsk.evaluation.plots import plot_confusion_matrix, plot_history
 
 HISTORY = {
     "head": {
@@ -81,7 +81,8 @@ def test_saving_into_a_missing_folder_is_named(tmp_path):
 def test_plots_never_touch_pyplot():
     # In a fresh process: pyplot's import alone changes global matplotlib state.
     code = (
-        "import sys; from tlsk.plots import plot_confusion_matrix, plot_history; "
+        "import sys; "
+        "from tlsk.evaluation.plots import plot_confusion_matrix, plot_history; "
         "plot_confusion_matrix([0, 1], [1, 1]); "
         "plot_history({'t': {'loss': [1.0], 'accuracy': [0.5]}}); "
         "assert 'matplotlib' in sys.modules; "

@@ -6,11 +6,11 @@ import pickle
 import numpy as np
 import pytest
 
-import tlsk.precision
+import tlsk.networks.precision
 from tests._datasets import coloured_images
 from tlsk import KerasFineTuneClassifier, SmallCNNClassifier, VGG16FeatureExtractor
-from tlsk.backbone import BackboneConfig, clear_backbones, get_backbone
-from tlsk.precision import cpu_flags, resolve_precision
+from tlsk.networks.backbone import BackboneConfig, clear_backbones, get_backbone
+from tlsk.networks.precision import cpu_flags, resolve_precision
 
 ZEN3_FLAGS = {"fpu", "sse4_2", "avx", "avx2", "fma", "sha_ni", "vaes"}
 SAPPHIRE_RAPIDS_FLAGS = {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}
@@ -22,8 +22,8 @@ def machine(monkeypatch):
     """Pretend the CPU has the given flags, and no GPU."""
 
     def pretend(flags):
-        monkeypatch.setattr(tlsk.precision, "cpu_flags", lambda: set(flags))
-        monkeypatch.setattr(tlsk.precision, "_gpu_has_bfloat16", lambda: None)
+        monkeypatch.setattr(tlsk.networks.precision, "cpu_flags", lambda: set(flags))
+        monkeypatch.setattr(tlsk.networks.precision, "_gpu_has_bfloat16", lambda: None)
 
     return pretend
 
@@ -47,8 +47,8 @@ def test_a_visible_gpu_decides_alone(monkeypatch, gpu, expected):
     # An AMX CPU beside a V100: TensorFlow computes on the GPU, which has no
     # native bfloat16; an Ampere GPU beside an old CPU: it does.
     cpu = SAPPHIRE_RAPIDS_FLAGS if not gpu else ZEN3_FLAGS
-    monkeypatch.setattr(tlsk.precision, "cpu_flags", lambda: set(cpu))
-    monkeypatch.setattr(tlsk.precision, "_gpu_has_bfloat16", lambda: gpu)
+    monkeypatch.setattr(tlsk.networks.precision, "cpu_flags", lambda: set(cpu))
+    monkeypatch.setattr(tlsk.networks.precision, "_gpu_has_bfloat16", lambda: gpu)
     assert resolve_precision("auto") == expected
 
 

@@ -1,4 +1,4 @@
-"""tlsk.report: the figures of an evaluation and the static HTML page."""
+"""tlsk.evaluation.report: the figures of an evaluation and the static HTML page."""
 
 import math
 import re
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tlsk.report import evaluation_data, evaluation_report, write_report
+from tlsk.evaluation.report import evaluation_data, evaluation_report, write_report
 
 HOSTILE = "<img src=x onerror=alert(1)>"
 
@@ -155,7 +155,7 @@ def test_galleries_are_capped_and_say_what_is_left_out(tmp_path):
 def test_the_data_report_shows_samples_bad_files_duplicates_and_escapes(tmp_path):
     import shutil
 
-    from tlsk.report import check_report
+    from tlsk.evaluation.report import check_report
 
     paths, _ = _folder(tmp_path / "data", ["red", HOSTILE], 3)
     (tmp_path / "data" / "red" / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
@@ -178,7 +178,7 @@ def test_the_data_report_shows_samples_bad_files_duplicates_and_escapes(tmp_path
 
 
 def test_the_data_report_of_an_empty_folder_is_a_clear_error(tmp_path):
-    from tlsk.report import check_report
+    from tlsk.evaluation.report import check_report
 
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="empty"):

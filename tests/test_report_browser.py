@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tlsk.report import check_report, write_report
-from tlsk.sample_data import write_photo_folder
+from tlsk.evaluation.report import check_report, write_report
+from tlsk.images.sample_data import write_photo_folder
 
 HOSTILE = "<img src=x onerror=alert(1)>"
 

@@ -20,10 +20,10 @@ from tlsk import (
     SmallCNNClassifier,
     VGG16FeatureExtractor,
 )
-from tlsk.backbone import file_sha256
-from tlsk.classifiers import CLASSIFIERS, bottleneck_classifier
 from tlsk.cli import main
-from tlsk.model_files import (
+from tlsk.evaluation.classifiers import CLASSIFIERS, bottleneck_classifier
+from tlsk.networks.backbone import file_sha256
+from tlsk.persistence.model_files import (
     UntrustedTypesError,
     load_model,
     metadata_path,
@@ -43,7 +43,7 @@ KERAS |= {"verbose": 0, "batch_size": 8}
 FRESH_PROCESS_CHECK = """
 import json, sys
 import numpy as np
-from tlsk.model_files import load_model
+from tlsk.persistence.model_files import load_model
 folder = sys.argv[1]
 X = np.load(f"{folder}/images.npy")
 expected = np.load(f"{folder}/expected.npz")

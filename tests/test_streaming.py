@@ -6,11 +6,11 @@ import threading
 import numpy as np
 import pytest
 
-import tlsk.backbone
-import tlsk.images
+import tlsk.images.decode
+import tlsk.networks.backbone
 from tests._datasets import write_image_folder
 from tlsk import VGG16FeatureExtractor
-from tlsk.images import read_image
+from tlsk.images.decode import read_image
 
 BATCH = 8
 
@@ -37,14 +37,14 @@ def test_decoding_runs_ahead_of_vgg16_by_a_bounded_number_of_images(
 ):
     started, ahead = [0], []
     lock = threading.Lock()
-    load = tlsk.images.FileInput.load
+    load = tlsk.images.decode.FileInput.load
 
     def counting_load(self, max_pixels):
         with lock:
             started[0] += 1
         return load(self, max_pixels)
 
-    predict = tlsk.backbone.Backbone.predict
+    predict = tlsk.networks.backbone.Backbone.predict
     done = [0]
 
     def recording_predict(self, batch):
@@ -53,8 +53,8 @@ def test_decoding_runs_ahead_of_vgg16_by_a_bounded_number_of_images(
         done[0] += len(batch)
         return predict(self, batch)
 
-    monkeypatch.setattr(tlsk.images.FileInput, "load", counting_load)
-    monkeypatch.setattr(tlsk.backbone.Backbone, "predict", recording_predict)
+    monkeypatch.setattr(tlsk.images.decode.FileInput, "load", counting_load)
+    monkeypatch.setattr(tlsk.networks.backbone.Backbone, "predict", recording_predict)
     extractor = VGG16FeatureExtractor(
         weights=None, input_size=32, batch_size=BATCH, n_jobs=3
     ).fit()

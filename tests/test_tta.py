@@ -1,4 +1,4 @@
-"""Test-time augmentation: the views of tlsk.tta, and the Keras classifiers'
+"""Test-time augmentation: the views of tlsk.images.tta, and the Keras classifiers'
 ``tta`` (probabilities averaged over the views, nothing changed in training).
 
 The extractor's ``tta`` is tested in tests/test_tta_extractor.py.
@@ -10,7 +10,7 @@ import pytest
 from tests._datasets import coloured_images
 from tests._training import PLAIN
 from tlsk import KerasFineTuneClassifier, SmallCNNClassifier
-from tlsk.tta import CROP_FRACTION, TTA_MODES, apply_view, tta_views
+from tlsk.images.tta import CROP_FRACTION, TTA_MODES, apply_view, tta_views
 
 
 @pytest.fixture(scope="module")

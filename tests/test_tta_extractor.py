@@ -1,4 +1,4 @@
-"""The extractor's ``tta``: vectors averaged over the views of tlsk.tta, each
+"""The extractor's ``tta``: vectors averaged over the views of tlsk.images.tta, each
 view cached in a namespace of its own (the image as it is: the plain one).
 
 The views themselves and the Keras classifiers' ``tta`` are tested in
@@ -15,7 +15,7 @@ from sklearn.base import clone
 from tests._datasets import coloured_images
 from tlsk import ImageFeatureExtractor, VGG16FeatureExtractor
 from tlsk.cache import FeatureCache, namespace_id
-from tlsk.tta import apply_view, tta_views
+from tlsk.images.tta import apply_view, tta_views
 
 # float32: bfloat16 would round the two paths (arrays mirrored before the
 # network, views mirrored inside it) differently.
@@ -171,7 +171,7 @@ def test_featurize_on_dask_gives_the_tta_transform(tmp_path, images):
     pytest.importorskip("distributed")
     from distributed import Client
 
-    from tlsk.distributed import featurize, local_cluster
+    from tlsk.features.distributed import featurize, local_cluster
 
     extractor = VGG16FeatureExtractor(
         **TINY, tta="flip", cache=tmp_path / "features.h5"

@@ -19,7 +19,7 @@ from tests._hub_presets import build, photos, write_preset
 from tlsk import ZeroShotImageClassifier, load_model, save_model
 from tlsk.cache import FeatureCache
 from tlsk.cli import main
-from tlsk.weights import WeightsUnavailableError
+from tlsk.networks.weights import WeightsUnavailableError
 
 keras_hub = pytest.importorskip("keras_hub")
 
@@ -219,12 +219,12 @@ def test_text_embeddings_are_cached_and_read_back_without_the_text_tower(
     poolings = [ns.fingerprint.get("pooling") for ns in namespaces]
     assert poolings.count("embedding") == 1  # the images'
 
-    import tlsk._hub_text
+    import tlsk.networks.hub_text
 
     def no_text_tower(folder):
         raise AssertionError("the text tower was built although the cache holds it")
 
-    monkeypatch.setattr(tlsk._hub_text, "load_text_network", no_text_tower)
+    monkeypatch.setattr(tlsk.networks.hub_text, "load_text_network", no_text_tower)
     second = ZeroShotImageClassifier(
         backbone=presets["clip"],
         classes=CLASSES,

@@ -13,29 +13,32 @@ their metadata: :func:`save_model` and :func:`load_model` (``.skops`` to
 share, ``.joblib`` for your own).
 """
 
+from tlsk import _compat
 from tlsk._version import __version__
-from tlsk.backbones import list_backbones
 from tlsk.cache import CacheError, FeatureCache
-from tlsk.datasets import (
+from tlsk.features.distributed import featurize, local_cluster
+from tlsk.features.extractor import ImageFeatureExtractor, VGG16FeatureExtractor
+from tlsk.images.decode import ImageError, ImageRangeWarning, UndecodableImageWarning
+from tlsk.images.folders import (
     check_image_folder,
     find_bad_images,
     load_image_folder,
     split_image_folder,
 )
-from tlsk.distributed import featurize, local_cluster
-from tlsk.features import ImageFeatureExtractor, VGG16FeatureExtractor
-from tlsk.finetune import KerasFineTuneClassifier
-from tlsk.images import ImageError, ImageRangeWarning, UndecodableImageWarning
-from tlsk.lr_finder import lr_find
-from tlsk.model_files import (
+from tlsk.networks.registry import list_backbones
+from tlsk.networks.weights import WeightsMismatchError, WeightsUnavailableError
+from tlsk.persistence.model_files import (
     ModelFileError,
     UntrustedTypesError,
     load_model,
     save_model,
 )
-from tlsk.scratch import SmallCNNClassifier
-from tlsk.weights import WeightsMismatchError, WeightsUnavailableError
-from tlsk.zero_shot import ZeroShotImageClassifier
+from tlsk.training.finetune import KerasFineTuneClassifier
+from tlsk.training.lr_finder import lr_find
+from tlsk.training.scratch import SmallCNNClassifier
+from tlsk.training.zero_shot import ZeroShotImageClassifier
+
+_compat.install()
 
 __all__ = [
     "CacheError",

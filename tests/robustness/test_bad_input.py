@@ -73,9 +73,9 @@ from tests._image_files import png_header_only, smooth_rgb, write
 from tests.robustness._support import tiny
 from tlsk import ImageError, check_image_folder, load_image_folder
 from tlsk.cli import main
-from tlsk.images import ImageRangeWarning, image_inputs
-from tlsk.model_files import save_model
-from tlsk.report._page import e
+from tlsk.evaluation.report._page import e
+from tlsk.images.decode import ImageRangeWarning, image_inputs
+from tlsk.persistence.model_files import save_model
 
 
 @pytest.fixture(scope="module")

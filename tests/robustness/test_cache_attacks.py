@@ -82,7 +82,7 @@ from tests._datasets import coloured_images, write_image_folder
 from tests.robustness._support import tiny
 from tlsk.cache import CacheError, CacheWarning, FeatureCache
 from tlsk.cli import main
-from tlsk.model_files import save_model
+from tlsk.persistence.model_files import save_model
 
 TINY = ["--weights", "none", "--input-size", "32", "--batch-size", "4", "-q"]
 # What a declared size can make the reader allocate before the file proves

@@ -53,10 +53,10 @@ from tests._weights import (
     write_legacy_h5_weights,
 )
 from tests.robustness._support import leftovers, python, tiny
-from tlsk import backbone as bb
 from tlsk.cache import CacheError, CacheWarning, FeatureCache, namespace_id
 from tlsk.cli import main
-from tlsk.model_files import load_model, save_model
+from tlsk.networks import backbone as bb
+from tlsk.persistence.model_files import load_model, save_model
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +107,7 @@ def test_sigkill_of_an_extraction_leaves_a_cache_a_rerun_completes(
         child.kill()
     assert FeatureCache(cache).verify() == []
     # A temporary younger than 5 s may be a live writer's that has not taken
-    # its lock yet, and is left for a later run (tlsk._files.dead_temps): the
+    # its lock yet, and is left for a later run (tlsk._util.files.dead_temps): the
     # killed writer's are made older, as they are for a rerun some time later.
     past = time.time() - 10
     for name in leftovers(tmp_path):
@@ -261,7 +261,7 @@ def test_disk_full_in_train_keeps_the_cache_and_exits_1(
     before = _model_state(root)
     more = tmp_path / "more"
     write_image_folder(more, 4, seed=1, formats=("png",))  # new images: new vectors
-    monkeypatch.setattr("tlsk._files.fsync_file", _no_space)
+    monkeypatch.setattr("tlsk._util.files.fsync_file", _no_space)
     new_argv = [str(more) if a == str(root / "data") else a for a in argv]
     assert main([*new_argv, "--force"]) == 1
     err = capsys.readouterr().err
@@ -291,7 +291,7 @@ def test_disk_full_while_saving_a_model_keeps_the_previous_one(
 
 _SAVE_AND_DIE = """
 import os, signal, sys
-from tlsk import model_files
+from tlsk.persistence import model_files
 kill_at = int(sys.argv[2])  # die just before the kill_at-th os.replace (1-based)
 calls = 0
 replace = os.replace
@@ -328,7 +328,7 @@ def test_sigkill_while_a_model_is_saved_leaves_a_model_that_loads(
 
 _TRAIN_AND_DIE = """
 import os, signal, sys
-from tlsk import model_files
+from tlsk.persistence import model_files
 from tlsk.cli import main
 kill_at = int(sys.argv[1])
 save_model = model_files.save_model

@@ -69,10 +69,10 @@ import pytest
 
 from tests._datasets import write_image_folder
 from tests.robustness._support import leftovers, python
-from tlsk._files import write_atomically
+from tlsk._util.files import write_atomically
 from tlsk.cli import main
 from tlsk.cli._output import csv_bytes, csv_cell, in_cli_words
-from tlsk.model_files import load_model, save_model
+from tlsk.persistence.model_files import load_model, save_model
 
 TINY = ["--weights", "none", "--input-size", "32", "--batch-size", "8", "-q"]
 
@@ -338,7 +338,7 @@ def test_an_unwritable_output_folder_is_found_before_training(
 
 _DIE_WHILE_WRITING = """
 import os, signal, sys
-from tlsk.model_files import save_model
+from tlsk.persistence.model_files import save_model
 class Dies:
     def __reduce__(self):
         os.kill(os.getpid(), signal.SIGKILL)
@@ -368,7 +368,7 @@ def test_a_killed_model_writer_leaves_nothing_after_the_next_write(tmp_path):
 
 _HOLD_A_WRITE = """
 import sys, time
-from tlsk._files import atomic_path
+from tlsk._util.files import atomic_path
 with atomic_path(sys.argv[1]) as tmp:
     print(tmp, flush=True)
     time.sleep(60)
@@ -397,7 +397,7 @@ def test_a_live_writers_temporary_file_is_left_alone(tmp_path):
 _DIE_WHILE_REPORTING = """
 import os, signal, sys
 import numpy as np
-import tlsk.report as report
+import tlsk.evaluation.report as report
 def build_and_die(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGKILL)
 report.render = build_and_die
@@ -484,7 +484,7 @@ def test_errors_on_the_command_line_name_its_flags(project, tmp_path, capsys):
     assert main([*argv, "--val", "0", "-q"]) == 1
     err = capsys.readouterr().err
     assert "--weights none" in err and "weights=None" not in err, err
-    from tlsk.images import ImageError, open_image_file
+    from tlsk.images.decode import ImageError, open_image_file
 
     with pytest.raises(ImageError) as raised:
         with open_image_file(next(Path(data).rglob("*.png")), max_pixels=4):
@@ -528,7 +528,7 @@ def test_a_link_then_dotdot_names_what_is_written(project, tmp_path, monkeypatch
 
 
 def test_demo_force_refuses_files_a_demo_did_not_write(tmp_path, capsys):
-    from tlsk._output_folders import write_folder_marker
+    from tlsk._util.output_folders import write_folder_marker
 
     out = tmp_path / "demo"
     (out / "models").mkdir(parents=True)
@@ -541,7 +541,7 @@ def test_demo_force_refuses_files_a_demo_did_not_write(tmp_path, capsys):
 
 
 def test_library_plots_replace_a_link_never_write_through_it(tmp_path):
-    from tlsk.plots import plot_confusion_matrix
+    from tlsk.evaluation.plots import plot_confusion_matrix
 
     (tmp_path / "target.txt").write_text("mine")
     os.symlink("target.txt", tmp_path / "link.png")
@@ -553,7 +553,7 @@ def test_library_plots_replace_a_link_never_write_through_it(tmp_path):
 
 _SAVE_MANY = """
 import sys
-from tlsk.model_files import save_model
+from tlsk.persistence.model_files import save_model
 for i in range(int(sys.argv[3])):
     save_model({"writer": sys.argv[2], "i": i}, sys.argv[1], force=True)
 """
@@ -577,7 +577,7 @@ def test_two_writers_of_one_model_leave_a_pair_that_loads(tmp_path):
 
 
 def test_a_folder_that_appears_while_a_report_is_made_is_kept(tmp_path):
-    from tlsk.report._page import write_report_folder
+    from tlsk.evaluation.report._page import write_report_folder
 
     out = tmp_path / "report"
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from tests.robustness._support import tiny
-from tlsk.images import ImageRangeWarning
+from tlsk.images.decode import ImageRangeWarning
 
 SETTINGS = settings(
     max_examples=25,

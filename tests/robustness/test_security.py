@@ -42,10 +42,10 @@ from sklearn.pipeline import make_pipeline
 from tests._cache_files import run_files, write_v1_cache
 from tests._datasets import coloured_images, write_image_folder
 from tests.robustness._support import REPO, tiny
-from tlsk import _keras_estimator
 from tlsk.cache import CacheError, FeatureCache, namespace_id
 from tlsk.cli import main
-from tlsk.model_files import load_model, save_model
+from tlsk.persistence.model_files import load_model, save_model
+from tlsk.training import keras_classifier as _keras_estimator
 
 HOSTILE = ["../../escaped", "/etc/passwd", "..", "a/b"]
 

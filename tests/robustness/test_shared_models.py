@@ -87,22 +87,22 @@ from tlsk import (
     ImageFeatureExtractor,
     KerasFineTuneClassifier,
     SmallCNNClassifier,
-    images,
 )
-from tlsk._keras_estimator import _model_to_bytes
-from tlsk._limits import MAX_INPUT_SIZE
-from tlsk._shared_networks import check_network
-from tlsk._skops import EXPANSION_SLACK, MAX_EXPANSION, UntrustedTypesError
-from tlsk.backbone import file_sha256
-from tlsk.backbones import BACKBONES, HubSpec
+from tlsk._util.limits import MAX_INPUT_SIZE
 from tlsk.cli import main
-from tlsk.model_files import (
+from tlsk.images import decode as images
+from tlsk.networks.backbone import file_sha256
+from tlsk.networks.registry import BACKBONES, HubSpec
+from tlsk.persistence.model_files import (
     MODEL_FORMAT,
     ModelFileError,
     load_model,
     metadata_path,
     save_model,
 )
+from tlsk.persistence.shared_networks import check_network
+from tlsk.persistence.skops import EXPANSION_SLACK, MAX_EXPANSION, UntrustedTypesError
+from tlsk.training.keras_classifier import _model_to_bytes
 
 pytest.importorskip("skops")
 
@@ -545,7 +545,7 @@ def test_a_network_whose_weights_expand_a_thousandfold_is_refused(tmp_path, fitt
 
 def _finetune_networks():
     """Fine-tuned VGG16 networks in each pooling, optimizer kind and schedule."""
-    from tlsk._optimizers import make_optimizer
+    from tlsk.training.optimizers import make_optimizer
 
     for pooling, optimizer, schedule, scales, precision in [
         ("avg", "adam", "one_cycle", {"x": 0.5}, "float32"),
@@ -678,9 +678,9 @@ TYPES = st.sampled_from(
         ("os", "system"),
         ("sklearn.linear_model", "LinearRegression"),
         ("sklearn.pipeline", "Pipeline"),
-        ("tlsk.features", "ImageFeatureExtractor"),
-        ("tlsk.scratch", "SmallCNNClassifier"),
-        ("tlsk.backbone", "BackboneConfig"),
+        ("tlsk.features.extractor", "ImageFeatureExtractor"),
+        ("tlsk.training.scratch", "SmallCNNClassifier"),
+        ("tlsk.networks.backbone", "BackboneConfig"),
         ("numpy", "ndarray"),
         ("numpy", "float64"),
         ("builtins", "dict"),

@@ -3,8 +3,8 @@
 A data folder may hold what is no image file at all: a FIFO (reading it
 waits for a writer forever), a link to a device (``/dev/zero`` never ends),
 a socket, a link to nothing, a sparse file of gigabytes named ``.jpg``. tlsk
-opens image files in one place (``tlsk.images.open_regular_file``): a regular
-file of at most ``tlsk.images.MAX_FILE_BYTES`` or an ``ImageError`` saying
+opens image files in one place (``tlsk.images.decode.open_regular_file``): a regular
+file of at most ``tlsk.images.decode.MAX_FILE_BYTES`` or an ``ImageError`` saying
 what the file is; a file is hashed in chunks and identified from its header
 before the rest is read. Each promise and the tests that prove it (the tests
 that could hang carry a timeout, so a regression fails instead):
@@ -53,11 +53,16 @@ from sklearn.pipeline import make_pipeline
 from tests._image_files import smooth_rgb, write
 from tests.robustness._support import tiny
 from tlsk import check_image_folder, load_image_folder, split_image_folder
-from tlsk import images as tlsk_images
 from tlsk.cli import main
-from tlsk.images import FileInput, ImageError, UndecodableImageWarning, read_image
-from tlsk.model_files import save_model
-from tlsk.report._thumbnails import write_thumbnail
+from tlsk.evaluation.report._thumbnails import write_thumbnail
+from tlsk.images import decode as tlsk_images
+from tlsk.images.decode import (
+    FileInput,
+    ImageError,
+    UndecodableImageWarning,
+    read_image,
+)
+from tlsk.persistence.model_files import save_model
 
 # Special file name -> the reason it is refused (a regular expression).
 REASONS = {

@@ -77,7 +77,7 @@ Crash and concurrency protocol
 ------------------------------
 No file that readers may see is ever opened for writing: every file is built
 under a temporary name, fsynced and renamed into place, and the folder is
-fsynced (:mod:`tlsk._files`). Each file is absent, or complete.
+fsynced (:mod:`tlsk._util.files`). Each file is absent, or complete.
 
 * **Appending.** Under the exclusive ``flock`` on ``features.h5.lock`` (held
   by :meth:`CacheWriter.claim`; the kernel drops it when a process dies), an

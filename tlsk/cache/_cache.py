@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from tlsk._files import fsync_dir, locked
+from tlsk._util.files import fsync_dir, locked
 from tlsk.cache._bloom import size_bytes as bloom_size
 from tlsk.cache._damage import without_damaged_files
 from tlsk.cache._durable import write_h5

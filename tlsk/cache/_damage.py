@@ -17,7 +17,7 @@ import os
 import time
 import warnings
 
-from tlsk._files import file_identity, fsync_dir, locked
+from tlsk._util.files import file_identity, fsync_dir, locked
 from tlsk.cache._layout import (
     PARTS_SUFFIX,
     RUNS_SUFFIX,

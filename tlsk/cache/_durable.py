@@ -1,4 +1,4 @@
-"""Writing one HDF5 file of the cache, atomically, through :mod:`tlsk._files`."""
+"""Writing one HDF5 file of the cache, atomically, through :mod:`tlsk._util.files`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import h5py
 
-from tlsk._files import atomic_path
+from tlsk._util.files import atomic_path
 from tlsk.cache._layout import USER_BLOCK_BYTES, CacheError
 
 # Run files use the newest HDF5 format: a dataset of fixed shape then indexes

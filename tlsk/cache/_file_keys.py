@@ -4,7 +4,7 @@ A warm transform in a new process would otherwise read and hash every file
 again to learn its key (SHA-256 of its bytes) before it can look its vector
 up. The memo remembers, for each file hashed before, its identity (what
 ``stat`` says: size, modification and change times in nanoseconds, device,
-inode and absolute path; :func:`tlsk._files.file_identity`) and its key, so
+inode and absolute path; :func:`tlsk._util.files.file_identity`) and its key, so
 that a file whose identity is unchanged is not read at all.
 
 Why this is safe: the change time (ctime) is set by the kernel, to the

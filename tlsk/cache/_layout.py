@@ -38,7 +38,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from tlsk._files import file_identity, file_kind
+from tlsk._util.files import file_identity, file_kind
 from tlsk.cache._bloom import size_bytes as bloom_size
 from tlsk.cache._keys import KEY_BYTES, MAX_DIM, sha256_hex
 
@@ -360,7 +360,7 @@ def _heap_objects_problem(heap: bytes) -> str | None:
 
 
 def open_identity(f: h5py.File) -> tuple | None:
-    """The :func:`~tlsk._files.file_identity` of an open file (the one read)."""
+    """The :func:`~tlsk._util.files.file_identity` of an open file (the one read)."""
     try:
         return file_identity(f.filename, os.fstat(f.id.get_vfd_handle()))
     except (OSError, ValueError, RuntimeError):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 
-from tlsk._files import fsync_dir
+from tlsk._util.files import fsync_dir
 from tlsk.cache._layout import (
     FORMAT_VERSION,
     PART_RE,

@@ -37,7 +37,7 @@ import time
 import h5py
 import numpy as np
 
-from tlsk._files import file_identity
+from tlsk._util.files import file_identity
 from tlsk.cache._durable import write_h5
 from tlsk.cache._keys import KEY_BYTES
 from tlsk.cache._layout import (

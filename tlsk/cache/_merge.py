@@ -39,7 +39,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from tlsk._files import fsync_dir, locked, stale_temps
+from tlsk._util.files import fsync_dir, locked, stale_temps
 from tlsk.cache._durable import write_h5
 from tlsk.cache._keys import KEY_DTYPE, from_rows
 from tlsk.cache._layout import (

@@ -16,7 +16,7 @@ import threading
 import h5py
 import numpy as np
 
-from tlsk._files import file_identity
+from tlsk._util.files import file_identity
 from tlsk.cache._keys import check_keys
 from tlsk.cache._layout import (
     ROLE_RUN,

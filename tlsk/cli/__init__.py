@@ -38,9 +38,9 @@ class CommandError(Exception):
 
 
 def _expected_errors():
-    from tlsk.backbone import WeightsMismatchError, WeightsUnavailableError
     from tlsk.cache import CacheError
-    from tlsk.images import ImageError
+    from tlsk.images.decode import ImageError
+    from tlsk.networks.backbone import WeightsMismatchError, WeightsUnavailableError
 
     return (
         CommandError,

@@ -13,9 +13,9 @@ def read_labelled_folder(args, root):
     """``(paths, labels, bad)`` of a folder-per-class tree.
 
     Files that cannot be decoded are left out and named in a note; ``bad``
-    holds their :class:`tlsk.images.ImageError`.
+    holds their :class:`tlsk.images.decode.ImageError`.
     """
-    from tlsk.datasets import find_bad_images, load_image_folder
+    from tlsk.images.folders import find_bad_images, load_image_folder
 
     paths, labels = load_image_folder(root, check=False)
     bad = find_bad_images(paths)
@@ -38,7 +38,7 @@ def image_files(paths):
     are not followed; a file named explicitly is kept whatever its name, and
     so is a path that does not exist, for the caller to report.
     """
-    from tlsk.datasets import _files_below
+    from tlsk.images.folders import _files_below
 
     found = []
     for path in map(os.fspath, paths):

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from tlsk._limits import MAX_BATCH_SIZE, MAX_INPUT_SIZE
-from tlsk._openvino import ENGINES
-from tlsk.backbone import POOLINGS
-from tlsk.backbones._hub_spec import HUB_POOLINGS
-from tlsk.images import INTERPOLATIONS
-from tlsk.precision import EXTRACTION_PRECISIONS
-from tlsk.preprocessing import PREPROCESSINGS
-from tlsk.tta import TTA_MODES, tta_views
+from tlsk._util.limits import MAX_BATCH_SIZE, MAX_INPUT_SIZE
+from tlsk.images.decode import INTERPOLATIONS
+from tlsk.images.tta import TTA_MODES, tta_views
+from tlsk.networks.backbone import POOLINGS
+from tlsk.networks.openvino import ENGINES
+from tlsk.networks.precision import EXTRACTION_PRECISIONS
+from tlsk.networks.preprocessing import PREPROCESSINGS
+from tlsk.networks.registry._hub_spec import HUB_POOLINGS
 
 
 def fraction(text):
@@ -219,7 +219,7 @@ def with_tta(model, tta):
     from sklearn.pipeline import Pipeline
 
     from tlsk.cli import CommandError
-    from tlsk.features import ImageFeatureExtractor
+    from tlsk.features.extractor import ImageFeatureExtractor
 
     if tta is None:
         return model

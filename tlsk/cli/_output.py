@@ -10,7 +10,7 @@ import os
 import re
 import sys
 
-from tlsk._files import (
+from tlsk._util.files import (
     check_replaceable,
     check_writable_folder,
     remove_dead_temps,
@@ -86,7 +86,7 @@ def note(args, message):
 
 def terminal_text(text):
     """``text`` with what a terminal must not obey spelled out, line by line."""
-    from tlsk.datasets import printable
+    from tlsk.images.folders import printable
 
     return "\n".join(
         line if line.isprintable() else printable(line)
@@ -100,9 +100,9 @@ def shown(name):
     Names come from the data (class folders, files): an escape sequence in one
     must not move the cursor or clear the screen of whoever reads the output.
     Characters are spelled out as the HTML pages spell them
-    (:func:`tlsk.datasets.printable`); the quotes say the name was escaped.
+    (:func:`tlsk.images.folders.printable`); the quotes say the name was escaped.
     """
-    from tlsk.datasets import printable
+    from tlsk.images.folders import printable
 
     name = os.fsdecode(name) if isinstance(name, bytes) else str(name)
     return name if name.isprintable() else f"'{printable(name)}'"
@@ -198,7 +198,7 @@ def check_report_folder(path, force, data=()):
     """
     if not path:
         return
-    from tlsk.report import check_report_folder as check
+    from tlsk.evaluation.report import check_report_folder as check
 
     try:
         check(path, force, inputs=data, force_flag="--force")

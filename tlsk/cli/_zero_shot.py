@@ -76,7 +76,7 @@ def zero_shot_model(args, classes=None, labels=None):
     --template; the text tower runs here, once (or never, with a --cache that
     holds the sentences).
     """
-    from tlsk.zero_shot import DEFAULT_TEMPLATES, ZeroShotImageClassifier
+    from tlsk.training.zero_shot import DEFAULT_TEMPLATES, ZeroShotImageClassifier
 
     backbone = args.backbone or DEFAULT_ZERO_SHOT_BACKBONE
     templates = tuple(args.template) if args.template else DEFAULT_TEMPLATES

@@ -38,9 +38,9 @@ def add_arguments(parser):
 
 
 def run(args):
-    from tlsk._hub import published_preset_is_cached
-    from tlsk.backbones import HubSpec, list_backbones
-    from tlsk.weights import keras_cache_dir
+    from tlsk.networks.hub import published_preset_is_cached
+    from tlsk.networks.registry import HubSpec, list_backbones
+    from tlsk.networks.weights import keras_cache_dir
 
     folder = keras_cache_dir()
     rows = []

@@ -27,7 +27,7 @@ bottleneck features of every image that decodes (the extractor options of
 'tlsk train'; --cache keeps them for the next run), out-of-fold class
 probabilities of a classifier on them (--classifier, --folds), and confident
 learning through cleanlab (pip install "tlsk[labels]"; see
-tlsk.label_errors). The suspects are printed most doubtful first with their
+tlsk.evaluation.label_errors). The suspects are printed most doubtful first with their
 given and likely labels; --out writes them as CSV (file, label, likely,
 p_label, p_likely); --json adds them under "label_errors". They do
 not change "ok" or the exit code: a suspect is for a person to look at.
@@ -43,8 +43,7 @@ from __future__ import annotations
 
 import os
 
-from tlsk._files import Publication
-from tlsk.classifiers import CLASSIFIERS
+from tlsk._util.files import Publication
 from tlsk.cli import CommandError
 from tlsk.cli._options import (
     add_extractor_options,
@@ -53,6 +52,7 @@ from tlsk.cli._options import (
     int_at_least,
 )
 from tlsk.cli._output import check_outputs, note, print_json, shown, write_csv
+from tlsk.evaluation.classifiers import CLASSIFIERS
 
 HELP = "report images per class, undecodable files and duplicates across classes"
 EXAMPLE = """\
@@ -117,7 +117,7 @@ def add_arguments(parser):
 
 
 def run(args):
-    from tlsk.datasets import check_image_folder
+    from tlsk.images.folders import check_image_folder
 
     if args.out and not args.label_errors:
         raise CommandError("--out writes label errors: give --label-errors too")
@@ -147,7 +147,7 @@ def run(args):
         if args.out:
             _write_csv(args.out, report["label_errors"], outputs)
         if args.report:
-            from tlsk.report import check_report
+            from tlsk.evaluation.report import check_report
 
             page = check_report(
                 args.dir,
@@ -170,7 +170,7 @@ def run(args):
 
 def _extractor(args):
     """The fitted extractor, first: a missing weights file fails before any work."""
-    from tlsk.features import ImageFeatureExtractor
+    from tlsk.features.extractor import ImageFeatureExtractor
 
     try:
         import cleanlab  # noqa: F401
@@ -182,8 +182,8 @@ def _extractor(args):
 
 
 def _label_errors(args, report, extractor):
-    from tlsk.datasets import load_image_folder, relative_path
-    from tlsk.label_errors import find_label_errors
+    from tlsk.evaluation.label_errors import find_label_errors
+    from tlsk.images.folders import load_image_folder, relative_path
 
     root = report["root"]
     bad = {item["path"] for item in report["bad_files"]}
@@ -208,7 +208,7 @@ def _label_errors(args, report, extractor):
 
 def _rows(errors, root):
     """The suspects as JSON-ready rows, paths relative to ``root``."""
-    from tlsk.datasets import relative_path
+    from tlsk.images.folders import relative_path
 
     return [
         {

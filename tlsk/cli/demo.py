@@ -22,17 +22,17 @@ import time
 
 import numpy as np
 
-from tlsk._files import resolved, write_atomically
-from tlsk._output_folders import (
+from tlsk._util.files import resolved, write_atomically
+from tlsk._util.output_folders import (
     check_only_written,
     read_folder_marker,
     write_folder_marker,
 )
 from tlsk.cli import CommandError
 from tlsk.cli._output import note
-from tlsk.model_files import save_model
+from tlsk.persistence.model_files import save_model
 
-# What a demo folder's marker says it is (tlsk._output_folders): a finished
+# What a demo folder's marker says it is (tlsk._util.output_folders): a finished
 # demo's, listing its files, or one that runs or was killed.
 DEMO_KIND = "demo"
 RUNNING_DEMO_KIND = "demo (unfinished)"
@@ -55,7 +55,7 @@ def add_arguments(parser):
 
 
 def run(args):
-    from tlsk.backbone import (
+    from tlsk.networks.backbone import (
         WeightsMismatchError,
         WeightsUnavailableError,
         imagenet_weights_path,
@@ -82,7 +82,11 @@ def run(args):
     data = os.path.join(out, "data")
     _write_digits(data, settings["per_class"])
 
-    from tlsk.datasets import check_image_folder, load_image_folder, split_image_folder
+    from tlsk.images.folders import (
+        check_image_folder,
+        load_image_folder,
+        split_image_folder,
+    )
 
     report = check_image_folder(data)
     note(args, f"check: {_check_summary(report)}")
@@ -204,7 +208,7 @@ def _methods(weights, settings, cache, train_labels):
     from sklearn.pipeline import make_pipeline
 
     from tlsk import KerasFineTuneClassifier, SmallCNNClassifier, VGG16FeatureExtractor
-    from tlsk.classifiers import bottleneck_classifier
+    from tlsk.evaluation.classifiers import bottleneck_classifier
 
     size = settings["input_size"]
     keras_common = {
@@ -243,7 +247,7 @@ def _methods(weights, settings, cache, train_labels):
 
 
 def _fit_and_evaluate(name, estimator, train, test, out):
-    from tlsk.plots import plot_confusion_matrix, plot_history
+    from tlsk.evaluation.plots import plot_confusion_matrix, plot_history
 
     (train_paths, train_labels), (test_paths, test_labels) = train, test
     start = time.perf_counter()

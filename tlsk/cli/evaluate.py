@@ -10,10 +10,10 @@ cannot be decoded are skipped with a note.
 (OUT/index.html, thumbnails in OUT/thumbs/): the confusion matrix with links
 to the images of each cell, the most confident mistakes, the most confused
 pairs of classes, a reliability diagram, a sortable table of every image and
-what made the model (see tlsk.report).
+what made the model (see tlsk.evaluation.report).
 
 --tta flip|ten_crop averages the predictions over test-time augmented views
-of each image (see tlsk.tta); the output says so ("tta" in the JSON).
+of each image (see tlsk.images.tta); the output says so ("tta" in the JSON).
 
 With --zero-shot instead of MODEL, no model is trained: a CLIP or SigLIP
 network (--backbone, SigLIP 2 base by default, or a KerasHub preset folder of
@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import os
 
-from tlsk._files import Publication
+from tlsk._util.files import Publication
 from tlsk.cli import CommandError
 from tlsk.cli._folders import read_labelled_folder
 from tlsk.cli._options import (
@@ -58,7 +58,7 @@ from tlsk.cli._zero_shot import (
     zero_shot_metadata,
     zero_shot_model,
 )
-from tlsk.model_files import load_model, metadata_path
+from tlsk.persistence.model_files import load_model, metadata_path
 
 HELP = "accuracy, per-class scores and confusion matrix of a model on an image folder"
 EXAMPLE = """example:
@@ -157,13 +157,13 @@ def run(args):
     # The plot is put in place with the report: both are written, or neither.
     with Publication() as outputs:
         if args.plot:
-            from tlsk.plots import plot_confusion_matrix
+            from tlsk.evaluation.plots import plot_confusion_matrix
 
             labels_shown = metrics["confusion_matrix"]["labels"]
             figure = plot_confusion_matrix(labels, predicted, labels=labels_shown)
             save_figure(figure, args.plot, outputs)
         if args.report:
-            from tlsk.report import write_report
+            from tlsk.evaluation.report import write_report
 
             root = os.path.abspath(args.dir)
             page = write_report(

@@ -19,7 +19,7 @@ the cache).
 
 With --scheduler ADDRESS the images are computed on a running Dask cluster,
 with --workers N on N worker processes started on this machine (one thread
-each); see tlsk.distributed. Workers read the files and write shard files
+each); see tlsk.features.distributed. Workers read the files and write shard files
 beside the cache at the same paths as this machine (shared storage); the
 shards join the cache once, at the end.
 """
@@ -106,8 +106,8 @@ def run(args):
     import numpy as np
 
     from tlsk.cache import FeatureCache, namespace_id
-    from tlsk.features import ImageFeatureExtractor
-    from tlsk.images import UndecodableImageWarning
+    from tlsk.features.extractor import ImageFeatureExtractor
+    from tlsk.images.decode import UndecodableImageWarning
 
     files = list_files(args.paths)
     if not files:
@@ -132,7 +132,7 @@ def run(args):
         if client is None:
             bad_rows = _extract_here(files, extractor, extractor.batch_size)
         else:
-            from tlsk.distributed import featurize
+            from tlsk.features.distributed import featurize
 
             # One call: its shards join the cache once, whatever the count.
             in_cache = featurize(files, extractor, client, return_features=False)
@@ -188,7 +188,7 @@ def _dask_client(args):
     try:
         from distributed import Client
 
-        from tlsk.distributed import local_cluster
+        from tlsk.features.distributed import local_cluster
     except ImportError as err:
         raise CommandError(
             "--scheduler and --workers need Dask's distributed package; install "
@@ -216,7 +216,7 @@ def _workers(client):
 
 def _reason(path):
     """The error of a file that failed, read again: failures are few."""
-    from tlsk.images import ImageError, read_image
+    from tlsk.images.decode import ImageError, read_image
 
     try:
         read_image(path)

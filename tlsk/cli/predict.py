@@ -8,7 +8,7 @@ folders inside it are skipped). Writes CSV, one row per image, to stdout or
 
 with the --top-k most probable classes, most probable first. With --tta,
 the probabilities are averaged over test-time augmented views of each image
-(flips, or ten crops; see tlsk.tta), at 2 or 10 times the cost. A file that
+(flips, or ten crops; see tlsk.images.tta), at 2 or 10 times the cost. A file that
 cannot be decoded gets a row with its error and an empty label, and the
 others go on. Exit code 0 when at least one image was labelled (count the
 rows with an error), 1 when none was.
@@ -58,7 +58,7 @@ from tlsk.cli._zero_shot import (
     class_names,
     zero_shot_model,
 )
-from tlsk.model_files import load_model, metadata_path
+from tlsk.persistence.model_files import load_model, metadata_path
 
 HELP = "label images (files or folders) with a trained model or ImageNet classes"
 EXAMPLE = """examples:
@@ -179,7 +179,7 @@ def run(args):
 
 
 def _model_rows(args, model, paths):
-    from tlsk.datasets import find_bad_images
+    from tlsk.images.folders import find_bad_images
 
     bad = {err.path: err for err in find_bad_images(paths)}
     good = [path for path in paths if path not in bad]
@@ -213,10 +213,10 @@ def _model_rows(args, model, paths):
 
 def _imagenet_rows(args, paths):
     try:
-        from tlsk.imagenet import predict_imagenet
+        from tlsk.networks.imagenet import predict_imagenet
     except ImportError as err:
         raise CommandError(f"--imagenet is not available: {err}") from err
-    from tlsk.images import ImageError
+    from tlsk.images.decode import ImageError
 
     results = predict_imagenet(
         paths,

@@ -65,7 +65,7 @@ def add_arguments(parser):
 def run(args):
     from tlsk.cli import CommandError
     from tlsk.cli._output import note, shown
-    from tlsk.datasets import SPLIT_MANIFEST, SPLIT_PARTS, split_image_folder
+    from tlsk.images.folders import SPLIT_MANIFEST, SPLIT_PARTS, split_image_folder
 
     note(args, f"splitting {args.dir} into {args.out} ...")
     try:

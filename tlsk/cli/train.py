@@ -52,8 +52,7 @@ import os
 import sys
 import time
 
-from tlsk._files import Publication
-from tlsk.classifiers import CLASSIFIERS, GRIDS
+from tlsk._util.files import Publication
 from tlsk.cli import CommandError
 from tlsk.cli._folders import read_labelled_folder
 from tlsk.cli._options import (
@@ -74,7 +73,8 @@ from tlsk.cli._output import (
     shown,
 )
 from tlsk.cli._predictions import predict_proba
-from tlsk.model_files import (
+from tlsk.evaluation.classifiers import CLASSIFIERS, GRIDS
+from tlsk.persistence.model_files import (
     metadata_path,
     model_file,
     save_model,
@@ -298,7 +298,7 @@ def _check_lora_rank(args):
             f"transformer: it is for --method finetune; received --method "
             f"{args.method}"
         )
-    from tlsk.backbones import BACKBONES, HubSpec
+    from tlsk.networks.registry import BACKBONES, HubSpec
 
     spec = BACKBONES.get(args.backbone)
     if spec is not None and not isinstance(spec, HubSpec):
@@ -317,17 +317,17 @@ def _check_shareable(args, out):
     A model to share names no file of this machine (a weights or .keras
     file): the network it would carry is checked as it will be saved.
     """
-    from tlsk.model_files import check_shareable
+    from tlsk.persistence.model_files import check_shareable
 
     if args.method == "scratch":
         return
     network = {"backbone": args.backbone, "weights": parse_weights(args.weights)}
     if args.method == "bottleneck":
-        from tlsk.features import ImageFeatureExtractor
+        from tlsk.features.extractor import ImageFeatureExtractor
 
         check_shareable(ImageFeatureExtractor(**network), out)
     else:
-        from tlsk.finetune import KerasFineTuneClassifier
+        from tlsk.training.finetune import KerasFineTuneClassifier
 
         check_shareable(KerasFineTuneClassifier(**network), out)
 
@@ -410,8 +410,8 @@ def _train_bottleneck(args, data):
     import numpy as np
     from sklearn.pipeline import Pipeline
 
-    from tlsk.classifiers import bottleneck_classifier
-    from tlsk.features import ImageFeatureExtractor
+    from tlsk.evaluation.classifiers import bottleneck_classifier
+    from tlsk.features.extractor import ImageFeatureExtractor
 
     cache = _cache_path(args)
     params = extractor_params(args)
@@ -440,7 +440,7 @@ def _train_bottleneck(args, data):
 
 
 def _grid_search(args, pipeline, X, y):
-    from tlsk.classifiers import tune
+    from tlsk.evaluation.classifiers import tune
 
     best, grid = tune(pipeline, args.classifier, X, y, random_state=args.seed)
     note(
@@ -455,8 +455,8 @@ def _grid_search(args, pipeline, X, y):
 
 
 def _train_keras(args, data):
-    from tlsk.finetune import KerasFineTuneClassifier
-    from tlsk.scratch import SmallCNNClassifier
+    from tlsk.training.finetune import KerasFineTuneClassifier
+    from tlsk.training.scratch import SmallCNNClassifier
 
     check_keras_training(args)
     common = {
@@ -504,7 +504,7 @@ def _train_keras(args, data):
 def _plot(args, model, y_true, y_pred, labels, figures):
     """Stage the plots in ``figures``; return ``{kind: path}``. Without matplotlib,
     say so."""
-    from tlsk.plots import plot_confusion_matrix, plot_history
+    from tlsk.evaluation.plots import plot_confusion_matrix, plot_history
 
     files = {}
     try:  # matplotlib is an optional extra, imported when a figure is drawn

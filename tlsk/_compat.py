@@ -1,0 +1,109 @@
+"""Module paths of tlsk 0.1.0, kept resolvable: files saved then still load.
+
+A pickle (a joblib model file, a pickled extractor) and a ``.skops`` file
+name each class by its module, and tlsk 0.1.0 kept every module at the top
+of the package (``tlsk.finetune.KerasFineTuneClassifier``,
+``tlsk.backbone.BackboneConfig``). Those paths now live in the stage packages.
+:data:`OLD_MODULES` maps each old path to its home, and :func:`install` adds
+an importer that answers an old path with the module object of its home (the
+same classes, not copies), only when something imports the old path.
+
+``tlsk.features`` and ``tlsk.images`` (:data:`MODULES_NOW_PACKAGES`) are
+packages now and re-export the public names their modules had, so they need
+no alias. The ``.skops`` trust rule
+reads :func:`current_type_name` to accept the old names of tlsk's own types.
+
+This is the one home of compatibility with earlier releases: a shim of any
+other kind belongs here too.
+"""
+
+import importlib
+import importlib.abc
+import importlib.util
+import sys
+
+OLD_MODULES = {
+    "tlsk._extraction": "tlsk.features.extraction",
+    "tlsk._files": "tlsk._util.files",
+    "tlsk._hub": "tlsk.networks.hub",
+    "tlsk._hub_finetune": "tlsk.training.hub_finetune",
+    "tlsk._hub_layers": "tlsk.networks.hub_layers",
+    "tlsk._hub_text": "tlsk.networks.hub_text",
+    "tlsk._image_batches": "tlsk.training.batches",
+    "tlsk._keras_estimator": "tlsk.training.keras_classifier",
+    "tlsk._limits": "tlsk._util.limits",
+    "tlsk._openvino": "tlsk.networks.openvino",
+    "tlsk._optimizers": "tlsk.training.optimizers",
+    "tlsk._output_folders": "tlsk._util.output_folders",
+    "tlsk._scaled_optimizers": "tlsk.training.scaled_optimizers",
+    "tlsk._shared_networks": "tlsk.persistence.shared_networks",
+    "tlsk._sklearn_compat": "tlsk._util.sklearn_compat",
+    "tlsk._skops": "tlsk.persistence.skops",
+    "tlsk.backbone": "tlsk.networks.backbone",
+    "tlsk.backbones": "tlsk.networks.registry",
+    "tlsk.backbones._hub_spec": "tlsk.networks.registry._hub_spec",
+    "tlsk.backbones._hub_zoo": "tlsk.networks.registry._hub_zoo",
+    "tlsk.backbones._spec": "tlsk.networks.registry._spec",
+    "tlsk.backbones._zoo": "tlsk.networks.registry._zoo",
+    "tlsk.classifiers": "tlsk.evaluation.classifiers",
+    "tlsk.datasets": "tlsk.images.folders",
+    "tlsk.distributed": "tlsk.features.distributed",
+    "tlsk.finetune": "tlsk.training.finetune",
+    "tlsk.imagenet": "tlsk.networks.imagenet",
+    "tlsk.label_errors": "tlsk.evaluation.label_errors",
+    "tlsk.lr_finder": "tlsk.training.lr_finder",
+    "tlsk.model_files": "tlsk.persistence.model_files",
+    "tlsk.plots": "tlsk.evaluation.plots",
+    "tlsk.precision": "tlsk.networks.precision",
+    "tlsk.preprocessing": "tlsk.networks.preprocessing",
+    "tlsk.report": "tlsk.evaluation.report",
+    "tlsk.sample_data": "tlsk.images.sample_data",
+    "tlsk.scratch": "tlsk.training.scratch",
+    "tlsk.tta": "tlsk.images.tta",
+    "tlsk.weights": "tlsk.networks.weights",
+    "tlsk.zero_shot": "tlsk.training.zero_shot",
+}
+
+MODULES_NOW_PACKAGES = ("tlsk.features", "tlsk.images")
+
+
+class _OldModulePaths(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Import an old module path as the module that is its home today."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname not in OLD_MODULES:
+            return None
+        return importlib.util.spec_from_loader(fullname, self)
+
+    def __init__(self):
+        self._own_specs = {}
+
+    def create_module(self, spec):
+        module = importlib.import_module(OLD_MODULES[spec.name])
+        self._own_specs[module.__name__] = module.__spec__
+        return module
+
+    def exec_module(self, module):
+        # The import system wrote the old name's spec onto the module; the
+        # module keeps its own, so that it still knows its real name.
+        module.__spec__ = self._own_specs.pop(module.__name__)
+
+
+def install():
+    """Make the old module paths importable (once per process)."""
+    if not any(isinstance(finder, _OldModulePaths) for finder in sys.meta_path):
+        sys.meta_path.append(_OldModulePaths())
+
+
+def current_type_name(name):
+    """``"tlsk.finetune.KerasFineTuneClassifier"`` -> its name today; others as is."""
+    module, _, attribute = name.rpartition(".")
+    home = OLD_MODULES.get(module)
+    if home is None and module in MODULES_NOW_PACKAGES:
+        home = module
+    if home is None:
+        return name
+    found = getattr(importlib.import_module(home), attribute, None)
+    if isinstance(found, type):
+        return f"{found.__module__}.{found.__qualname__}"
+    return name

@@ -1,0 +1,217 @@
+"""The data report of a folder-per-class tree: what ``tlsk check --report`` writes.
+
+One static page (``OUT/index.html``, thumbnails in ``OUT/thumbs/``): images
+per class, the suspected label errors (when given) as a gallery and a
+sortable table, a sample of each class, the files that cannot be decoded and
+why, and the same image in two classes side by side.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+
+import numpy as np
+
+from tlsk.evaluation.report._page import e, figure, gallery, page, write_report_folder
+from tlsk.evaluation.report._thumbnails import write_thumbnail
+from tlsk.images.folders import relative_path
+
+
+def check_report(
+    root,
+    out,
+    *,
+    check=None,
+    label_errors=None,
+    per_class=24,
+    suspects_shown=200,
+    force=False,
+    seed=0,
+):
+    """Write the data report of folder ``root`` to ``out``; the path of index.html.
+
+    Parameters
+    ----------
+    root : str or path-like
+        A folder with one sub-folder per class.
+    out : str or path-like
+        The report's folder; an existing one is refused unless ``force``.
+    check : dict, optional
+        :func:`tlsk.check_image_folder`'s report of ``root`` (computed when
+        not given).
+    label_errors : tlsk.evaluation.label_errors.LabelErrors, optional
+        Found on the images of ``root`` (by file path): shown as a gallery,
+        most doubtful first (at most ``suspects_shown``), and as a table.
+    per_class : int, default=24
+        Thumbnails shown per class: a sample drawn with ``seed``.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from tlsk.images.sample_data import write_photo_folder
+    >>> root = tempfile.mkdtemp()
+    >>> _ = write_photo_folder(os.path.join(root, "data"), per_class=3, size=32)
+    >>> page = check_report(os.path.join(root, "data"), os.path.join(root, "out"))
+    >>> len(os.listdir(os.path.join(root, "out", "thumbs")))
+    18
+    """
+    from tlsk.images.folders import check_image_folder, load_image_folder
+
+    root = os.path.abspath(os.fspath(root))
+    if check is None:
+        check = check_image_folder(root)
+    bad = {item["path"] for item in check["bad_files"]}
+    paths, labels = load_image_folder(root, check=False)
+    names = [relative_path(path, root) for path in paths]
+    good = [i for i, name in enumerate(names) if name not in bad]
+    rng = np.random.default_rng(seed)
+    samples = {}
+    for label in check["classes"]:
+        members = [i for i in good if labels[i] == label]
+        chosen = rng.choice(len(members), min(per_class, len(members)), replace=False)
+        samples[label] = [members[j] for j in sorted(chosen.tolist())]
+    suspects = [] if label_errors is None else label_errors.suspects()
+
+    def build(folder):
+        thumbs = Thumbnails(os.path.join(folder, "thumbs"))
+        sections = [_counts(check)]
+        if label_errors is not None:
+            sections.append(
+                _suspects(suspects, suspects_shown, root, thumbs, label_errors)
+            )
+        sections.append("<h2>Samples of each class</h2>")
+        for label, chosen in samples.items():
+            figures = [
+                figure(thumbs.of(paths[i]), names[i], e(names[i])) for i in chosen
+            ]
+            sections.append(
+                gallery(
+                    f"{label}",
+                    f"class-{list(check['classes']).index(label)}",
+                    figures,
+                    f"{len(chosen)} of {check['classes'][label]} images, "
+                    f"drawn at random (seed {seed})",
+                )
+            )
+        sections.append(_bad_files(check))
+        sections.append(_duplicates(check, root, thumbs))
+        return page(
+            f"Data report: {os.path.basename(root)}",
+            datetime.datetime.now().isoformat(timespec="seconds"),
+            sections,
+        )
+
+    return write_report_folder(out, force, build, inputs=[root])
+
+
+class Thumbnails:
+    """Thumbnails named by first use: an image shown twice is made once."""
+
+    def __init__(self, folder):
+        self.folder = folder
+        self.names = {}
+
+    def of(self, path):
+        key = os.path.abspath(path)
+        if key not in self.names:
+            name = f"{len(self.names)}.jpg"
+            self.names[key] = write_thumbnail(key, self.folder, name)
+        return self.names[key]
+
+
+def _counts(check):
+    rows = [
+        f'<p id="summary">{_count(check["n_images"], "image")} in '
+        f"{_count(len(check['classes']), 'class')}; "
+        f"{_count(check['n_bad'], 'file')} cannot be decoded; "
+        f"{_count(len(check['duplicates']), 'image')} in two or more classes</p>",
+        "<table id='classes'><tr><th>class</th><th>images</th></tr>",
+    ]
+    for i, (label, count) in enumerate(check["classes"].items()):
+        rows.append(
+            f'<tr><td><a href="#class-{i}">{e(label)}</a></td><td>{count}</td></tr>'
+        )
+    rows.append("</table>")
+    if check["empty_classes"]:
+        names = ", ".join(e(label) for label in check["empty_classes"])
+        rows.append(f"<p>classes with no image: {names}</p>")
+    if check["ignored"]:
+        names = ", ".join(e(name) for name in check["ignored"])
+        rows.append(f'<p class="note">ignored (not class folders): {names}</p>')
+    return "\n".join(rows)
+
+
+def _count(n, noun):
+    plural = noun + ("es" if noun.endswith("s") else "s")
+    return f"{n} {noun if n == 1 else plural}"
+
+
+def _suspects(suspects, shown, root, thumbs, label_errors):
+    figures = []
+    for s in suspects[:shown]:
+        name = relative_path(s.image, root) if s.image else f"X[{s.index}]"
+        caption = (
+            f"{e(name)}<br>labelled {e(s.given)}, likely {e(s.likely)} "
+            f"({s.p_likely:.2f})"
+        )
+        figures.append(figure(thumbs.of(s.image) if s.image else None, name, caption))
+    note = (
+        f"{_count(len(suspects), 'image')} whose label is probably wrong (confident "
+        f"learning on {label_errors.folds}-fold out-of-fold probabilities), most "
+        "doubtful first"
+    )
+    parts = [
+        gallery(
+            "Suspected label errors",
+            "label-errors",
+            figures,
+            note,
+            left_out=max(0, len(suspects) - shown),
+        )
+    ]
+    if suspects:
+        parts.append(
+            "<table id='suspects'><thead><tr><th data-sort='text'>file</th>"
+            "<th data-sort='text'>label</th><th data-sort='text'>likely</th>"
+            "<th data-sort='number'>p(label)</th><th data-sort='number'>p(likely)"
+            "</th></tr></thead><tbody>"
+        )
+        for s in suspects:
+            name = relative_path(s.image, root) if s.image else f"X[{s.index}]"
+            parts.append(
+                f'<tr><td data-value="{e(name)}">{e(name)}</td>'
+                f'<td data-value="{e(s.given)}">{e(s.given)}</td>'
+                f'<td data-value="{e(s.likely)}">{e(s.likely)}</td>'
+                f'<td data-value="{s.p_given:.6f}">{s.p_given:.3f}</td>'
+                f'<td data-value="{s.p_likely:.6f}">{s.p_likely:.3f}</td></tr>'
+            )
+        parts.append("</tbody></table>")
+    return "\n".join(parts)
+
+
+def _bad_files(check):
+    rows = [f'<h2 id="bad-files">Files that cannot be decoded ({check["n_bad"]})</h2>']
+    if not check["bad_files"]:
+        return rows[0] + "<p>none</p>"
+    rows.append("<table id='bad'><tr><th>file</th><th>why</th></tr>")
+    for bad in check["bad_files"]:
+        rows.append(f"<tr><td>{e(bad['path'])}</td><td>{e(bad['reason'])}</td></tr>")
+    rows.append("</table>")
+    return "\n".join(rows)
+
+
+def _duplicates(check, root, thumbs):
+    parts = [
+        f'<h2 id="duplicates">The same image in two or more classes '
+        f"({len(check['duplicates'])})</h2>"
+    ]
+    if not check["duplicates"]:
+        return parts[0] + "<p>none</p>"
+    for duplicate in check["duplicates"]:
+        figures = [
+            figure(thumbs.of(os.path.join(root, path)), path, e(path))
+            for path in duplicate["paths"]
+        ]
+        parts += ['<div class="grid">', *figures, "</div>"]
+    return "\n".join(parts)
