@@ -31,9 +31,9 @@ import numpy as np
 from _flops import model_gflops
 from _suite import Section, keras_policy, seconds, write_photos
 
-from tlsk import ImageFeatureExtractor, list_backbones
+from tlsk import ImageFeatureExtractor, clear_caches, list_backbones
 from tlsk.images.decode import read_image, resize_image
-from tlsk.networks.backbone import clear_backbones, imagenet_weights_path
+from tlsk.networks.backbone import imagenet_weights_path
 from tlsk.networks.precision import keras_dtype, resolve_precision
 from tlsk.networks.registry import BackboneSpec
 from tlsk.networks.weights import WeightsMismatchError, WeightsUnavailableError
@@ -77,7 +77,7 @@ def run(settings, workdir):
                 0.95,
             )
         keras.backend.clear_session()
-        clear_backbones()
+        clear_caches()
     section.notes.append(
         "weights: ImageNet's where Keras's cache has the file, else the Keras "
         "builder's random initialisation saved to a file both sides load"

@@ -45,9 +45,8 @@ import numpy as np
 from _flops import model_gflops
 from _suite import Section, cosine, seconds, write_photos
 
-from tlsk import ImageFeatureExtractor
+from tlsk import ImageFeatureExtractor, clear_caches
 from tlsk.images.decode import read_image
-from tlsk.networks.backbone import clear_backbones
 from tlsk.networks.precision import resolve_precision
 from tlsk.networks.registry import BACKBONES, HubSpec
 
@@ -93,7 +92,7 @@ def run(settings, workdir):
                     0.95,
                 )
         keras.backend.clear_session()
-        clear_backbones()
+        clear_caches()
     section.notes.append(
         "kerashub: the backbone class of keras_hub 0.32 with the registry's "
         "architecture; its inputs converted beforehand (not timed), as the "

@@ -16,6 +16,7 @@ from tests._weights import (
     write_keras3_weights,
     write_legacy_h5_weights,
 )
+from tlsk import clear_caches
 from tlsk.networks import backbone as bb
 from tlsk.networks.backbone import BackboneConfig, get_backbone
 
@@ -61,7 +62,7 @@ def test_backbone_is_built_once_per_configuration():
 
 def test_random_initialisation_is_the_same_in_every_build():
     first = get_backbone(_tiny()).predict(_batch())
-    bb.clear_backbones()
+    clear_caches()
     second = get_backbone(_tiny()).predict(_batch())
     np.testing.assert_array_equal(first, second)
 

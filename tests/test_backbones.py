@@ -20,10 +20,15 @@ import numpy as np
 import pytest
 
 from tests._weights import pin_weights, write_legacy_h5_weights
-from tlsk import ImageFeatureExtractor, KerasFineTuneClassifier, list_backbones
+from tlsk import (
+    ImageFeatureExtractor,
+    KerasFineTuneClassifier,
+    clear_caches,
+    list_backbones,
+)
 from tlsk.cache import namespace_id
 from tlsk.images.decode import resize_image
-from tlsk.networks.backbone import BackboneConfig, clear_backbones, get_backbone
+from tlsk.networks.backbone import BackboneConfig, get_backbone
 from tlsk.networks.preprocessing import PREPROCESSINGS
 from tlsk.networks.registry import BACKBONES, BackboneSpec, get_spec
 from tlsk.networks.weights import WeightsMismatchError
@@ -311,7 +316,7 @@ def test_random_initialisation_is_the_same_in_every_build(name):
     config = dataclasses.replace(config, input_size=spec.min_size)
     images = photos(spec.min_size).astype("float32")
     first = get_backbone(config).predict(images)
-    clear_backbones()
+    clear_caches()
     second = get_backbone(config).predict(images)
     np.testing.assert_array_equal(first, second)
     assert np.isfinite(first).all() and np.abs(first).max() > 0

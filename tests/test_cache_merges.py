@@ -196,7 +196,8 @@ _WARM_TRANSFORM = """
 import sys
 from tlsk import VGG16FeatureExtractor
 from tlsk.images import decode as images
-images._SETTLED_NS = -1  # the test's files were written a moment ago
+import tlsk._util.memo
+tlsk._util.memo.SETTLED_NS = -1  # the test's files were written a moment ago
 reads = []
 opener = images.open_regular_file
 images.open_regular_file = lambda path, label: reads.append(path) or opener(path, label)
@@ -259,7 +260,7 @@ def test_a_lookup_opens_no_large_run_whose_filter_rules_its_keys_out(
     for start in (0, 5000):  # two runs too large to keep their keys in memory
         _append(cache, _keys(start + 5000, start))
     # As in a new process, with no vectors kept in memory:
-    monkeypatch.setattr(_reader, "_READERS", {})
+    _reader._READERS.clear()
     monkeypatch.setattr(_reader, "MEMORY_COPY_BYTES", 0)
     _assert_serves(cache, _keys(10_000)[::97])  # indexes loaded: each run opened
     opened = []

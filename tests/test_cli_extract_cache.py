@@ -186,7 +186,7 @@ def filled(tree, tmp_path, capsys, monkeypatch):
 
     Files count as settled at once, so the file-key memo remembers all seven.
     """
-    monkeypatch.setattr("tlsk.images.decode._SETTLED_NS", -1)
+    monkeypatch.setattr("tlsk._util.memo.SETTLED_NS", -1)
     cache = tmp_path / "f.h5"
     assert _extract(tree, "--cache", cache, "-q") == 0
     assert _extract(tree / "a", "--cache", cache, "-q", "--pooling", "max") == 0

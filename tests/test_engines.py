@@ -9,7 +9,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from tlsk import ImageFeatureExtractor, VGG16FeatureExtractor
+from tlsk import ImageFeatureExtractor, VGG16FeatureExtractor, clear_caches
 from tlsk.networks import openvino as _openvino
 
 SIZE = 32
@@ -116,7 +116,7 @@ def test_int8_calibration_is_deterministic(int8_fit, tmp_path, monkeypatch, caps
     extractor, images, int8 = int8_fit
     # An empty model store and no compiled engine: quantized again from scratch.
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    _openvino.clear_openvino_backbones()
+    clear_caches()
     capsys.readouterr()
     again = _extractor(precision="int8", calibration_size=32).fit(images)
     assert "Statistics collection" not in capsys.readouterr().out  # verbose=0
@@ -159,7 +159,7 @@ def test_int8_pickle_is_small_and_rebuilds_the_model_in_a_fresh_process(
 
 def test_int8_model_missing_from_the_store_is_named(int8_fit, tmp_path, monkeypatch):
     extractor, images, _ = int8_fit
-    _openvino.clear_openvino_backbones()
+    clear_caches()
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "elsewhere"))
     with pytest.raises(_openvino.QuantizedModelMissingError, match="fit the extractor"):
         pickle.loads(pickle.dumps(extractor)).transform(images[:2])

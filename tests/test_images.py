@@ -20,6 +20,7 @@ from tests._image_files import (
     smooth_rgb,
     write,
 )
+from tlsk import clear_caches
 from tlsk.images import decode as images
 from tlsk.images.decode import (
     ALPHA_BACKGROUND,
@@ -722,12 +723,12 @@ def counted_reads(monkeypatch):
         return opener(path, label)
 
     monkeypatch.setattr(images, "open_regular_file", counting)
-    monkeypatch.setattr(images, "_KEY_MEMO", {})
+    clear_caches()
     return reads
 
 
 def test_a_settled_file_is_hashed_once(tmp_path, counted_reads, monkeypatch):
-    monkeypatch.setattr(images, "_SETTLED_NS", -1)
+    monkeypatch.setattr("tlsk._util.memo.SETTLED_NS", -1)
     path = tmp_path / "a.png"
     Image.new("RGB", (4, 4), (1, 2, 3)).save(path)
     first = FileInput(path).content_key()
@@ -739,7 +740,7 @@ def test_a_settled_file_is_hashed_once(tmp_path, counted_reads, monkeypatch):
 def test_a_rewritten_file_of_the_same_size_gets_its_new_key(
     tmp_path, counted_reads, monkeypatch
 ):
-    monkeypatch.setattr(images, "_SETTLED_NS", -1)
+    monkeypatch.setattr("tlsk._util.memo.SETTLED_NS", -1)
     path = tmp_path / "a.bin"
     path.write_bytes(b"x" * 64)
     before = FileInput(path).content_key()
@@ -752,7 +753,7 @@ def test_a_rewritten_file_of_the_same_size_gets_its_new_key(
 
 
 def test_a_file_written_just_now_is_not_remembered(tmp_path, counted_reads):
-    # Within _SETTLED_NS of its last change, a file could change again without
+    # Within SETTLED_NS of its last change, a file could change again without
     # its timestamps moving, so its key is computed each time.
     path = tmp_path / "fresh.bin"
     path.write_bytes(b"z" * 16)

@@ -8,8 +8,13 @@ import pytest
 
 import tlsk.networks.precision
 from tests._datasets import coloured_images
-from tlsk import KerasFineTuneClassifier, SmallCNNClassifier, VGG16FeatureExtractor
-from tlsk.networks.backbone import BackboneConfig, clear_backbones, get_backbone
+from tlsk import (
+    KerasFineTuneClassifier,
+    SmallCNNClassifier,
+    VGG16FeatureExtractor,
+    clear_caches,
+)
+from tlsk.networks.backbone import BackboneConfig, get_backbone
 from tlsk.networks.precision import cpu_flags, resolve_precision
 
 ZEN3_FLAGS = {"fpu", "sse4_2", "avx", "avx2", "fma", "sha_ni", "vaes"}
@@ -153,7 +158,7 @@ def test_float32_extractor_computes_in_float32_under_a_users_mixed_policy():
     expected = _extract("float32", images)
     keras.config.set_dtype_policy("mixed_float16")
     keras.config.set_floatx("float16")
-    clear_backbones()  # built again, under the user's settings
+    clear_caches()  # built again, under the user's settings
     np.testing.assert_allclose(_extract("float32", images), expected, rtol=1e-5)
     model = get_backbone(
         BackboneConfig(weights=None, input_size=64, precision="float32")

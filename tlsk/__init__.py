@@ -10,10 +10,12 @@ from-scratch baseline: :class:`SmallCNNClassifier`; the learning-rate range
 test for either:
 :func:`lr_find`. On a Dask cluster: :func:`featurize`. Model files with
 their metadata: :func:`save_model` and :func:`load_model` (``.skops`` to
-share, ``.joblib`` for your own).
+share, ``.joblib`` for your own). What a process remembers (built networks,
+digests and content keys of files): :func:`clear_caches`.
 """
 
 from tlsk import _compat
+from tlsk._util.memo import clear_caches
 from tlsk._version import __version__
 from tlsk.cache import CacheError, FeatureCache
 from tlsk.features.distributed import featurize, local_cluster
@@ -57,6 +59,7 @@ __all__ = [
     "ZeroShotImageClassifier",
     "__version__",
     "check_image_folder",
+    "clear_caches",
     "featurize",
     "find_bad_images",
     "list_backbones",

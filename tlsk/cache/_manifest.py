@@ -31,13 +31,13 @@ import io
 import os
 import secrets
 import stat
-import threading
 import time
 
 import h5py
 import numpy as np
 
 from tlsk._util.files import file_identity
+from tlsk._util.memo import Memo
 from tlsk.cache._durable import write_h5
 from tlsk.cache._keys import KEY_BYTES
 from tlsk.cache._layout import (
@@ -218,17 +218,11 @@ def _in_memory(data: bytes, path: str, identity: tuple | None) -> CacheFile:
 # Manifests parsed, by path as given (their runs' paths are spelled after it),
 # with the digest of their bytes: one read again unchanged costs a read and a
 # hash, not a parse. Callers get copies, theirs to change.
-_PARSED: dict[str, tuple[bytes, Manifest]] = {}
-_PARSED_MAX = 16
-_PARSED_LOCK = threading.Lock()
+_PARSED = Memo("parsed cache manifests", max_entries=16)
 
 
 def _remember(path: str, digest: bytes, manifest: Manifest) -> None:
-    with _PARSED_LOCK:
-        _PARSED.pop(path, None)
-        if len(_PARSED) >= _PARSED_MAX:
-            del _PARSED[next(iter(_PARSED))]
-        _PARSED[path] = (digest, manifest)
+    _PARSED.put(path, (digest, manifest))
 
 
 def _copy(manifest: Manifest, path: str, identity: tuple | None) -> Manifest:

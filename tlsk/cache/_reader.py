@@ -17,6 +17,7 @@ import h5py
 import numpy as np
 
 from tlsk._util.files import file_identity
+from tlsk._util.memo import Memo
 from tlsk.cache._keys import check_keys
 from tlsk.cache._layout import (
     ROLE_RUN,
@@ -205,18 +206,10 @@ class Reader:
 
 # Readers kept across lookups, so that the index of an unchanged cache is read
 # once per process, not once per transform. A few at most.
-_READERS: dict[tuple, Reader] = {}
-_READERS_MAX = 4
-_READERS_LOCK = threading.Lock()
+_READERS = Memo("feature-cache readers", max_entries=4)
 
 
 def shared_reader(path: str, ns: str, fp_json: str, dim: int) -> Reader:
-    key = (os.path.abspath(path), fp_json, dim)
-    with _READERS_LOCK:
-        reader = _READERS.pop(key, None)
-        if reader is None:
-            reader = Reader(path, ns, fp_json, dim)
-        _READERS[key] = reader  # now the most recently used
-        while len(_READERS) > _READERS_MAX:
-            del _READERS[next(iter(_READERS))]
-    return reader
+    return _READERS.get_or_build(
+        (os.path.abspath(path), fp_json, dim), lambda: Reader(path, ns, fp_json, dim)
+    )

@@ -70,8 +70,6 @@ import hashlib
 import io
 import os
 import stat
-import threading
-import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -79,6 +77,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from tlsk._util.files import file_identity
+from tlsk._util.memo import Memo, settled
 
 # Re-exported: this module was their home before tlsk.networks.preprocessing existed.
 from tlsk.networks.preprocessing import VGG16_MEAN_BGR, preprocess_vgg16
@@ -242,16 +241,9 @@ def _check_interpolation(interpolation):
 
 
 # Content keys of files, remembered by what stat says of them, so that the
-# fifty transforms of one folder in a GridSearchCV hash each file once. A file
-# is remembered only once its timestamps are _SETTLED_NS old: written twice
-# within the file system's timestamp resolution, it could otherwise keep the
-# same stat with new bytes (git's "racily clean" entries). "Old" is by this
-# machine's clock: on a network file system whose server's clock runs behind,
-# a file still being written could look settled (git has the same limit).
-_KEY_MEMO: dict[tuple, bytes] = {}
-_KEY_MEMO_MAX = 1 << 18  # about 70 MB at most
-_KEY_MEMO_LOCK = threading.Lock()
-_SETTLED_NS = 2_000_000_000
+# fifty transforms of one folder in a GridSearchCV hash each file once; only
+# files that have settled (tlsk._util.memo.settled).
+_KEY_MEMO = Memo("content keys of files", max_entries=1 << 18)  # about 70 MB
 
 
 def remember_key(identity, key):
@@ -261,10 +253,7 @@ def remember_key(identity, key):
     computed before); ``identity`` is :func:`tlsk._util.files.file_identity`'s.
     """
     if identity is not None:
-        with _KEY_MEMO_LOCK:
-            if len(_KEY_MEMO) >= _KEY_MEMO_MAX:
-                del _KEY_MEMO[next(iter(_KEY_MEMO))]  # the oldest entry
-            _KEY_MEMO[identity] = key
+        _KEY_MEMO.put(identity, key)
 
 
 def remembered_key(identity):
@@ -280,9 +269,8 @@ def _file_key(label, path):
         return key
     with open_regular_file(path, label) as file:
         key, n_bytes = _hash_stream(file, label)
-    if identity is not None and n_bytes == identity[0]:
-        if time.time_ns() - max(identity[1], identity[2]) > _SETTLED_NS:
-            remember_key(identity, key)
+    if settled(identity) and n_bytes == identity[0]:
+        remember_key(identity, key)
     return key
 
 

@@ -65,6 +65,7 @@ from pathlib import Path
 import numpy as np
 
 from tlsk._util.limits import MAX_INPUT_SIZE
+from tlsk._util.memo import Memo
 from tlsk.networks.hub import (
     PRESET_FOLDER,
     PRESET_WEIGHTS,
@@ -99,7 +100,6 @@ __all__ = [
     "WeightsUnavailableError",
     "WeightsMismatchError",
     "base_network",
-    "clear_backbones",
     "fetch",
     "file_digest",
     "file_sha256",
@@ -229,7 +229,7 @@ class Backbone:
         }
         if embedding is not None:
             self.fingerprint["embedding"] = embedding
-        self._identity = identity
+        self.identity = identity
         # Keras models are not safe to call from several threads at once.
         self._lock = threading.Lock()
 
@@ -247,8 +247,8 @@ class Backbone:
         )
 
 
-_BACKBONES: dict[BackboneConfig, Backbone] = {}
-_BACKBONES_LOCK = threading.Lock()
+# A few networks at once: a grid over backbones keeps its last ones built.
+_BACKBONES = Memo("built networks", max_entries=8)
 
 
 def get_backbone(config):
@@ -263,21 +263,12 @@ def get_backbone(config):
     >>> backbone is get_backbone(BackboneConfig(weights=None, input_size=32))
     True
     """
-    with _BACKBONES_LOCK:
-        identity = _identity(config.backbone, config.weights)
-        backbone = _BACKBONES.get(config)
-        # A weights or model file replaced since the build must not serve
-        # stale features.
-        if backbone is None or backbone._identity != identity:
-            backbone = _build(config)
-            _BACKBONES[config] = backbone
-        return backbone
-
-
-def clear_backbones():
-    """Forget every built backbone (frees their memory at the next collection)."""
-    with _BACKBONES_LOCK:
-        _BACKBONES.clear()
+    identity = _identity(config.backbone, config.weights)
+    # A weights or model file replaced since the build must not serve stale
+    # features.
+    return _BACKBONES.get_or_build(
+        config, lambda: _build(config), lambda built: built.identity == identity
+    )
 
 
 def base_network(backbone, weights, input_size, precision="float32"):

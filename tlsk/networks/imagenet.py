@@ -33,12 +33,12 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from numbers import Integral
 
 import numpy as np
 
 from tlsk._util.files import file_identity
+from tlsk._util.memo import Memo, settled
 from tlsk.images.decode import DEFAULT_MAX_PIXELS, FileInput, ImageError, resize_image
 from tlsk.networks.backbone import imagenet_weights_path, load_weights
 from tlsk.networks.preprocessing import preprocess
@@ -66,8 +66,7 @@ CLASS_INDEX = WeightsFile(
     "c2c37ea517e94d9795004a39431a14cb",
 )
 
-_MODELS: dict[tuple, object] = {}
-_MODELS_LOCK = threading.Lock()
+_MODELS = Memo("ImageNet heads", max_entries=4)
 
 
 # --------------------------------------------------------------------------
@@ -212,20 +211,11 @@ def _model(spec, path, imagenet):
     """The model for a weights file, built once per process per file state."""
     # A file replaced since the build must not serve the old weights.
     identity = file_identity(os.path.realpath(path))
-    if identity is None:  # no stable inode numbers: built each time
+    if not settled(identity):
         return _build_model(spec, path, imagenet)
-    key = (spec.name, imagenet, identity)
-    with _MODELS_LOCK:
-        model = _MODELS.get(key)
-        if model is None:
-            model = _MODELS[key] = _build_model(spec, path, imagenet)
-        return model
-
-
-def clear_models():
-    """Forget every built model (frees their memory at the next collection)."""
-    with _MODELS_LOCK:
-        _MODELS.clear()
+    return _MODELS.get_or_build(
+        (spec.name, imagenet, identity), lambda: _build_model(spec, path, imagenet)
+    )
 
 
 def _resolve_weights(weights, spec):

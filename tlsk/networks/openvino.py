@@ -41,6 +41,7 @@ import threading
 import numpy as np
 
 from tlsk._util.files import write_atomically
+from tlsk._util.memo import Memo
 from tlsk.networks.weights import keras_cache_dir
 
 __all__ = [
@@ -48,7 +49,6 @@ __all__ = [
     "INSTALL_HINT",
     "OpenVINOBackbone",
     "QuantizedModelMissingError",
-    "clear_openvino_backbones",
     "get_openvino_backbone",
     "openvino_available",
     "quantize_backbone",
@@ -146,14 +146,7 @@ class OpenVINOBackbone:
         )
 
 
-_COMPILED: dict = {}
-_COMPILED_LOCK = threading.Lock()
-
-
-def clear_openvino_backbones():
-    """Forget every compiled OpenVINO backbone of this process."""
-    with _COMPILED_LOCK:
-        _COMPILED.clear()
+_COMPILED = Memo("compiled OpenVINO models", max_entries=8)
 
 
 def get_openvino_backbone(keras_backbone, precision, quantization=None):
@@ -165,19 +158,17 @@ def get_openvino_backbone(keras_backbone, precision, quantization=None):
     :func:`quantized_model_dir`.
     """
     fingerprint = openvino_fingerprint(keras_backbone, precision, quantization)
-    key = json.dumps(fingerprint, sort_keys=True)
-    with _COMPILED_LOCK:
-        engine = _COMPILED.get(key)
-        if engine is None:
-            if precision == "int8":
-                model = _read_quantized(quantization)
-            else:
-                model = convert(keras_backbone)
-            engine = OpenVINOBackbone(
-                _compile(model, precision), fingerprint, keras_backbone.output_dim
-            )
-            _COMPILED[key] = engine
-        return engine
+
+    def build():
+        if precision == "int8":
+            model = _read_quantized(quantization)
+        else:
+            model = convert(keras_backbone)
+        return OpenVINOBackbone(
+            _compile(model, precision), fingerprint, keras_backbone.output_dim
+        )
+
+    return _COMPILED.get_or_build(json.dumps(fingerprint, sort_keys=True), build)
 
 
 def openvino_fingerprint(keras_backbone, precision, quantization=None):

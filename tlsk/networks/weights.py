@@ -22,6 +22,7 @@ import urllib.error
 import urllib.request
 
 from tlsk._util.files import file_identity, write_atomically
+from tlsk._util.memo import Memo, settled
 
 __all__ = [
     "WeightsMismatchError",
@@ -35,7 +36,7 @@ __all__ = [
 ]
 
 _DOWNLOAD_TIMEOUT_SECONDS = 10
-_FILE_DIGESTS: dict[tuple, str] = {}
+_FILE_DIGESTS = Memo("digests of weights files", max_entries=256)
 _ALGORITHM_NAMES = {"md5": "MD5", "sha256": "SHA-256"}
 
 
@@ -65,8 +66,8 @@ def file_digest(path, algorithm):
             for chunk in iter(lambda: file.read(1 << 20), b""):
                 hasher.update(chunk)
         digest = hasher.hexdigest()
-        if identity is not None:
-            _FILE_DIGESTS[(algorithm, identity)] = digest
+        if settled(identity):
+            _FILE_DIGESTS.put((algorithm, identity), digest)
     return digest
 
 
