@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-import tlsk
+from tlsk import clear_caches
 from tlsk._util import memo as memo_module
 from tlsk._util.files import file_identity
 from tlsk._util.memo import Memo, settled
@@ -33,7 +33,7 @@ def test_every_per_process_cache_is_a_memo_and_clear_caches_empties_them():
     assert SEVEN <= names
     backbone = get_backbone(BackboneConfig(weights=None, input_size=32))
     assert backbone is get_backbone(BackboneConfig(weights=None, input_size=32))
-    tlsk.clear_caches()
+    clear_caches()
     assert all(len(memo) == 0 for memo in memo_module._MEMOS)
     assert backbone is not get_backbone(BackboneConfig(weights=None, input_size=32))
 
