@@ -21,9 +21,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
 
 import tlsk.features.distributed as tlsk_distributed
+import tlsk.images.keys as tlsk_keys
 from tests import _dask_hooks
 from tests._datasets import coloured_images, write_image_folder
-from tlsk import VGG16FeatureExtractor
+from tlsk import VGG16FeatureExtractor, clear_caches
 from tlsk.cache import FeatureCache
 from tlsk.features.distributed import featurize, local_cluster
 from tlsk.images.decode import ImageError
@@ -117,6 +118,25 @@ def test_a_second_run_sends_nothing(client, images, reference, tmp_path):
     assert _shard_tasks(stream) == []
     _assert_same_features(again, reference)
     _assert_complete(extractor, 36)
+
+
+def test_the_client_reads_no_file_the_caches_memo_of_keys_knows(
+    client, images, tmp_path, monkeypatch
+):
+    monkeypatch.setattr("tlsk._util.memo.SETTLED_NS", -1)
+    extractor = _extractor(tmp_path)
+    clear_caches()  # the files are hashed by this run, and their keys kept
+    featurize(images[0], extractor, client, shard_size=SHARD)
+    clear_caches()  # as in a new process: only the cache's memo knows the keys
+    reads = []
+    opener = tlsk_keys.open_regular_file
+    monkeypatch.setattr(
+        tlsk_keys,
+        "open_regular_file",
+        lambda path, label=None: reads.append(path) or opener(path, label),
+    )
+    featurize(images[0], extractor, client, shard_size=SHARD)
+    assert reads == []
 
 
 def test_cached_images_are_not_sent_and_transform_finds_every_image(

@@ -18,8 +18,9 @@ import tlsk.networks.imagenet as inet
 from tests._image_files import random_rgb
 from tests._weights import pin_url, pin_weights, write_legacy_h5_weights
 from tlsk import clear_caches
-from tlsk.images.decode import ImageError, preprocess_vgg16, resize_image
+from tlsk.images.decode import ImageError, resize_image
 from tlsk.networks.backbone import WeightsMismatchError, WeightsUnavailableError
+from tlsk.networks.preprocessing import preprocess_vgg16
 from tlsk.networks.registry import get_spec
 
 INPUT_SIZE = get_spec("vgg16").native_size

@@ -28,7 +28,6 @@ from tlsk.images.decode import (
     DEFAULT_MAX_PIXELS,
     FORMATS,
     INTERPOLATIONS,
-    VGG16_MEAN_BGR,
     ArrayInput,
     FileInput,
     ImageError,
@@ -36,10 +35,10 @@ from tlsk.images.decode import (
     decode_image,
     image_inputs,
     load_batch,
-    preprocess_vgg16,
     read_image,
     resize_image,
 )
+from tlsk.networks.preprocessing import VGG16_MEAN_BGR, preprocess_vgg16
 
 ORIENTATION = 0x0112
 
@@ -722,6 +721,8 @@ def counted_reads(monkeypatch):
         reads.append(path)
         return opener(path, label)
 
+    # Files are opened to hash them (keys) and to decode them (decode).
+    monkeypatch.setattr("tlsk.images.keys.open_regular_file", counting)
     monkeypatch.setattr(images, "open_regular_file", counting)
     clear_caches()
     return reads

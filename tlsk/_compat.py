@@ -66,6 +66,28 @@ OLD_MODULES = {
 
 MODULES_NOW_PACKAGES = ("tlsk.features", "tlsk.images")
 
+# Where the names of a 0.1.0 module that is a package now live, in the order
+# searched: ``tlsk.images.load_batch`` still finds the function.
+MOVED_NAMES = {
+    "tlsk.features": ("tlsk.features.extractor",),
+    "tlsk.images": (
+        "tlsk.images.decode",
+        "tlsk.images.files",
+        "tlsk.images.keys",
+        "tlsk.networks.preprocessing",
+    ),
+}
+
+
+def moved_name(module, name):
+    """A name that ``module`` had in 0.1.0, from its home (else AttributeError)."""
+    if not name.startswith("__"):
+        for home in MOVED_NAMES.get(module, ()):
+            found = getattr(importlib.import_module(home), name, None)
+            if found is not None:
+                return found
+    raise AttributeError(f"module {module!r} has no attribute {name!r}")
+
 
 class _OldModulePaths(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """Import an old module path as the module that is its home today."""

@@ -3,8 +3,8 @@
 A data folder may hold what is no image file at all: a FIFO (reading it
 waits for a writer forever), a link to a device (``/dev/zero`` never ends),
 a socket, a link to nothing, a sparse file of gigabytes named ``.jpg``. tlsk
-opens image files in one place (``tlsk.images.decode.open_regular_file``): a regular
-file of at most ``tlsk.images.decode.MAX_FILE_BYTES`` or an ``ImageError`` saying
+opens image files in one place (``tlsk.images.files.open_regular_file``): a regular
+file of at most ``tlsk.images.files.MAX_FILE_BYTES`` or an ``ImageError`` saying
 what the file is; a file is hashed in chunks and identified from its header
 before the rest is read. Each promise and the tests that prove it (the tests
 that could hang carry a timeout, so a regression fails instead):
@@ -55,7 +55,6 @@ from tests.robustness._support import tiny
 from tlsk import check_image_folder, load_image_folder, split_image_folder
 from tlsk.cli import main
 from tlsk.evaluation.report._thumbnails import write_thumbnail
-from tlsk.images import decode as tlsk_images
 from tlsk.images.decode import (
     FileInput,
     ImageError,
@@ -183,13 +182,13 @@ def test_a_special_file_swapped_in_after_the_stat_is_refused_unread(
 def test_the_size_bound_is_named_and_read_at_each_call(tree, monkeypatch):
     path = tree / "b" / "0.png"
     size = path.stat().st_size
-    monkeypatch.setattr(tlsk_images, "MAX_FILE_BYTES", size - 1)
+    monkeypatch.setattr("tlsk.images.files.MAX_FILE_BYTES", size - 1)
     expected = rf"larger than the {size - 1} bytes .*MAX_FILE_BYTES\): {size} bytes"
     with pytest.raises(ImageError, match=expected):
         read_image(path)
     with pytest.raises(ImageError, match=expected):
         FileInput(path).content_key()
-    monkeypatch.setattr(tlsk_images, "MAX_FILE_BYTES", size)
+    monkeypatch.setattr("tlsk.images.files.MAX_FILE_BYTES", size)
     assert read_image(path).shape == (16, 16 + GOOD, 3)
 
 

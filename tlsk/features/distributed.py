@@ -79,8 +79,8 @@ import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
 from tlsk._util.files import TMP_PREFIX
-from tlsk.cache import CacheError, FeatureCache, namespace_id
-from tlsk.features.extraction import ViewMean, content_keys, progress, warn_undecodable
+from tlsk.cache import CacheError, FeatureCache, FileKeyMemo, namespace_id
+from tlsk.features.extraction import ViewMean, progress, warn_undecodable
 from tlsk.features.extractor import ImageFeatureExtractor
 from tlsk.images.decode import (
     ArrayInput,
@@ -89,6 +89,7 @@ from tlsk.images.decode import (
     decode_threads,
     image_inputs,
 )
+from tlsk.images.keys import content_keys
 
 __all__ = ["featurize", "local_cluster"]
 
@@ -239,7 +240,7 @@ def featurize(
     client = _client_or_default(client, distributed)
     cache = FeatureCache(extractor.cache_path_)
     inputs = image_inputs(X)
-    keys, failures = _hash(inputs, extractor)
+    keys, failures = _hash(inputs, extractor, cache)
     if failures and extractor.on_error == "raise":
         raise failures[min(failures)]
     folder = _shard_folder(extractor)
@@ -375,11 +376,15 @@ def _client_or_default(client, distributed):
     return client
 
 
-def _hash(inputs, extractor):
-    """``(keys, failures)`` of every input, hashed in threads on the client."""
+def _hash(inputs, extractor, cache):
+    """``(keys, failures)`` of every input, hashed in threads on the client.
+
+    Files whose keys the cache's memo knows (a transform or an earlier run
+    hashed them) are not read again.
+    """
     n_threads = decode_threads(extractor.n_jobs)
     with ThreadPoolExecutor(n_threads, "tlsk-hash") as pool:
-        return content_keys(inputs, pool, n_threads)
+        return content_keys(inputs, pool, n_threads, memo=FileKeyMemo(cache))
 
 
 def _shard_folder(extractor):

@@ -42,7 +42,6 @@ from tlsk.features.extraction import (
     ViewMean,
     batches,
     check_cache_path,
-    content_keys_with_memo,
     progress,
     warn_undecodable,
 )
@@ -55,6 +54,7 @@ from tlsk.images.decode import (
     image_inputs,
     resize_image,
 )
+from tlsk.images.keys import content_keys
 from tlsk.images.tta import TTA_MODES, apply_view, tta_views
 from tlsk.networks.backbone import (
     LAYERS,
@@ -776,7 +776,7 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
 
     def _compute_with_cache(self, backbone, inputs, views, out, pool):
         cache = FeatureCache(self.cache_path_)
-        keys, failures = content_keys_with_memo(
+        keys, failures = content_keys(
             inputs, pool, decode_threads(self.n_jobs), FileKeyMemo(cache)
         )
         if failures and self.on_error == "raise":

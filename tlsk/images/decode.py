@@ -45,8 +45,9 @@ decodes, a text file named ``.jpg`` raises :class:`ImageError`.
   ``ImageFile.LOAD_TRUNCATED_IMAGES`` is never set: a truncated file is an
   error, not a gray band.
 
-Files are opened in one place, :func:`open_regular_file`: only regular files
-(after following links) of at most ``MAX_FILE_BYTES`` are read; a FIFO, a
+Files are opened in one place, :func:`tlsk.images.files.open_regular_file`:
+only regular files (after following links) of at most ``MAX_FILE_BYTES`` are
+read; a FIFO, a
 device, a socket or a larger file is an :class:`ImageError` saying what it is,
 and nothing is read from it. To decode, the header is read first (a file
 that is no image, or has too many pixels, is refused there), then the file
@@ -69,7 +70,6 @@ import functools
 import hashlib
 import io
 import os
-import stat
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -77,10 +77,9 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from tlsk._util.files import file_identity
-from tlsk._util.memo import Memo, settled
-
-# Re-exported: this module was their home before tlsk.networks.preprocessing existed.
-from tlsk.networks.preprocessing import VGG16_MEAN_BGR, preprocess_vgg16
+from tlsk.images.errors import ImageError, ImageRangeWarning, UndecodableImageWarning
+from tlsk.images.files import open_regular_file, read_all
+from tlsk.images.keys import array_key, file_key, remembered_key
 
 __all__ = [
     "ALPHA_BACKGROUND",
@@ -88,7 +87,6 @@ __all__ = [
     "DEFAULT_MAX_PIXELS",
     "FORMATS",
     "INTERPOLATIONS",
-    "VGG16_MEAN_BGR",
     "ArrayInput",
     "FileInput",
     "ImageError",
@@ -99,19 +97,11 @@ __all__ = [
     "decode_threads",
     "image_inputs",
     "load_batch",
-    "preprocess_vgg16",
     "read_image",
     "resize_image",
 ]
 
 DEFAULT_MAX_PIXELS: int = 89_478_485
-# The largest file read as one image (1 GiB). An image of DEFAULT_MAX_PIXELS
-# stored uncompressed at the most bytes a pixel any mode here takes (4: RGBA,
-# CMYK, 32-bit gray, float) is 358 MB, so no image tlsk decodes by default
-# needs more; a larger file is no photograph (a disk image named .jpg, a
-# sparse file), and hashing it whole would cost minutes for nothing. Read at
-# each call: raise it to read larger trusted files.
-MAX_FILE_BYTES: int = 1 << 30
 ALPHA_BACKGROUND: tuple = (255, 255, 255)
 INTERPOLATIONS: tuple[str, ...] = (
     "nearest",
@@ -146,64 +136,8 @@ _PREMULTIPLIED_MODES = ("RGBa", "La")
 _TRANSPARENCY_MODES = ("1", "L", "P", "RGB")
 _PILLOW_TO_RGB_MODES = ("1", "L", "P", "RGB", "CMYK", "YCbCr", "LAB", "HSV", "RGBX")
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
-_ARRAY_KEY_PREFIX = b"tlsk-array\0"
-_CHUNK_BYTES = 1 << 20  # files are hashed and read in chunks of this
-# Opening a FIFO for reading waits for a writer; O_NONBLOCK makes the open
-# return at once, so the descriptor can be checked before anything is read.
-_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
-class ImageRangeWarning(UserWarning):
-    """A float image array whose values all lie in [0, 1].
-
-    tlsk reads float pixels on the 0-255 scale, so such an image is nearly
-    black; it was most likely scaled to [0, 1] by mistake. Multiply it by 255,
-    or silence this warning with
-    ``warnings.filterwarnings("ignore", category=ImageRangeWarning)`` if the
-    images really are that dark.
-    """
-
-
-class UndecodableImageWarning(UserWarning):
-    """Images that could not be decoded, whose feature rows are NaN.
-
-    Raised (as a warning) by a transform with ``on_error="nan"``; one warning
-    per call names the first few files and counts the rest. Silence it with
-    ``warnings.filterwarnings("ignore", category=UndecodableImageWarning)``
-    where the NaN rows are handled.
-    """
-
-
-class ImageError(ValueError):
-    """An image file that cannot be read or decoded.
-
-    Parameters
-    ----------
-    path : str
-        The file as the user named it.
-    reason : str
-        What went wrong, in words.
-
-    Attributes
-    ----------
-    path : str
-    reason : str
-
-    Examples
-    --------
-    >>> str(ImageError("data/cats/cat.12.jpg", "image file is truncated"))
-    "cannot decode 'data/cats/cat.12.jpg': image file is truncated"
-    """
-
-    def __init__(self, path, reason):
-        self.path = str(path)
-        self.reason = str(reason)
-        super().__init__(f"cannot decode {self.path!r}: {self.reason}")
-
-    def __reduce__(self):
-        # Workers (joblib, Dask) pickle exceptions; the default would call
-        # ImageError(message) and lose ``reason``.
-        return (type(self), (self.path, self.reason))
 
 
 # --------------------------------------------------------------------------
@@ -240,175 +174,8 @@ def _check_interpolation(interpolation):
     return _RESAMPLE[interpolation]
 
 
-# Content keys of files, remembered by what stat says of them, so that the
-# fifty transforms of one folder in a GridSearchCV hash each file once; only
-# files that have settled (tlsk._util.memo.settled).
-_KEY_MEMO = Memo("content keys of files", max_entries=1 << 18)  # about 70 MB
 
 
-def remember_key(identity, key):
-    """Remember ``key`` as the content key of the file whose identity is ``identity``.
-
-    For keys known from elsewhere (a cache's persistent memo of keys it
-    computed before); ``identity`` is :func:`tlsk._util.files.file_identity`'s.
-    """
-    if identity is not None:
-        _KEY_MEMO.put(identity, key)
-
-
-def remembered_key(identity):
-    """The content key remembered for ``identity``, or None."""
-    return _KEY_MEMO.get(identity)
-
-
-def _file_key(label, path):
-    """SHA-256 digest of a file's bytes, remembered per (path, inode, size, times)."""
-    identity = file_identity(path)
-    key = _KEY_MEMO.get(identity)
-    if key is not None:
-        return key
-    with open_regular_file(path, label) as file:
-        key, n_bytes = _hash_stream(file, label)
-    if settled(identity) and n_bytes == identity[0]:
-        remember_key(identity, key)
-    return key
-
-
-def _hash_stream(file, label):
-    """``(SHA-256 digest, bytes read)`` of an open file, in chunks: flat memory."""
-    digest = hashlib.sha256()
-    n_bytes = 0
-    while True:
-        chunk = _read_chunk(file, label, _CHUNK_BYTES)
-        n_bytes += len(chunk)
-        if n_bytes > MAX_FILE_BYTES:
-            raise _too_large(label, f"at least {n_bytes}")
-        digest.update(chunk)
-        if len(chunk) < _CHUNK_BYTES:  # a buffered read is short only at the end
-            return digest.digest(), n_bytes
-
-
-def _read_all(file, label, size):
-    """The bytes of an open file of ``size`` bytes (fstat), at most MAX_FILE_BYTES."""
-    # One byte more than fstat said: a file that grows meanwhile is read on,
-    # chunk by chunk, to its end or to the bound.
-    chunks, n_bytes, step = [], 0, size + 1
-    while True:
-        chunk = _read_chunk(file, label, step)
-        n_bytes += len(chunk)
-        if n_bytes > MAX_FILE_BYTES:
-            raise _too_large(label, f"at least {n_bytes}")
-        chunks.append(chunk)
-        if len(chunk) < step:  # a buffered read is short only at the end
-            return b"".join(chunks)
-        step = _CHUNK_BYTES
-
-
-def _read_chunk(file, label, size):
-    try:
-        return file.read(size)
-    except OSError as err:  # EIO from a failing disk, a network file system
-        raise ImageError(
-            label, f"cannot read the file ({err.strerror or err})"
-        ) from err
-
-
-def _too_large(label, n_bytes):
-    return ImageError(
-        label,
-        f"larger than the {MAX_FILE_BYTES} bytes an image file may have "
-        f"(tlsk.images.decode.MAX_FILE_BYTES): {n_bytes} bytes; save the image "
-        "compressed (PNG, JPEG) or raise tlsk.images.decode.MAX_FILE_BYTES "
-        "if you trust this file",
-    )
-
-
-def _special_kind(mode):
-    """What a file that is not regular is, for an error message."""
-    if stat.S_ISFIFO(mode):
-        return "a FIFO (named pipe)"
-    if stat.S_ISCHR(mode):
-        return "a character device"
-    if stat.S_ISBLK(mode):
-        return "a block device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "a special file"
-
-
-def _check_regular(label, result):
-    """Refuse what ``os.stat`` / ``os.fstat`` says is no regular file or too large."""
-    if stat.S_ISDIR(result.st_mode):
-        raise ImageError(label, "is a directory, not an image file")
-    if not stat.S_ISREG(result.st_mode):
-        raise ImageError(
-            label,
-            f"not a regular file: {_special_kind(result.st_mode)}; tlsk reads "
-            "images from regular files only",
-        )
-    if result.st_size > MAX_FILE_BYTES:
-        raise _too_large(label, result.st_size)
-
-
-def _read_error(label, path, err):
-    """The :class:`ImageError` of an ``OSError`` raised opening or reading a file."""
-    if isinstance(err, FileNotFoundError):
-        return ImageError(label, "no such file; check the path")
-    if isinstance(err, IsADirectoryError):
-        return ImageError(label, "is a directory, not an image file")
-    if isinstance(err, PermissionError):
-        # Windows reports a directory as PermissionError.
-        if os.path.isdir(path):
-            return ImageError(label, "is a directory, not an image file")
-        return ImageError(label, "permission denied")
-    return ImageError(label, f"cannot read the file ({err.strerror or err})")
-
-
-@contextlib.contextmanager
-def open_regular_file(path, label=None):
-    """Open an image file for reading, if it is a regular file tlsk may read.
-
-    The one place tlsk opens an image file. Only a regular file (after
-    following symbolic links) of at most :data:`MAX_FILE_BYTES` is opened:
-    a FIFO would block the reader until someone writes to it, a device
-    (``/dev/zero``) never ends. ``os.stat`` decides before the open; the
-    open itself does not block (``O_NONBLOCK``), and ``os.fstat`` of the
-    opened descriptor decides again, so a FIFO put in the file's place
-    between the two cannot hang the reader.
-
-    Parameters
-    ----------
-    path : str
-    label : str, optional
-        What errors name (default: ``path``).
-
-    Yields
-    ------
-    file : binary file object
-        Buffered, blocking, at offset 0; closed on leaving the block.
-
-    Raises
-    ------
-    ImageError
-        Naming ``label``: no such file, a directory, not a regular file (a
-        FIFO, a device, a socket), larger than ``MAX_FILE_BYTES``, or
-        unreadable.
-    """
-    label = path if label is None else label
-    try:
-        _check_regular(label, os.stat(path))
-        fd = os.open(path, _OPEN_FLAGS)
-    except OSError as err:
-        raise _read_error(label, path, err) from err
-    try:
-        _check_regular(label, os.fstat(fd))
-        os.set_blocking(fd, True)
-        file = os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-    with file:
-        yield file
 
 
 @contextlib.contextmanager
@@ -537,12 +304,6 @@ def _pillow_errors(label):
         ) from err
 
 
-def _array_key(array):
-    digest = hashlib.sha256(_ARRAY_KEY_PREFIX)
-    digest.update(array.dtype.str.encode("ascii"))
-    digest.update(repr(tuple(int(n) for n in array.shape)).encode("ascii"))
-    digest.update(np.ascontiguousarray(array).data)
-    return digest.digest()
 
 
 def _check_array_dtype(array, what):
@@ -676,10 +437,10 @@ class FileInput(ImageInput):
         Remembered per process while the file's inode, size and timestamps
         stay the same, so a file read again is not hashed again.
         """
-        return _file_key(self.label, self.path)
+        return file_key(self.label, self.path)
 
     def known_key(self):
-        return _KEY_MEMO.get(file_identity(self.path))
+        return remembered_key(file_identity(self.path))
 
     def identity(self):
         """:func:`tlsk._util.files.file_identity` of the file (None if unknown)."""
@@ -704,7 +465,7 @@ class FileInput(ImageInput):
                 ):
                     pass
                 file.seek(0)
-            data = _read_all(file, self.label, size)
+            data = read_all(file, self.label, size)
         return hashlib.sha256(data).digest(), _decode(data, self.label, max_pixels)
 
 
@@ -738,14 +499,14 @@ class ArrayInput(ImageInput):
         Over ``b"tlsk-array\\0" + dtype.str + repr(shape)`` (ASCII) and then the
         C-contiguous bytes, so equal bytes of another dtype or shape differ.
         """
-        return _array_key(self.array)
+        return array_key(self.array)
 
     def size_hint(self):
         return self.array.nbytes
 
     def load(self, max_pixels=DEFAULT_MAX_PIXELS):
         # max_pixels guards decoding; an array in memory has been decoded.
-        return _array_key(self.array), _image_values(self.array, self.label)
+        return array_key(self.array), _image_values(self.array, self.label)
 
 
 def _as_item(item, index):

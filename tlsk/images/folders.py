@@ -26,7 +26,8 @@ from tlsk._util.output_folders import (
     read_folder_marker,
     write_folder_marker,
 )
-from tlsk.images.decode import FileInput, ImageError, decode_threads, open_regular_file
+from tlsk.images.decode import FileInput, ImageError, decode_threads
+from tlsk.images.files import open_regular_file
 
 __all__ = [
     "SPLIT_MANIFEST",
