@@ -740,7 +740,9 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
 
     def _features(self, backbone, images, view="original"):
         batch = np.stack(images)
-        if view != "original":  # the plain path stays as it always was
+        # The original view is the untouched batch: a tta=None fingerprint
+        # equals the plain one, and existing caches rely on it.
+        if view != "original":
             batch = apply_view(batch, view)
         return backbone.predict(self._prepared(batch))
 

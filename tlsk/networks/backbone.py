@@ -114,8 +114,8 @@ __all__ = [
 ]
 
 _VGG16 = get_spec("vgg16")
-# VGG16's cut points, pinned file and smallest input: tlsk's names for them
-# before there was a registry.
+# VGG16's cut points, pinned file and smallest input, by the names that the
+# VGG16 extractor's parameter checks and the tests read.
 LAYERS = _VGG16.cut_points
 IMAGENET_WEIGHTS_FILE = _VGG16.imagenet.name
 IMAGENET_WEIGHTS_URL = _VGG16.imagenet.url

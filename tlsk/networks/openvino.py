@@ -7,11 +7,9 @@ with a fixed input signature), and compiles it for the CPU once per process
 per configuration, in float32, bfloat16 (``INFERENCE_PRECISION_HINT``), or
 int8 after NNCF post-training quantization (:func:`quantize_backbone`).
 
-Why it is worth it: on a 2-core Intel Xeon with AMX, VGG16 at 224 px on
-decoded arrays ran int8 at 39.2 images/s against 18.0 for Keras
-mixed_bfloat16 and 18.9 for OpenVINO bf16, in one run (``benchmarks/run.py
---sections engines``, 2026-12-02; an earlier run: 61.5, 32.2, 32.7); AMX
-computes int8 at twice its bfloat16 rate, and Keras does not expose it.
+Why it is worth it: a CPU with AMX computes int8 at twice its bfloat16
+rate, and Keras does not expose int8; the measured figures are in
+``benchmarks/README.md`` (``python benchmarks/run.py --sections engines``).
 
 Where the int8 model lives
 --------------------------

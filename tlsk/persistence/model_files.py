@@ -88,8 +88,8 @@ def metadata_path(model_path):
 def serialization(path):
     """How the model file ``path`` is written: ``"skops"`` (``.skops``) or ``"joblib"``.
 
-    Every suffix but ``.skops`` is joblib, as every model file was before
-    skops. Raises the ImportError that says how to install skops when a
+    Every suffix but ``.skops`` is joblib (``.joblib``, ``.pkl``, none), so
+    that a model file of any name a user chose loads. Raises the ImportError that says how to install skops when a
     ``.skops`` file is asked for without it.
     """
     if os.fspath(path).lower().endswith(".skops"):

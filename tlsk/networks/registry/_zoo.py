@@ -4,8 +4,8 @@ Facts from elsewhere, cited:
 
 * Builders, weights file names, URLs and pinned digests: ``keras.applications``
   (Keras 3.15, ``keras/src/applications/*.py``); the digests are the ones Keras
-  checks when it downloads the same files. VGG16's no-top file is pinned by
-  SHA-256 and size, as tlsk pinned it before there was a registry.
+  checks when it downloads the same files. VGG16's no-top file, the default
+  network's, is pinned by SHA-256 and size as well: a stronger check than MD5.
 * ``imagenet_top1``: Keras's own figures, from the "Available models" table of
   https://keras.io/api/applications/ (MobileNetV3Large is not in that table:
   its figure is the one in the ``keras.applications.MobileNetV3Large``
