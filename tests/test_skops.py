@@ -217,3 +217,19 @@ def test_tlsk_train_writes_skops_that_predict_and_evaluate_read(tmp_path, capsys
     assert len(rows) == 4 and all(row.split(",")[1] in "red green blue" for row in rows)
     assert main(["evaluate", str(out), str(tmp_path / "data"), "--json", "-q"]) == 0
     assert json.loads(capsys.readouterr().out)["accuracy"] > 0.5
+
+
+def test_the_trusted_tlsk_type_names_are_the_estimators_classes():
+    from tlsk import ZeroShotImageClassifier
+    from tlsk.networks.backbone import BackboneConfig
+    from tlsk.persistence.skops import TLSK_TYPES
+
+    classes = (
+        ImageFeatureExtractor,
+        VGG16FeatureExtractor,
+        KerasFineTuneClassifier,
+        SmallCNNClassifier,
+        ZeroShotImageClassifier,
+        BackboneConfig,
+    )
+    assert {f"{c.__module__}.{c.__qualname__}" for c in classes} == TLSK_TYPES

@@ -89,8 +89,9 @@ def serialization(path):
     """How the model file ``path`` is written: ``"skops"`` (``.skops``) or ``"joblib"``.
 
     Every suffix but ``.skops`` is joblib (``.joblib``, ``.pkl``, none), so
-    that a model file of any name a user chose loads. Raises the ImportError that says how to install skops when a
-    ``.skops`` file is asked for without it.
+    that a model file of any name a user chose loads. Raises the ImportError
+    that says how to install skops when a ``.skops`` file is asked for
+    without it.
     """
     if os.fspath(path).lower().endswith(".skops"):
         _skops.skops_io()

@@ -58,6 +58,20 @@ INSTALL_HINT = "pip install 'tlsk[skops]'"
 # Trusted by name: each holds only arrays and estimators.
 SKLEARN_FITTED_PARTS = frozenset({"sklearn.calibration._CalibratedClassifier"})
 
+# tlsk's types a model file may build: its estimators and their fitted
+# configuration. Names, not imports: model files sit below the estimators
+# (tests/test_skops.py checks each name against its class).
+TLSK_TYPES = frozenset(
+    {
+        "tlsk.features.extractor.ImageFeatureExtractor",
+        "tlsk.features.extractor.VGG16FeatureExtractor",
+        "tlsk.networks.backbone.BackboneConfig",
+        "tlsk.training.finetune.KerasFineTuneClassifier",
+        "tlsk.training.scratch.SmallCNNClassifier",
+        "tlsk.training.zero_shot.ZeroShotImageClassifier",
+    }
+)
+
 # Types trusted only when the caller names them, and why they are not trusted
 # by default (skops refuses them by default too).
 KNOWN_RISKS = {
@@ -266,21 +280,7 @@ def is_trusted_type(name):
 
 
 def _tlsk_types():
-    from tlsk.features.extractor import ImageFeatureExtractor, VGG16FeatureExtractor
-    from tlsk.networks.backbone import BackboneConfig
-    from tlsk.training.finetune import KerasFineTuneClassifier
-    from tlsk.training.scratch import SmallCNNClassifier
-    from tlsk.training.zero_shot import ZeroShotImageClassifier
-
-    classes = (
-        BackboneConfig,
-        ImageFeatureExtractor,
-        VGG16FeatureExtractor,
-        KerasFineTuneClassifier,
-        SmallCNNClassifier,
-        ZeroShotImageClassifier,
-    )
-    return {f"{cls.__module__}.{cls.__qualname__}" for cls in classes}
+    return TLSK_TYPES
 
 
 def _class_named(name, package):
