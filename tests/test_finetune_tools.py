@@ -238,6 +238,11 @@ def test_lr_find_of_the_second_phase_trains_the_head_first(data):
         lr_find(fine_tune(), *data, phase="train")
 
 
+def test_lr_find_checks_the_parameters_as_fit_does(data):
+    with pytest.raises(ValueError, match=r"'epochs' parameter .* Got -1 instead"):
+        lr_find(small_cnn(epochs=-1), *data)
+
+
 def test_auto_rate_is_the_range_tests_suggestion(data):
     model = small_cnn(learning_rate="auto").fit(*data)
     found = model.lr_find_["train"]

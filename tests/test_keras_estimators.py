@@ -152,6 +152,25 @@ def test_fine_tune_beats_chance_on_held_out_images(finetuned, held_out):
     assert finetuned.score(*held_out) > 0.7  # chance: 1/3
 
 
+# -- preparation ------------------------------------------------------------
+
+
+def test_prepare_fit_gives_what_training_needs_and_trains_nothing(small):
+    images, labels = small
+    model = fine_tune(validation_fraction=0.25)
+    prepared = model._prepare_fit(images, labels)
+    assert prepared.classes.tolist() == ["blue", "green", "red"]
+    assert prepared.classes is model.classes_
+    np.testing.assert_array_equal(prepared.classes[prepared.encoded], labels)
+    assert sorted([*prepared.train, *prepared.valid]) == list(range(len(images)))
+    assert np.bincount(prepared.encoded[prepared.valid]).tolist() == [2, 2, 1]
+    assert len(prepared.batches.train) == 2  # 13 training images, 8 a batch
+    assert [phase.name for phase in prepared.phases] == ["head", "finetune"]
+    assert prepared.precision == model.precision_
+    assert prepared.model.name == "vgg16_finetune"
+    assert model.history_ == {} and not hasattr(model, "model_")
+
+
 # -- freezing ---------------------------------------------------------------
 
 

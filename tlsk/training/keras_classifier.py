@@ -15,10 +15,11 @@ import io
 import os
 import tempfile
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from numbers import Integral, Real
 
 import numpy as np
+from sklearn import get_config
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import train_test_split
 from sklearn.utils.class_weight import compute_class_weight
@@ -31,10 +32,12 @@ from tlsk._util.sklearn_compat import (
     StrOptions,
     _fit_context,
     image_input_tags,
+    validate_params,
 )
 from tlsk.images.decode import INTERPOLATIONS, decode_threads, image_inputs
 from tlsk.images.tta import TTA_MODES, apply_view, tta_views
 from tlsk.networks.precision import COMPUTE_PRECISIONS, PRECISIONS, resolve_precision
+from tlsk.training.lr_range_test import range_test
 from tlsk.training.optimizers import OPTIMIZERS, SCHEDULES, make_optimizer
 
 __all__ = [
@@ -42,6 +45,7 @@ __all__ = [
     "SCHEDULES",
     "KerasImageClassifier",
     "Phase",
+    "PreparedFit",
     "TrainingBatches",
     "make_optimizer",
 ]
@@ -62,7 +66,7 @@ class Phase:
     with ``learning_rate`` shaped by ``schedule`` over the phase's steps and
     ``rate_scales(model)`` for per-layer rates) or a ready Keras optimizer.
     ``learning_rate="auto"`` takes the rate of a range test
-    (:mod:`tlsk.training.lr_finder`) run on the model as the phase starts.
+    (:mod:`tlsk.training.lr_range_test`) run on the model as the phase starts.
     """
 
     name: str
@@ -95,6 +99,34 @@ class TrainingBatches:
     train: object  # ImageBatches with labels, shuffled each epoch
     valid: object  # ImageBatches with labels, or None
     class_weight: dict | None
+
+
+@dataclass(eq=False)
+class PreparedFit:
+    """Everything a fit needs before training, as ``_prepare_fit`` makes it.
+
+    When it exists, the estimator's parameters have passed their checks,
+    its ``classes_`` is set and, for a new network, ``precision_``,
+    ``history_`` and ``learning_rates_`` start afresh. ``fit`` trains
+    ``model`` through ``phases`` (:meth:`train_phase`) and keeps it;
+    :func:`tlsk.training.lr_finder.lr_find` runs its range test on it.
+    """
+
+    estimator: KerasImageClassifier = field(repr=False)  # the one being fitted
+    seed: int  # from random_state: of the split, the shuffling, the layers
+    precision: str  # that the network computes in: "float32" or "bfloat16"
+    inputs: list = field(repr=False)  # the images, as image_inputs gives them
+    encoded: np.ndarray = field(repr=False)  # the labels as indices of classes
+    classes: np.ndarray
+    train: np.ndarray = field(repr=False)  # indices of the training images
+    valid: np.ndarray = field(repr=False)  # of the validation images; may be empty
+    model: object = field(repr=False)  # new, or with warm_start the fitted one
+    batches: TrainingBatches = field(repr=False)
+    phases: list  # every Phase, in training order, some maybe of 0 epochs
+
+    def train_phase(self, phase):
+        """Train ``model`` through ``phase`` as ``fit`` does (``history_``)."""
+        self.estimator._train_phase(self.model, phase, self.batches)
 
 
 class KerasImageClassifier(ClassifierMixin, BaseEstimator):
@@ -158,8 +190,7 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
                 "classes_ must be a 1-D array of at least 2 classes; received a "
                 f"{type(classes).__name__} of shape {getattr(classes, 'shape', ())}"
             )
-        # Saved before there was a precision, a model computed in float32.
-        if getattr(self, "precision_", "float32") not in COMPUTE_PRECISIONS:
+        if self._network_precision() not in COMPUTE_PRECISIONS:
             raise ValueError(
                 f"precision_ must be one of {COMPUTE_PRECISIONS}; received "
                 f"{self.precision_!r}"
@@ -180,34 +211,75 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
     def fit(self, X, y):
         """Train on images ``X`` (paths or arrays) with labels ``y`` of any type.
 
-        The steps, each a method a subclass may extend: check the parameters
-        (:meth:`_check_parameters`), the images and labels
-        (:meth:`_check_training_data`), split off the validation images
-        (:meth:`_split`), build the network (:meth:`_initialize_model`),
-        train it phase by phase (:meth:`_fit_loop`) and keep it
-        (:meth:`_trained_model`). With ``warm_start`` and a fitted model,
-        training continues from its weights.
+        The steps, each a method a subclass may extend: prepare the fit
+        (:meth:`_prepare_fit`: parameters, data, split, network, batches,
+        phases), train the network phase by phase (:meth:`_fit_loop`) and
+        keep it (:meth:`_trained_model`). With ``warm_start`` and a fitted
+        model, training continues from its weights.
 
         Returns
         -------
         self
         """
+        prepared = self._prepare_fit(X, y)
+        self._fit_loop(prepared)
+        self.model_ = self._trained_model(prepared.model)
+        return self
+
+    def _prepare_fit(self, X, y):
+        """Everything ``fit`` does before training, as a :class:`PreparedFit`.
+
+        The steps, each a method a subclass may extend: check the parameters
+        (``_parameter_constraints``, then :meth:`_check_parameters`), the
+        images and labels (:meth:`_check_training_data`), split off the
+        validation images (:meth:`_split`), take the network
+        (:meth:`_starting_model`), make the batches
+        (:meth:`_training_batches`) and the phases (:meth:`_phases`).
+        """
+        # Inside fit, scikit-learn skips this: its _fit_context has checked.
+        if not get_config()["skip_parameter_validation"]:
+            validate_params(self)
         previous = self._warm_start_model()
         self._check_parameters()
         inputs, encoded = self._check_training_data(X, y, previous)
         seed = _seed(self.random_state)
         train, valid = self._split(encoded, seed)
-        if previous is None:
-            self.precision_ = resolve_precision(self.precision)
-            self.history_ = {}
-            self.learning_rates_ = {}
-            model = self._initialize_model(seed)
-        else:  # continue in the precision the network was built in
+        model = self._starting_model(previous, seed)
+        return PreparedFit(
+            estimator=self,
+            seed=seed,
+            precision=self._network_precision(),
+            inputs=inputs,
+            encoded=encoded,
+            classes=self.classes_,
+            train=train,
+            valid=valid,
+            model=model,
+            batches=self._training_batches(inputs, encoded, train, valid, seed),
+            phases=self._phases(model),
+        )
+
+    def _starting_model(self, previous, seed):
+        """The network training starts from: ``previous`` (``warm_start``) or new.
+
+        A new network starts new records: ``precision_`` resolved,
+        ``history_`` and ``learning_rates_`` empty. ``previous`` keeps its
+        precision and records, and training adds to them.
+        """
+        if previous is not None:
             self.__dict__.setdefault("learning_rates_", {})
-            model = previous
-        self._fit_loop(model, inputs, encoded, train, valid, seed)
-        self.model_ = self._trained_model(model)
-        return self
+            return previous
+        self.precision_ = resolve_precision(self.precision)
+        self.history_ = {}
+        self.learning_rates_ = {}
+        return self._initialize_model(seed)
+
+    def _network_precision(self):
+        """The precision the network computes in, once resolved (``precision_``).
+
+        A model saved before ``precision_`` existed computed in float32.
+        """
+        return getattr(self, "precision_", "float32")
 
     def _trained_model(self, model):
         """The network ``fit`` keeps once training ends: ``model`` itself here."""
@@ -273,11 +345,10 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
             class_weight=self._class_weights(encoded[train]),
         )
 
-    def _fit_loop(self, model, inputs, encoded, train, valid, seed):
-        """Train ``model`` through :meth:`_phases`; record each in ``history_``."""
-        data = self._training_batches(inputs, encoded, train, valid, seed)
-        for phase in self._phases(model):
-            self._train_phase(model, phase, data)
+    def _fit_loop(self, prepared):
+        """Train ``prepared.model`` phase by phase; each recorded in ``history_``."""
+        for phase in prepared.phases:
+            prepared.train_phase(phase)
 
     def _train_phase(self, model, phase, data):
         """One phase: open its layers, find its rate if "auto", compile, fit."""
@@ -318,8 +389,6 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
         The test trains, then puts every weight back; its curve is kept in
         ``lr_find_[phase.name]``.
         """
-        from tlsk.training.lr_finder import range_test
-
         result = range_test(model, phase, data.train, class_weight=data.class_weight)
         if not hasattr(self, "lr_find_"):
             self.lr_find_ = {}
@@ -372,9 +441,9 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
     def __setstate__(self, state):
         if isinstance(state.get("model_"), bytes):
             state = dict(state, model_=_model_from_bytes(state["model_"]))
-        # A model saved before one of today's parameters existed behaves as
-        # its default does (each was added with the behaviour before it), so
-        # its parameters still pass the checks of a loaded model.
+        # A parameter missing from a saved model takes its default: every
+        # parameter's default is the behaviour of a model that lacks it, so a
+        # file saved by an earlier release passes the checks of a loaded model.
         defaults = {
             name: parameter.default
             for name, parameter in inspect.signature(type(self)).parameters.items()
