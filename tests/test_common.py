@@ -10,9 +10,12 @@ in GridSearchCV) are tested with images in test_features.py and
 test_keras_estimators.py.
 """
 
+import inspect
+import re
 import warnings
 
 import pytest
+from sklearn.base import clone
 from sklearn.exceptions import SkipTestWarning
 from sklearn.utils import estimator_checks as checks
 
@@ -67,3 +70,34 @@ def test_data_checks_are_declared_inapplicable_by_the_tags(estimator):
         collected = list(checks._yield_all_checks(estimator, legacy=True))
     assert collected == []
     assert any(issubclass(w.category, SkipTestWarning) for w in caught)
+
+
+# Each estimator's first parameter, and a value of it other than its default.
+KEYWORD_ONLY = [
+    (KerasFineTuneClassifier, "backbone", "resnet50"),
+    (SmallCNNClassifier, "filters", (8, 16)),
+    (ZeroShotImageClassifier, "backbone", "clip_vit_base_patch16"),
+]
+
+
+@pytest.mark.parametrize(
+    "cls, first, value", KEYWORD_ONLY, ids=[c.__name__ for c, _, _ in KEYWORD_ONLY]
+)
+def test_a_positional_parameter_is_a_type_error_naming_its_keyword(cls, first, value):
+    name = cls.__name__
+    expected = f"{name} takes keyword arguments only: {name}({first}={value!r}, ...)"
+    with pytest.raises(TypeError, match=f"^{re.escape(expected)}$"):
+        cls(value)
+
+
+@pytest.mark.parametrize(
+    "cls, first, value", KEYWORD_ONLY, ids=[c.__name__ for c, _, _ in KEYWORD_ONLY]
+)
+def test_keyword_only_parameters_clone_get_and_set(cls, first, value):
+    parameters = list(inspect.signature(cls).parameters.values())
+    assert parameters[0].name == first
+    assert {p.kind for p in parameters} == {inspect.Parameter.KEYWORD_ONLY}
+    model = cls(**{first: value})
+    assert model.get_params()[first] == value
+    assert clone(model).get_params() == model.get_params()
+    assert cls().set_params(**{first: value}).get_params() == model.get_params()

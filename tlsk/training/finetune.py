@@ -10,6 +10,7 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
+from tlsk._util.keyword_only import keyword_only
 from tlsk._util.limits import MAX_INPUT_SIZE
 from tlsk._util.sklearn_compat import Interval, StrOptions
 from tlsk.images.decode import INTERPOLATIONS
@@ -88,6 +89,11 @@ class KerasFineTuneClassifier(KerasImageClassifier):
 
     Parameters
     ----------
+    backbone : str or path, default="vgg16"
+        The network, a name of the registry (:func:`tlsk.list_backbones`) or
+        a KerasHub preset folder (what ``save_to_preset`` writes) of a
+        network tlsk supports; images are preprocessed as that network
+        expects.
     weights : "imagenet", "pretrained", None or path, default="imagenet"
         As for :class:`tlsk.ImageFeatureExtractor`: for a KerasHub network,
         "pretrained" (or "imagenet") is its published preset, None random
@@ -125,6 +131,15 @@ class KerasFineTuneClassifier(KerasImageClassifier):
         blocks (12 for DINOv2-S and ViT-B, 24 for DINOv2-L; a preset's
         ``num_layers``), the last ones unfrozen with every layer after them,
         or adapted with ``lora_rank``.
+    lora_rank : int or None, default=None
+        For a KerasHub network: phase 2 trains rank-``r`` adapters
+        (``W + A @ B``, ``A`` of ``r`` columns, ``B`` of ``r`` rows, ``B``
+        starting at zero) on the projections of the last ``trainable_blocks``
+        blocks instead of unfreezing them; the head trains as always. A
+        network saved with them (pickle, ``.keras``, :func:`tlsk.save_model`)
+        holds them merged into its kernels: the same outputs, no adapters
+        left. None: unfreeze the blocks. A keras.applications network takes
+        None only.
     finetune_epochs : int, default=10
     finetune_learning_rate : float or "auto", default=1e-4
         ``"auto"`` as for ``head_learning_rate``, the test run on the network
@@ -161,6 +176,10 @@ class KerasFineTuneClassifier(KerasImageClassifier):
         float32 weights and softmax); ``"auto"`` picks it where the hardware
         computes bfloat16 natively, float32 elsewhere (see
         :mod:`tlsk.networks.precision`). Resolved at ``fit`` into ``precision_``.
+    tta : {None, "flip", "ten_crop"}, default=None
+        Test-time augmentation: ``predict_proba`` averages the probabilities
+        over the views of :mod:`tlsk.images.tta` (2 or 10 predictions per image);
+        training is unchanged.
     interpolation : str or None, default=None
         The Pillow filter that resizes images for a keras.applications
         network (see :func:`tlsk.images.decode.resize_image`); None: "bilinear". A
@@ -170,24 +189,6 @@ class KerasFineTuneClassifier(KerasImageClassifier):
     class_weight, batch_size, n_jobs, random_state, verbose
         As for :class:`tlsk.SmallCNNClassifier`; early stopping applies to each
         phase and restores that phase's best weights.
-    tta : {None, "flip", "ten_crop"}, default=None
-        Test-time augmentation: ``predict_proba`` averages the probabilities
-        over the views of :mod:`tlsk.images.tta` (2 or 10 predictions per image);
-        training is unchanged.
-    backbone : str or path, default="vgg16"
-        The network, a name of the registry (:func:`tlsk.list_backbones`) or
-        a KerasHub preset folder (what ``save_to_preset`` writes) of a
-        network tlsk supports; images are preprocessed as that network
-        expects.
-    lora_rank : int or None, default=None
-        Keyword only. For a KerasHub network: phase 2 trains rank-``r``
-        adapters (``W + A @ B``, ``A`` of ``r`` columns, ``B`` of ``r`` rows,
-        ``B`` starting at zero) on the projections of the last
-        ``trainable_blocks`` blocks instead of unfreezing them; the head
-        trains as always. A network saved with them (pickle, ``.keras``,
-        :func:`tlsk.save_model`) holds them merged into its kernels: the
-        same outputs, no adapters left. None: unfreeze the blocks. A
-        keras.applications network takes None only.
 
     Attributes
     ----------
@@ -200,7 +201,7 @@ class KerasFineTuneClassifier(KerasImageClassifier):
         ``{phase: rate}``: each phase's peak learning rate, found ones included.
     lr_find_ : dict
         Only with an ``"auto"`` rate:
-        ``{phase: tlsk.training.lr_finder.LRFinderResult}``.
+        ``{phase: tlsk.training.lr_range_test.LRFinderResult}``.
     weights_sha256_ : str
         The SHA-256 of the weights file the base started from.
     precision_ : str
@@ -404,8 +405,11 @@ class KerasFineTuneClassifier(KerasImageClassifier):
         transformer = self._transformer()
         return None if transformer is None else transformer.converter
 
+    @keyword_only
     def __init__(
         self,
+        *,
+        backbone=DEFAULT_BACKBONE,
         weights="imagenet",
         input_size=None,
         pooling=None,
@@ -415,6 +419,7 @@ class KerasFineTuneClassifier(KerasImageClassifier):
         head_learning_rate=1e-3,
         head_optimizer="adam",
         trainable_blocks=1,
+        lora_rank=None,
         finetune_epochs=10,
         finetune_learning_rate=1e-4,
         finetune_momentum=0.9,
@@ -434,10 +439,8 @@ class KerasFineTuneClassifier(KerasImageClassifier):
         n_jobs=None,
         random_state=None,
         verbose=0,
-        backbone=DEFAULT_BACKBONE,
-        *,
-        lora_rank=None,
     ):
+        self.backbone = backbone
         self.weights = weights
         self.input_size = input_size
         self.pooling = pooling
@@ -447,6 +450,7 @@ class KerasFineTuneClassifier(KerasImageClassifier):
         self.head_learning_rate = head_learning_rate
         self.head_optimizer = head_optimizer
         self.trainable_blocks = trainable_blocks
+        self.lora_rank = lora_rank
         self.finetune_epochs = finetune_epochs
         self.finetune_learning_rate = finetune_learning_rate
         self.finetune_momentum = finetune_momentum
@@ -466,8 +470,6 @@ class KerasFineTuneClassifier(KerasImageClassifier):
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
-        self.backbone = backbone
-        self.lora_rank = lora_rank
 
     def _image_size(self):
         # Fitted: the network's (a preset folder is not read again).

@@ -6,6 +6,7 @@ from numbers import Integral, Real
 
 import numpy as np
 
+from tlsk._util.keyword_only import keyword_only
 from tlsk._util.sklearn_compat import Interval, StrOptions
 from tlsk.networks.precision import keras_dtype
 from tlsk.training.keras_classifier import (
@@ -139,8 +140,10 @@ class SmallCNNClassifier(KerasImageClassifier):
                 f"{self.filters!r}"
             )
 
+    @keyword_only
     def __init__(
         self,
+        *,
         filters=(32, 64, 128),
         dense_units=128,
         dropout=0.5,

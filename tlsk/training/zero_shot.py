@@ -30,6 +30,7 @@ from sklearn.utils import check_consistent_length
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
+from tlsk._util.keyword_only import keyword_only
 from tlsk._util.limits import MAX_BATCH_SIZE, MAX_N_JOBS
 from tlsk._util.sklearn_compat import (
     Interval,
@@ -250,6 +251,7 @@ class ZeroShotImageClassifier(ClassifierMixin, BaseEstimator):
         "verbose": ["verbose"],
     }
 
+    @keyword_only
     def __init__(
         self,
         *,
