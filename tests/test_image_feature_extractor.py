@@ -307,3 +307,15 @@ def test_a_fitted_extractor_of_a_keras_file_pickles_small(my_network):
     np.testing.assert_array_equal(
         pickle.loads(data).transform(images), extractor.transform(images)
     )
+
+
+@pytest.mark.parametrize(
+    "cls, expected",
+    [
+        (ImageFeatureExtractor, r"\w+Extractor\(backbone='resnet50', \.\.\.\)"),
+        (VGG16FeatureExtractor, r"\w+Extractor\(weights='resnet50', \.\.\.\)"),
+    ],
+)
+def test_a_positional_argument_is_a_type_error_naming_the_keyword(cls, expected):
+    with pytest.raises(TypeError, match="takes keyword arguments only: " + expected):
+        cls("resnet50")

@@ -25,6 +25,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
+from tlsk._util.keyword_only import keyword_only
 from tlsk._util.limits import (
     MAX_BATCH_SIZE,
     MAX_IMAGE_PIXELS,
@@ -277,8 +278,10 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
         "random_state": ["random_state"],
     }
 
+    @keyword_only
     def __init__(
         self,
+        *,
         backbone="vgg16",
         weights="imagenet",
         layer=None,
@@ -992,8 +995,10 @@ n_jobs, verbose, tta, engine, calibration_size, random_state
         ],
     }
 
+    @keyword_only
     def __init__(
         self,
+        *,
         weights="imagenet",
         layer="block5_pool",
         pooling="avg",
