@@ -16,7 +16,6 @@ import functools
 import os
 import re
 import reprlib
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from numbers import Integral
 
@@ -52,6 +51,7 @@ from tlsk.images.decode import (
     INTERPOLATIONS,
     ImageError,
     decode_threads,
+    decoded,
     image_inputs,
     resize_image,
 )
@@ -682,12 +682,12 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
             backbone.fingerprint["input_size"], self.interpolation or "bilinear"
         )
 
-        def load(index):
-            key, image = inputs[index].load(self.max_image_pixels)
-            return key, resize(image)
-
+        loaded, max_pixels = [], self.max_image_pixels
         with ThreadPoolExecutor(decode_threads(self.n_jobs), "tlsk-decode") as pool:
-            loaded = list(pool.map(load, chosen))
+            for _, result in decoded(inputs, chosen, resize, max_pixels, pool):
+                if isinstance(result, ImageError):
+                    raise result
+                loaded.append(result)
         keys = [key.hex() if isinstance(key, bytes) else str(key) for key, _ in loaded]
         images = self._prepared(np.stack([image for _, image in loaded]))
         self.calibration_keys_ = keys
@@ -878,29 +878,15 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
                 bar.update(len(batch))
 
     def _decoded(self, inputs, todo, pool):
-        """Yield ``(index, (key, image) or ImageError)`` in order, decoding ahead."""
+        """``(index, (key, image) or ImageError)`` in order, decoded on ``pool``."""
         # What changes the output comes from the fitted fingerprint, never from
         # parameters set since: vectors must match the namespace they go into.
         resize = self._resizer(
             self.fingerprint_["input_size"], self.fingerprint_["interpolation"]
         )
-        max_pixels = self.max_image_pixels
-
-        def load(index):
-            try:
-                key, image = inputs[index].load(max_pixels)
-            except ImageError as err:
-                return index, err
-            return index, (key, resize(image))
-
-        lookahead = 2 * self.batch_size
-        pending = deque()
-        for index in todo:
-            pending.append(pool.submit(load, index))
-            if len(pending) >= lookahead:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+        return decoded(
+            inputs, todo, resize, self.max_image_pixels, pool, 2 * self.batch_size
+        )
 
 
 def _hub_blocks(network):

@@ -71,6 +71,7 @@ import hashlib
 import io
 import os
 import warnings
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -96,6 +97,7 @@ __all__ = [
     "decode_image",
     "decode_threads",
     "image_inputs",
+    "decoded",
     "load_batch",
     "read_image",
     "resize_image",
@@ -823,8 +825,48 @@ def load_batch(
     inputs = list(inputs) if not isinstance(inputs, Sequence) else inputs
     batch = np.empty((len(inputs), size, size, 3), dtype=np.float32)
     keys = []
-    for i, item in enumerate(inputs):
-        key, image = item.load(max_pixels)
-        batch[i] = resize(image)
-        keys.append(key)
+    for i, result in decoded(inputs, range(len(inputs)), resize, max_pixels):
+        if isinstance(result, ImageError):
+            raise result
+        keys.append(result[0])
+        batch[i] = result[1]
     return keys, batch
+
+
+def decoded(
+    inputs, indices, resize, max_pixels=DEFAULT_MAX_PIXELS, pool=None, lookahead=64
+):
+    """Yield ``(index, (key, resized image) or ImageError)`` for each of ``indices``.
+
+    The one loop that turns images into resized pixels. In the order of
+    ``indices``; an image that cannot be read or decoded yields its
+    :class:`ImageError` (the caller decides: raise, or a NaN row).
+    ``resize(image)`` makes the decoded image the network's input size.
+    With a ``pool`` (a ``concurrent.futures`` executor), images are decoded
+    on it, up to ``lookahead`` ahead of the one yielded; without, here.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> inputs = image_inputs([np.zeros((8, 8, 3), np.uint8)])
+    >>> [(i, image.shape) for i, (_, image) in decoded(inputs, [0], lambda im: im)]
+    [(0, (8, 8, 3))]
+    """
+
+    def load(index):
+        try:
+            key, image = inputs[index].load(max_pixels)
+        except ImageError as err:
+            return index, err
+        return index, (key, resize(image))
+
+    if pool is None:
+        yield from map(load, indices)
+        return
+    pending = deque()
+    for index in indices:
+        pending.append(pool.submit(load, index))
+        if len(pending) >= lookahead:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()

@@ -31,6 +31,7 @@ their probabilities differ slightly from these.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from numbers import Integral
@@ -39,7 +40,7 @@ import numpy as np
 
 from tlsk._util.files import file_identity
 from tlsk._util.memo import Memo, settled
-from tlsk.images.decode import DEFAULT_MAX_PIXELS, FileInput, ImageError, resize_image
+from tlsk.images.decode import FileInput, ImageError, decoded, resize_image
 from tlsk.networks.backbone import imagenet_weights_path, load_weights
 from tlsk.networks.preprocessing import preprocess
 from tlsk.networks.registry import DEFAULT_BACKBONE, WeightsFile, get_spec
@@ -317,16 +318,18 @@ def predict_imagenet(
     imagenet = isinstance(weights, str) and weights == "imagenet"
     model = _model(spec, _resolve_weights(weights, spec), imagenet)
     results = [None] * len(inputs)
+    resize = functools.partial(
+        resize_image, size=spec.native_size, interpolation=INTERPOLATION
+    )
     for start in range(0, len(inputs), batch_size):
         indices, images = [], []
-        for index in range(start, min(start + batch_size, len(inputs))):
-            try:
-                _, image = inputs[index].load(DEFAULT_MAX_PIXELS)
-            except ImageError as err:
-                results[index] = err
-                continue
-            indices.append(index)
-            images.append(resize_image(image, spec.native_size, INTERPOLATION))
+        todo = range(start, min(start + batch_size, len(inputs)))
+        for index, result in decoded(inputs, todo, resize):
+            if isinstance(result, ImageError):
+                results[index] = result
+            else:
+                indices.append(index)
+                images.append(result[1])
         if not images:
             continue
         batch = preprocess(np.stack(images), spec.preprocessing)
