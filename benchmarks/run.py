@@ -41,9 +41,9 @@ Writes ``results.md`` (tables, targets met or not) and ``results.json`` to
   and load time and file size of a bottleneck pipeline and a fine-tuned
   VGG16;
 - cache-scaling (only when asked for: about 20 minutes, 10 GB of disk):
-  caches of 10,000 to 1,000,000 vectors, format 2 vs the pinned format 1:
-  adding 32 vectors, a cold 1,000-key lookup in a new process, filling by
-  small appends vs one bulk fill.
+  caches of 10,000 to 1,000,000 vectors, each size vs the smallest: adding
+  32 vectors, a cold 1,000-key lookup in a new process, filling by small
+  appends vs one bulk fill.
 - engines (only when asked for: about 10 minutes): Keras float32 and
   mixed_bfloat16 vs OpenVINO float32, bf16 and int8 (NNCF), on decoded
   arrays and from JPEG files through tlsk: images/s, GFLOP/s, cosine to
@@ -160,7 +160,6 @@ FULL = {
     "scaling_sizes": (10_000, 100_000, 1_000_000),
     "scaling_rounds": 3,
     "scaling_append": 100,
-    "scaling_v1_fill_max": 100_000,
     "labels_photos": 100,  # per class, six classes
     "labels_digits": 1000,
     "labels_size": 64,
@@ -202,7 +201,6 @@ QUICK = {
     "finetune_images": 32,
     "scaling_sizes": (10_000, 100_000),
     "scaling_rounds": 2,
-    "scaling_v1_fill_max": 10_000,
     "tta_photos": 30,
     "tta_digits": 200,
     "tta_size": 64,
@@ -245,7 +243,6 @@ SMOKE = {
     "hub_finetune_photos": 5,
     "scaling_sizes": (1_000, 2_000),
     "scaling_rounds": 1,
-    "scaling_v1_fill_max": 2_000,
     "labels_photos": 10,
     "labels_digits": 60,
     "labels_size": 32,

@@ -4,10 +4,18 @@ Usage::
 
     python _cache_worker.py crash PATH              # append batches until killed
     python _cache_worker.py share PATH START STOP   # the extractor's claim loop
+    python _cache_worker.py migrate PATH MOMENT     # open a format-1 cache
 
-Both modes print ``ready`` once imported. ``crash`` prints ``done I`` after
+Every mode prints ``ready`` once imported. ``crash`` prints ``done I`` after
 batch I is written; ``share`` waits for a line on stdin, then computes the
-missing vectors of keys START..STOP-1 and prints ``computed N``.
+missing vectors of keys START..STOP-1 and prints ``computed N``. ``migrate``
+looks a key up in the format-1 cache at PATH, which migrates it; at MOMENT
+of the migration it prints MOMENT and waits to be killed:
+
+- ``writing``: the first run written, the second being written (its
+  temporary file open, half-built);
+- ``publishing``: every run written, the manifest not yet in place;
+- ``published``: the manifest in place, the format-1 parts not yet deleted.
 """
 
 import hashlib
@@ -68,10 +76,41 @@ def share(path, start, stop):
     print(f"computed {computed}", flush=True)
 
 
+def migrate(path, moment):
+    from tlsk.cache import _merge, _migrate
+
+    def stop():
+        print(moment, flush=True)
+        time.sleep(600)
+
+    write_namespace, write_manifest = _merge.write_namespace, _migrate.write_manifest
+    written = []
+
+    def writing(*args, **kwargs):
+        write_namespace(*args, **kwargs)
+        written.append(args[1])
+        if moment == "writing" and len(written) == 2:
+            stop()
+
+    def publishing(manifest):
+        if moment == "publishing":
+            stop()
+        published = write_manifest(manifest)
+        if moment == "published":
+            stop()
+        return published
+
+    _merge.write_namespace, _migrate.write_manifest = writing, publishing
+    FeatureCache(path).lookup(FINGERPRINT, [fake_key(0)], DIM)
+    print("done", flush=True)
+
+
 if __name__ == "__main__":
-    mode, path, *numbers = sys.argv[1:]
+    mode, path, *rest = sys.argv[1:]
     print("ready", flush=True)
     if mode == "crash":
         crash(path)
+    elif mode == "migrate":
+        migrate(path, *rest)
     else:
-        share(path, *map(int, numbers))
+        share(path, *map(int, rest))

@@ -17,9 +17,15 @@ import h5py
 import numpy as np
 import pytest
 
-from tests._cache_files import flip_a_vector_byte, leftover_files, run_files
+from tests._cache_files import (
+    flip_a_vector_byte,
+    leftover_files,
+    run_files,
+    write_v1_cache,
+)
 from tests._cache_worker import DIM, FINGERPRINT, fake_key, fake_vectors
 from tlsk.cache import CacheError, CacheWarning, FeatureCache, namespace_id
+from tlsk.cache._keys import canonical_json
 
 WORKER = str(Path(__file__).with_name("_cache_worker.py"))
 NS = namespace_id(FINGERPRINT)
@@ -248,6 +254,66 @@ def test_sigkill_at_a_random_moment_keeps_completed_batches(tmp_path, seed):
         pass
     assert leftover_files(tmp_path) == []
     assert cache.lookup(FINGERPRINT, keys, DIM)[0].all()
+    assert cache.verify() == []
+
+
+OTHER = {**FINGERPRINT, "pooling": "max"}
+
+
+@pytest.mark.parametrize("moment", ["writing", "publishing", "published"])
+def test_sigkill_during_a_migration_leaves_a_cache_that_loads(tmp_path, moment):
+    cache = FeatureCache(tmp_path / "features.h5")
+    keys, others, other_ns = _keys(40), _keys(60, 40), namespace_id(OTHER)
+    fp_json = canonical_json(FINGERPRINT)
+    write_v1_cache(cache.path, fp_json, NS, keys, fake_vectors(keys))
+    part = Path(f"{cache.path}.parts") / f"part-{0:020d}-1-0123abcd.h5"
+    part.parent.mkdir()
+    write_v1_cache(part, canonical_json(OTHER), other_ns, others, fake_vectors(others))
+    old = Path(cache.path).read_bytes()
+    proc = subprocess.Popen(
+        [sys.executable, WORKER, "migrate", cache.path, moment],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        assert proc.stdout.readline() == f"{moment}\n"
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    # Where it was killed: the runs (and the half-built one) it left.
+    runs_dir = Path(f"{cache.path}.runs")
+    left = sorted(p.name.startswith(".tmp-") for p in runs_dir.iterdir())
+    assert left == {"writing": [False, True]}.get(moment, [False, False])
+    with h5py.File(cache.path, "r") as f:
+        version = f.attrs["format_version"]
+    if moment == "published":
+        assert version == 2  # the migrated cache
+    else:
+        assert version == 1 and Path(cache.path).read_bytes() == old  # the old one
+    assert part.exists()  # deleted only after the manifest is in place
+
+    for fingerprint, stored in ((FINGERPRINT, keys), (OTHER, others)):
+        found, vectors = cache.lookup(fingerprint, stored, DIM)
+        assert found.all()  # nothing to compute again
+        np.testing.assert_array_equal(vectors, fake_vectors(stored))
+    info = cache.info()
+    assert info.format_version == 2
+    assert {ns.id: ns.entries for ns in info.namespaces} == {NS: 40, other_ns: 20}
+    assert cache.verify() == []
+
+    # The next writer deletes what the killed migration left (its temporary
+    # made older than 5 s: a younger one could be a live writer's). The parts
+    # of a cache killed after its manifest was in place are not read again.
+    past = time.time() - 10
+    for temporary in tmp_path.rglob(".tmp-*"):
+        os.utime(temporary, (past, past))
+    with cache.writer(FINGERPRINT, DIM):
+        pass
+    parts = [f"features.h5.parts/{part.name}"] if moment == "published" else []
+    assert leftover_files(tmp_path) == parts
     assert cache.verify() == []
 
 

@@ -1,7 +1,10 @@
 """Runs, merges, format-1 caches and the file-key memo of tlsk.cache."""
 
+import errno
+import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,7 +17,7 @@ import pytest
 from tests._cache_files import run_files, write_v1_cache
 from tests._cache_worker import DIM, FINGERPRINT, fake_key, fake_vectors
 from tests._datasets import write_image_folder
-from tlsk.cache import FeatureCache, FileKeyMemo, namespace_id
+from tlsk.cache import CacheError, FeatureCache, FileKeyMemo, namespace_id
 from tlsk.cache._bloom import may_hold
 from tlsk.cache._keys import canonical_json
 from tlsk.cache._manifest import NamespaceEntry, RunRef
@@ -131,23 +134,119 @@ def _v1_cache(path, keys, rows_written=None):
     )
 
 
-def test_a_format_1_cache_is_read_then_migrated_by_the_first_write(cache):
+def _v1_cache_with_a_part(cache):
+    """A format-1 main file of keys 0-4 and a part of keys 5-7; the part."""
     _v1_cache(cache.path, _keys(5))
     part = Path(f"{cache.path}.parts") / ("part-" + "0" * 20 + "-1-0123abcd.h5")
     part.parent.mkdir()
     _v1_cache(part, _keys(8, 5))  # a part not merged yet
-    info = cache.info()
+    return part
+
+
+def test_a_format_1_cache_is_migrated_by_its_first_lookup(cache):
+    part = _v1_cache_with_a_part(cache)
+    main = Path(cache.path).read_bytes()
+    info = cache.info()  # reports, writes nothing
     assert (info.format_version, info.pending_parts) == (1, 1)
     assert info.namespaces[0].entries == 8
     assert cache.verify() == []
-    _assert_serves(cache, _keys(8))
+    assert Path(cache.path).read_bytes() == main and part.exists()
+    assert sorted(os.listdir(Path(cache.path).parent)) == [
+        "features.h5",
+        "features.h5.parts",
+    ]
+    _assert_serves(cache, _keys(8))  # the lookup migrated it first
+    with h5py.File(cache.path, "r") as f:
+        assert (f.attrs["format_version"], f.attrs["role"]) == (2, "manifest")
+    info = cache.info()
+    assert (info.format_version, info.pending_parts) == (2, 0)
+    assert (info.namespaces[0].entries, info.namespaces[0].runs) == (8, 1)
+    assert not part.parent.exists()
+    assert cache.verify() == []
     _append(cache, _keys(10, 6))  # 2 new keys
+    info = cache.info()
+    assert (info.namespaces[0].entries, info.namespaces[0].runs) == (10, 2)
+    assert cache.verify() == []
+    _assert_serves(cache, _keys(10))
+
+
+def test_a_format_1_cache_is_migrated_by_its_first_write(cache):
+    part = _v1_cache_with_a_part(cache)
+    _append(cache, _keys(10, 6))  # 2 new keys: the writer looks up first
     info = cache.info()
     assert (info.format_version, info.pending_parts) == (2, 0)
     assert (info.namespaces[0].entries, info.namespaces[0].runs) == (10, 2)
-    assert not part.parent.exists() or not any(part.parent.iterdir())
-    assert cache.verify() == []
+    assert info.namespaces[0].rows_written == 5 + 3 + 4
+    assert not part.parent.exists() and cache.verify() == []
     _assert_serves(cache, _keys(10))
+
+
+def test_the_committed_format_1_cache_is_migrated_when_opened(tmp_path):
+    """The fixture tlsk wrote before format 2: same vectors, to the bit."""
+    fixture = REPO / "tests" / "fixtures" / "vgg16_cache_v0" / "cache.h5"
+    copy = tmp_path / "cache.h5"
+    shutil.copyfile(fixture, copy)
+    with h5py.File(copy, "r") as f:
+        stored = {
+            ns: (
+                json.loads(group.attrs["fingerprint"]),
+                [row.tobytes() for row in group["keys"][:]],
+                group["vectors"][:],
+            )
+            for ns, group in f["namespaces"].items()
+        }
+    cache = FeatureCache(copy)
+    for fingerprint, keys, vectors in stored.values():
+        found, got = cache.lookup(fingerprint, keys, vectors.shape[1])
+        assert found.all()  # nothing to compute again
+        np.testing.assert_array_equal(got, vectors)
+    info = cache.info()
+    assert (info.format_version, info.runs) == (2, len(stored))
+    assert sorted(ns.id for ns in info.namespaces) == sorted(stored)
+    assert [ns.entries for ns in info.namespaces] == [3, 3, 3]
+    assert cache.verify() == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "cache.h5",
+        "cache.h5.lock",
+        "cache.h5.runs",
+    ]
+
+
+def test_a_format_1_cache_that_cannot_be_written_is_refused_and_kept(
+    cache, monkeypatch
+):
+    part = _v1_cache_with_a_part(cache)
+    before = {p: p.read_bytes() for p in (Path(cache.path), part)}
+    folder = Path(cache.path).parent
+    listing = sorted(os.listdir(folder))
+    opener = os.open
+
+    def read_only(path, flags, *args, **kwargs):
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), path)
+        return opener(path, flags, *args, **kwargs)
+
+    def no_mkdir(path, *args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), path)
+
+    with monkeypatch.context() as m:  # a read-only file system
+        m.setattr(os, "open", read_only)
+        m.setattr(os, "mkdir", no_mkdir)
+        message = (
+            f"feature cache {cache.path!r} is in format 1, which tlsk reads only "
+            "once it is migrated to format 2, and it cannot be migrated where it "
+            "lies ([Errno 30] Read-only file system"
+        )
+        with pytest.raises(CacheError, match=re.escape(message)) as raised:
+            cache.lookup(FINGERPRINT, _keys(8), DIM)
+        assert f"run `tlsk cache compact {cache.path}` once" in str(raised.value)
+        info = cache.info()  # reports it as it is
+        assert (info.format_version, info.namespaces[0].entries) == (1, 8)
+        assert cache.verify() == []
+    assert {p: p.read_bytes() for p in before} == before
+    assert sorted(os.listdir(folder)) == listing
+    _assert_serves(cache, _keys(8))  # writable again: migrated
+    assert cache.info().format_version == 2
 
 
 def test_compact_migrates_a_format_1_cache(cache):

@@ -69,9 +69,13 @@ format mark at its start) is refused as "not a tlsk feature cache": neither
 is ever moved or replaced. A shard written by :meth:`FeatureCache.write_shard`
 has the layout of a run, with any number of namespaces.
 
-Format version 1 (one main file of unsorted keys, plus ``features.h5.parts/``)
-is still read as it is, and migrated to version 2 by the first write or by
-:meth:`FeatureCache.compact` (see :mod:`tlsk.cache._legacy`).
+tlsk reads format 2 only. A cache of format version 1 (one main file of
+unsorted keys, plus ``features.h5.parts/``) is migrated to format 2 the first
+time it is used (a lookup, a write, :meth:`FeatureCache.compact`), under the
+write lock (:mod:`tlsk.cache._migrate`); one that cannot be written where it
+lies raises :class:`CacheError` saying how to migrate it.
+:meth:`FeatureCache.info` and :meth:`~FeatureCache.verify` write nothing:
+they read a format-1 cache as it is.
 
 Crash and concurrency protocol
 ------------------------------
@@ -83,6 +87,10 @@ fsynced (:mod:`tlsk._util.files`). Each file is absent, or complete.
   by :meth:`CacheWriter.claim`; the kernel drops it when a process dies), an
   append writes its new keys as one run and then publishes a manifest that
   names it. Killed before the publish, the run is an orphan nobody reads.
+* **Migrating** a format-1 cache holds the write lock: its runs are written,
+  then a manifest replaces the main file in one rename, then the parts are
+  deleted. Killed anywhere, the cache is the format-1 one or the format-2
+  one; its readers wait for the migration, once.
 * **Merging** holds only the merge lock while it reads and writes runs, and
   the write lock only to publish (:mod:`tlsk.cache._merge`): neither readers
   nor writers wait for it; killed anywhere, nothing is lost.

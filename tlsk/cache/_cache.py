@@ -34,6 +34,7 @@ from tlsk.cache._layout import (
     ROLE_RUN,
     CacheError,
     DamagedError,
+    Format1Error,
     attr_str,
     check_attrs,
     check_cache_file,
@@ -41,7 +42,6 @@ from tlsk.cache._layout import (
     open_h5,
     write_root,
 )
-from tlsk.cache._legacy import legacy_parts, migrate
 from tlsk.cache._manifest import (
     RUNS_SUFFIX,
     Manifest,
@@ -56,11 +56,11 @@ from tlsk.cache._merge import (
     has_leftovers,
     merge_due,
     opened_sources,
-    read_keys,
     tidy,
     union_plan,
     write_run,
 )
+from tlsk.cache._migrate import migrate, parts, survey
 from tlsk.cache._reader import Reader, shared_reader
 from tlsk.cache._runs import SMALL_RUN_ROWS, write_namespace
 
@@ -94,7 +94,7 @@ class CacheInfo:
 
     path: str
     size_bytes: int
-    pending_parts: int  # version-1 part files not migrated yet
+    pending_parts: int  # format-1 part files, migrated when the cache is used
     namespaces: list[NamespaceInfo]
     format_version: int = FORMAT_VERSION
     runs: int = 0
@@ -137,9 +137,7 @@ IN_MEMORY_BYTES = 1 << 26
 def _index_bytes(runs: Sequence[RunRef]) -> int:
     total = 0
     for run in runs:
-        if run.legacy:
-            total += (run.rows or 0) * 40  # keys and their order, sorted in memory
-        elif run.rows <= SMALL_RUN_ROWS:
+        if run.rows <= SMALL_RUN_ROWS:
             total += run.rows * 32
         else:  # fences and the Bloom filter
             total += -(-run.rows // FENCE_ROWS) * KEY_BYTES + bloom_size(run.rows)
@@ -242,13 +240,14 @@ class FeatureCache:
         """
         fp_json = canonical_json(fingerprint)
         reader = shared_reader(self.path, sha256_hex(fp_json), fp_json, check_dim(dim))
-        self._tidy_if_idle()
 
         def locked_lookup():
             with reader.lock:
                 return reader.lookup(keys)
 
-        return self._without_damaged_files(locked_lookup)
+        found = self._guarded(locked_lookup)
+        self._tidy_if_idle()  # after the lookup, which left the cache in format 2
+        return found
 
     def writer(self, fingerprint: Mapping, dim: int) -> CacheWriter:
         """A :class:`CacheWriter` for one namespace (use it as a context manager)."""
@@ -279,58 +278,41 @@ class FeatureCache:
     def info(self) -> CacheInfo:
         """Files, runs, entries and index sizes, from the manifest alone.
 
-        A version-1 cache not migrated yet is read in full to count its
-        entries.
+        Writes nothing: a format-1 cache is read in full to count its entries
+        (each namespace shown as the one run its migration makes), and
+        reported as format 1.
         """
-        manifest = read_manifest(self.path)
-        parts = legacy_parts(self.path) if manifest.version == 1 else []
-        namespaces = []
-        for ns, entry in sorted(manifest.namespaces.items()):
-            if manifest.version == 1:
-                entries, rows_written = self._legacy_counts(entry, parts)
-                runs = [RunRef(self.path, entries, legacy=True)]
-            else:
-                entries, rows_written, runs = (
-                    entry.entries,
-                    entry.rows_written,
-                    entry.runs,
-                )
-            namespaces.append(
-                NamespaceInfo(
-                    id=ns,
-                    fingerprint=json.loads(entry.fingerprint),
-                    dim=entry.dim,
-                    entries=entries,
-                    rows_written=rows_written,
-                    runs=len(runs),
-                    index_bytes=_index_bytes(runs),
-                )
+        try:
+            manifest, pending = read_manifest(self.path), []
+        except Format1Error:
+            manifest, pending = survey(self.path)
+        namespaces = [
+            NamespaceInfo(
+                id=ns,
+                fingerprint=json.loads(entry.fingerprint),
+                dim=entry.dim,
+                entries=entry.entries,
+                rows_written=entry.rows_written,
+                runs=len(entry.runs),
+                index_bytes=_index_bytes(entry.runs),
             )
-        files = [self.path, *parts] + [
-            run.path
-            for e in manifest.namespaces.values()
-            for run in e.runs
-            if not run.legacy
+            for ns, entry in sorted(manifest.namespaces.items())
         ]
+        files = {self.path, *pending} | {
+            run.path for e in manifest.namespaces.values() for run in e.runs
+        }
         size = sum(os.path.getsize(p) for p in files if os.path.exists(p))
         memo = [ns for ns in namespaces if ns.id == _MEMO_NS]
         return CacheInfo(
             path=self.path,
             size_bytes=size,
-            pending_parts=len(parts),
+            pending_parts=len(pending),
             namespaces=[ns for ns in namespaces if ns.id != _MEMO_NS],
             format_version=manifest.version,
             runs=sum(ns.runs for ns in namespaces),
             index_bytes=sum(ns.index_bytes for ns in namespaces),
             file_keys=memo[0] if memo else None,
         )
-
-    def _legacy_counts(self, entry: NamespaceEntry, parts: list[str]):
-        sources = [RunRef(p, None, legacy=True) for p in [self.path, *parts]]
-        with opened_sources(sources, entry.id, entry.fingerprint, entry.dim) as groups:
-            keys = [read_keys(group, ref.path) for ref, group in groups]
-            rows_written = sum(group.rows_written for _, group in groups)
-        return len(np.unique(np.concatenate(keys))) if keys else 0, rows_written
 
     def verify(self) -> list[str]:
         """Read every file fully and return the problems found.
@@ -353,11 +335,11 @@ class FeatureCache:
     # -- writing --------------------------------------------------------------
 
     def _current(self) -> Manifest:
-        """The manifest, version-1 caches migrated; call with the write lock."""
-        manifest = read_manifest(self.path)
-        if manifest.version == 1:
-            manifest = migrate(manifest)
-        return manifest
+        """The manifest, a format-1 cache migrated first; call with the write lock."""
+        try:
+            return read_manifest(self.path)
+        except Format1Error:
+            return migrate(self.path, self._lock_path)
 
     def prune(self, namespace: str) -> int:
         """Remove one namespace (its runs are deleted).
@@ -426,10 +408,11 @@ class FeatureCache:
                 raise ValueError(f"cannot add the cache {self.path!r} to itself")
             if not os.path.isfile(shard):
                 raise FileNotFoundError(f"shard file {shard!r} does not exist")
-            if legacy_parts(shard):
+            if parts(shard):
                 raise CacheError(
                     f"shard {shard!r} has pending parts in {shard + '.parts'!r}; "
-                    "end its writer (which consolidates them) before adding it"
+                    f"run `tlsk cache compact {shard}` (which migrates them into "
+                    "format 2) before adding it"
                 )
         if not shards:
             return 0
@@ -555,8 +538,21 @@ class FeatureCache:
         check_cache_file(self.path)
         return locked(lock_path)
 
-    def _without_damaged_files(self, operation):
-        return without_damaged_files(self.path, self._lock_path, operation)
+    def _guarded(self, operation):
+        """``operation()``, once the cache is in format 2 and without damaged files.
+
+        A format-1 cache that it meets is migrated, a damaged file set aside;
+        then it runs again.
+        """
+
+        def in_format_2():
+            try:
+                return operation()
+            except Format1Error:
+                migrate(self.path, self._lock_path)
+            return operation()
+
+        return without_damaged_files(self.path, self._lock_path, in_format_2)
 
 
 def _shard_sources(shard: str) -> list[RunRef]:
@@ -577,7 +573,8 @@ def _source_namespaces(sources: Sequence[RunRef]) -> dict[str, tuple[str, int]]:
     found: dict[str, tuple[str, int]] = {}
     for source in sources:
         with open_h5(source.path) as f:
-            _, ns_ids = check_root(f, source.path, ("legacy", ROLE_RUN))
+            roles = ("legacy",) if source.legacy else (ROLE_RUN,)
+            _, ns_ids = check_root(f, source.path, roles)
             for ns in ns_ids:
                 attrs = check_attrs(f["namespaces"][ns], source.path, ns)
                 found.setdefault(ns, (attrs.fingerprint, attrs.dim))
@@ -585,12 +582,12 @@ def _source_namespaces(sources: Sequence[RunRef]) -> dict[str, tuple[str, int]]:
 
 
 def _remove_shard(shard: str) -> None:
-    manifest = None
+    manifest = None  # a run's layout, or format 1: the file alone
     with contextlib.suppress(CacheError, OSError):
         manifest = read_manifest(shard)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(shard)
-    if manifest is not None and manifest.version != 1:
+    if manifest is not None:
         for entry in manifest.namespaces.values():
             for run in entry.runs:
                 with contextlib.suppress(FileNotFoundError):
@@ -675,7 +672,7 @@ class CacheWriter:
 
     def lookup(self, keys: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
         """Like :meth:`FeatureCache.lookup`, through this writer's own index."""
-        return self._cache._without_damaged_files(lambda: self._locked_lookup(keys))
+        return self._cache._guarded(lambda: self._locked_lookup(keys))
 
     def _locked_lookup(self, keys) -> tuple[np.ndarray, np.ndarray]:
         with self._reader.lock:
@@ -717,9 +714,7 @@ class CacheWriter:
                 "vectors must be finite float32 values; received NaN or inf"
             )
         unique, first = first_occurrences(keys)
-        self._cache._without_damaged_files(
-            lambda: self._publish(unique, array[first], len(keys))
-        )
+        self._cache._guarded(lambda: self._publish(unique, array[first], len(keys)))
 
     def _publish(self, keys: np.ndarray, vectors: np.ndarray, rows: int) -> None:
         manifest = self._cache._current()

@@ -95,6 +95,20 @@ class DamagedError(CacheError):
         return (type(self), (self.path, self.reason, self.identity))
 
 
+class Format1Error(CacheError):
+    """The cache is in format 1: read once migrated (:mod:`tlsk.cache._migrate`)."""
+
+    def __init__(self, path: str):
+        super().__init__(
+            f"feature cache {path!r} is in format 1; tlsk migrates it to format 2 "
+            f"when it is used, or now with `tlsk cache compact {path}`"
+        )
+        self.path = path
+
+    def __reduce__(self):
+        return (type(self), (self.path,))
+
+
 class Vanished(Exception):
     """A file named by the manifest read was merged away before it was opened."""
 
@@ -317,8 +331,8 @@ _GCOL = b"GCOL"
 _HEAP_HEADER = 16  # signature, version, reserved, collection size
 _OBJECT_HEADER = 16  # index, reference count, reserved, object size
 _MAX_HEAP_BYTES = 1 << 24  # tlsk's collections hold a few strings: 4 KiB
-# Where tlsk's files hold their first collection: about byte 200 in a run,
-# 750 in a manifest, 2,100 in a version-1 file.
+# tlsk's files hold their first collection within this window (about byte
+# 200 in a run, 750 in a manifest, 2,100 in a format-1 file).
 _HEAP_WINDOW = 1 << 13
 
 
@@ -647,9 +661,9 @@ def read_rows(ds: h5py.Dataset, rows: np.ndarray, path: str) -> np.ndarray:
     """Rows ``rows`` (sorted, unique) of a 2-d dataset.
 
     Rows close together are read as one slice (a few rows too many cost less
-    than another call); measured with h5py 3 on 1,000 scattered rows of a
-    chunked dataset, one slice per row is 4x faster than one fancy-indexed or
-    hyperslab-union read, whose selection HDF5 processes row by row.
+    than another call), and the others one slice each: never one
+    fancy-indexed or hyperslab-union read, whose selection HDF5 processes
+    row by row, slower than a slice per row (figures in benchmarks/README.md).
     """
     rows = np.asarray(rows, dtype=np.int64)
     out = np.empty((len(rows), ds.shape[1]), dtype=ds.dtype)

@@ -19,8 +19,12 @@ and the mappings of the virtual datasets (where a flipped byte can crash
 HDF5 when the dataset is opened; the views of a manifest whose checksum
 fails are therefore not opened, unless they lack the ``VIEW_MARK``
 attribute that marks the views tlsk wrote: someone else put them there). A manifest
-that tlsk wrote before it checksummed its manifests has no user block: it is
-parsed as it is, and rewritten with one by the next change.
+without the user block is parsed with every check but the checksum, and the
+next change rewrites it with one.
+
+A format-1 cache at the manifest's path is not read as a manifest: reading
+it raises :class:`~tlsk.cache._layout.Format1Error`, and the caller migrates
+it (:mod:`tlsk.cache._migrate`).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from tlsk.cache._durable import write_h5
 from tlsk.cache._keys import KEY_BYTES
 from tlsk.cache._layout import (
     FORMAT_VERSION,
+    LEGACY_VERSION,
     MANIFEST_MARK,
     MAX_MANIFEST_BYTES,
     ROLE_MANIFEST,
@@ -50,6 +55,7 @@ from tlsk.cache._layout import (
     USER_BLOCK_BYTES,
     CacheFile,
     DamagedError,
+    Format1Error,
     attr_value,
     check_attrs,
     check_regular,
@@ -76,10 +82,10 @@ def new_run_name(ns: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class RunRef:
-    """One file holding a namespace's rows: a run, or a version-1 file (``legacy``)."""
+    """One file holding a namespace's rows: a run, or a format-1 file (``legacy``)."""
 
     path: str
-    rows: int | None  # None: a version-1 part, counted when opened
+    rows: int | None  # None: a file joined or migrated, counted when opened
     legacy: bool = False
 
     @property
@@ -129,15 +135,14 @@ def empty_manifest(path: str) -> Manifest:
 def read_manifest(path: str) -> Manifest:
     """The manifest at ``path`` (an empty one if there is no file).
 
-    A version-1 file is read as a manifest whose every namespace's runs are
-    the file itself (its parts are listed by :mod:`tlsk.cache._legacy`).
+    A format-1 file raises :class:`~tlsk.cache._layout.Format1Error`.
     """
     try:
         check_regular(path)
     except FileNotFoundError:
         return empty_manifest(path)
     sealed = _read_sealed(path)
-    if sealed is None:  # no user block: an older manifest, or a version-1 file
+    if sealed is None:  # no user block: an unsealed manifest, or a format-1 file
         with open_h5(path) as f:
             return _parse(f, path, open_identity(f), intact=None)
     data, identity, digest, intact = sealed
@@ -234,21 +239,22 @@ def _copy(manifest: Manifest, path: str, identity: tuple | None) -> Manifest:
 
 
 def _parse(f: h5py.File, path: str, identity, intact: bool | None) -> Manifest:
-    """Check and read a manifest (or a version-1 file's root).
+    """Check and read a manifest.
 
     ``intact``: True when its checksum held, False when it failed (then
     only the views that are not tlsk's own objects are opened, to say why
     they are refused), None for a manifest written without one.
     """
     version, ns_ids = check_root(f, path, (ROLE_MANIFEST, "legacy"))
+    if version == LEGACY_VERSION:
+        if intact is not None:  # format 1 has no user block: not tlsk's
+            raise refused(path, "it has a manifest's user block and format_version 1")
+        raise Format1Error(path)
     namespaces = {}
     for ns in ns_ids:
         group = f["namespaces"][ns]
         attrs = check_attrs(group, path, ns)
-        if version == 1:
-            runs = [RunRef(path, None, legacy=True)]
-        else:
-            runs = _run_refs(group, path, ns, attrs.dim, intact)
+        runs = _run_refs(group, path, ns, attrs.dim, intact)
         namespaces[ns] = NamespaceEntry(
             ns, attrs.fingerprint, attrs.dim, attrs.rows_written, runs
         )

@@ -91,7 +91,11 @@ def due_merges(entry: NamespaceEntry) -> list[list[RunRef]]:
 def opened_sources(
     sources: Sequence[RunRef], ns: str, fp_json: str, dim: int
 ) -> Iterator[list[tuple[RunRef, DataNamespace]]]:
-    """Open and check each source's namespace ``ns``; absent ones are skipped."""
+    """Open and check each source's namespace ``ns``; sources without it are skipped.
+
+    A source is a run (or a shard in a run's layout), or a format-1 file if
+    it says so (``legacy``).
+    """
     with contextlib.ExitStack() as stack:
         groups = []
         for source in sources:
@@ -101,7 +105,7 @@ def opened_sources(
                 raise CacheError(
                     f"feature cache run {source.path!r} vanished"
                 ) from None
-            roles = ("legacy", ROLE_RUN)
+            roles = ("legacy",) if source.legacy else (ROLE_RUN,)
             _, ns_ids = check_root(f, source.path, roles)
             if ns not in ns_ids:
                 continue
@@ -135,7 +139,7 @@ def union_plan(
         return np.empty(0, KEY_DTYPE), iter(())
     keys, source, row = map(np.concatenate, (keys, source, row))
     # Stable, so the older of two equal keys comes first. Sorted sources make
-    # this a merge of runs (timsort: 64 ms for 8 runs of 125,000), not a sort.
+    # this a merge of runs (timsort finds them), not a full sort.
     order = np.argsort(keys, kind="stable")
     keys, source, row = keys[order], source[order], row[order]
     first = np.ones(len(keys), dtype=bool)
@@ -250,8 +254,6 @@ def merge_due(
         tidy(lock_path, merge_lock_path, manifest_path)
         while True:
             manifest = read_manifest(manifest_path)
-            if manifest.version == 1:
-                return done
             groups = [
                 (ns, entry.runs if everything else due)
                 for ns, entry in sorted(manifest.namespaces.items())
@@ -280,14 +282,13 @@ def tidy(lock_path: str, merge_lock_path: str, manifest_path: str) -> None:
             folder = os.path.dirname(manifest_path) or "."
             stale = stale_temps(folder, os.path.basename(manifest_path))
             stale += stale_temps(manifest.runs_dir)
-            if manifest.version != 1:
-                live = {r.name for e in manifest.namespaces.values() for r in e.runs}
-                with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-                    stale += [
-                        os.path.join(manifest.runs_dir, name)
-                        for name in os.listdir(manifest.runs_dir)
-                        if RUN_RE.match(name) and name not in live
-                    ]
+            live = {r.name for e in manifest.namespaces.values() for r in e.runs}
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                stale += [
+                    os.path.join(manifest.runs_dir, name)
+                    for name in os.listdir(manifest.runs_dir)
+                    if RUN_RE.match(name) and name not in live
+                ]
             _unlink(stale)
 
 
@@ -310,7 +311,7 @@ def has_leftovers(manifest_path: str, orphans: bool = False) -> bool:
         return False
     manifest = read_manifest(manifest_path)
     live = {r.name for e in manifest.namespaces.values() for r in e.runs}
-    return manifest.version != 1 and bool(names - live)
+    return bool(names - live)
 
 
 def _unlink(paths) -> None:

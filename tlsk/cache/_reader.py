@@ -6,6 +6,10 @@ keys still missing. A run is never changed once published, so its index is
 kept by path for as long as the manifest names it. A run merged away and
 deleted after the manifest was read is missing when opened: the lookup starts
 again from the new manifest, which names the merged run.
+
+A reader knows format 2 only: a format-1 cache makes it raise
+:class:`~tlsk.cache._layout.Format1Error`, holding no lock, and its caller
+migrates the cache (:mod:`tlsk.cache._migrate`) and asks again.
 """
 
 from __future__ import annotations
@@ -27,10 +31,8 @@ from tlsk.cache._layout import (
     check_data_namespace,
     check_root,
     open_h5,
-    open_identity,
     refused,
 )
-from tlsk.cache._legacy import legacy_parts
 from tlsk.cache._manifest import Manifest, RunRef, read_manifest
 from tlsk.cache._runs import RunIndex
 
@@ -48,7 +50,7 @@ class Reader:
         self.ns, self.fp_json, self.dim = ns, fp_json, dim
         self._manifest: Manifest | None = None
         self._indexes: dict[str, RunIndex] = {}
-        self._namespace_fits: bool | None = None  # None: not known (format 1)
+        self._namespace_fits = False
         self.lock = threading.Lock()  # for readers shared between threads
 
     @property
@@ -86,10 +88,7 @@ class Reader:
         return found[inverse], vectors[inverse]
 
     def runs(self) -> list[RunRef]:
-        """The runs of the namespace now, oldest first (legacy parts listed)."""
-        # Version-1 parts are listed before the main file is read: a part
-        # merged in between is then in the main file read.
-        parts = legacy_parts(self.path)
+        """The runs of the namespace now, oldest first."""
         identity = file_identity(self.path)
         if self._manifest is None or identity != self._manifest.identity:
             self._manifest = read_manifest(self.path)
@@ -105,21 +104,14 @@ class Reader:
                     f"feature cache {self.path!r}: namespace {self.ns} holds "
                     f"vectors of dim {entry.dim}; requested dim={self.dim}"
                 )
-        runs = list(entry.runs) if entry is not None else []
-        if manifest.version == 1:
-            runs += [RunRef(part, None, legacy=True) for part in parts]
-        return runs
+        return list(entry.runs) if entry is not None else []
 
     def _find(self, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         runs = self.runs()
         # Vectors are kept in memory only when the whole namespace fits: a
         # larger one's first lookup then reads what it asks for, not 64 MB.
-        rows = [run.rows for run in runs]
-        self._namespace_fits = (
-            None  # format 1: counted as its files are read
-            if None in rows
-            else sum(rows) * (4 * self.dim + 32) <= MEMORY_COPY_BYTES
-        )
+        total = sum(run.rows for run in runs)
+        self._namespace_fits = total * (4 * self.dim + 32) <= MEMORY_COPY_BYTES
         live = {run.path for run in runs}
         self._indexes = {p: ix for p, ix in self._indexes.items() if p in live}
         found = np.zeros(len(query), dtype=bool)
@@ -147,16 +139,9 @@ class Reader:
             try:
                 opened = open_h5(run.path)
             except FileNotFoundError:
-                if run.legacy and run.path == self.path:
-                    continue  # a version-1 cache of parts only
                 raise Vanished from None
             with opened as f:
-                if run.legacy and run.path == self.path:
-                    if open_identity(f) != self._manifest.identity:
-                        raise Vanished  # migrated (or replaced) since it was read
                 group = self._group(f, run)
-                if group is None:
-                    continue
                 if index is None or index.provisional:
                     index = self._indexes[run.path] = RunIndex.load(
                         group, run.path, self._resident(group)
@@ -172,22 +157,20 @@ class Reader:
         )
 
     def _resident(self, group: DataNamespace) -> bool:
-        if self._namespace_fits is False:
+        if not self._namespace_fits:
             return False
         return self._kept_bytes() + group.n * (4 * group.dim + 32) <= MEMORY_COPY_BYTES
 
-    def _group(self, f: h5py.File, run: RunRef) -> DataNamespace | None:
-        _, ns_ids = check_root(f, run.path, ("legacy",) if run.legacy else (ROLE_RUN,))
+    def _group(self, f: h5py.File, run: RunRef) -> DataNamespace:
+        _, ns_ids = check_root(f, run.path, (ROLE_RUN,))
         if self.ns not in ns_ids:
-            if run.legacy:
-                return None  # a version-1 part of another namespace
             raise refused(run.path, f"it lacks namespace {self.ns}")
         group = check_data_namespace(f, run.path, self.ns)
         if group.fingerprint != self.fp_json or group.dim != self.dim:
             raise refused(
                 run.path, f"namespace {self.ns} stores another fingerprint or dim"
             )
-        if run.rows is not None and group.n != run.rows:
+        if group.n != run.rows:
             raise refused(
                 run.path, f"it holds {group.n} rows where the manifest says {run.rows}"
             )

@@ -11,9 +11,6 @@ k keys reads, for each key the filter lets through, its fence block (one
 A namespace small enough to keep whole in memory (``resident``) is read once
 and served from memory while its runs stay published: the repeated
 transforms of a GridSearchCV neither open nor read a file again.
-
-A version-1 file (keys in insertion order, no fences) is indexed by sorting
-its keys in memory once (``order`` maps sorted positions back to rows).
 """
 
 from __future__ import annotations
@@ -31,7 +28,7 @@ from tlsk.cache._layout import FENCE_ROWS, DataNamespace, read, read_blocks, rea
 
 # Vectors are chunked in about 32 KiB: a lookup reads whole chunks (each one
 # checksum-verified), so smaller chunks read less per key; larger ones read
-# faster in sequence (merges). Measured on 200,000 512-d vectors.
+# faster in sequence (merges); benchmarks/README.md says how it was chosen.
 _VECTOR_CHUNK_BYTES = 1 << 15
 # Runs up to this many keys keep all their keys in memory (128 KiB): smaller
 # than a fence lookup's reads would be.
@@ -87,21 +84,13 @@ class RunIndex:
     n: int
     fences: np.ndarray | None  # S32, None when ``keys`` is kept whole
     keys: np.ndarray | None = None  # S32, sorted
-    order: np.ndarray | None = None  # version-1 files: row of each sorted key
     vectors: np.ndarray | None = None  # resident copy, row order of the file
     provisional: bool = False  # keys known from the writer, file not read yet
     bloom: np.ndarray | None = None  # with fences: the run's Bloom filter
 
     @classmethod
     def load(cls, group: DataNamespace, path: str, resident: bool) -> RunIndex:
-        if group.fences is None:  # a version-1 file: keys unsorted
-            keys = np.concatenate(
-                [from_rows(block) for _, block in read_blocks(group.keys, path)]
-                or [np.empty(0, KEY_DTYPE)]
-            )
-            order = np.argsort(keys, kind="stable")
-            index = cls(group.n, None, keys[order], order)
-        elif resident or group.n <= SMALL_RUN_ROWS:
+        if resident or group.n <= SMALL_RUN_ROWS:
             index = cls(group.n, None, from_rows(read(group.keys, slice(None), path)))
         else:
             index = cls(group.n, from_rows(read(group.fences, slice(None), path)))
@@ -114,7 +103,7 @@ class RunIndex:
 
     @property
     def memory_bytes(self) -> int:
-        arrays = (self.fences, self.bloom, self.keys, self.order, self.vectors)
+        arrays = (self.fences, self.bloom, self.keys, self.vectors)
         return sum(a.nbytes for a in arrays if a is not None)
 
     def rows_of(
@@ -127,8 +116,7 @@ class RunIndex:
             position = np.searchsorted(self.keys, query)
             clipped = np.minimum(position, self.n - 1)
             hit = self.keys[clipped] == query
-            rows = clipped if self.order is None else self.order[clipped]
-            return np.where(hit, rows, -1).astype(np.int64)
+            return np.where(hit, clipped, -1).astype(np.int64)
         return self._rows_through_fences(query, group, path)
 
     def may_hold(self, query: np.ndarray) -> np.ndarray | None:

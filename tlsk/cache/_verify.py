@@ -1,4 +1,7 @@
-"""Reading a whole cache to find what is wrong with it (``tlsk cache verify``)."""
+"""Reading a whole cache to find what is wrong with it (``tlsk cache verify``).
+
+Verifying writes nothing: a format-1 cache is checked as it is, file by file.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +13,15 @@ from tlsk.cache._layout import (
     FENCE_ROWS,
     ROLE_RUN,
     CacheError,
+    Format1Error,
     check_data_namespace,
     check_root,
     open_h5,
     read,
     read_blocks,
 )
-from tlsk.cache._legacy import legacy_parts
 from tlsk.cache._manifest import RunRef, read_manifest
+from tlsk.cache._migrate import parts
 
 _RETRIES = 10
 
@@ -27,10 +31,10 @@ def verify_cache(path: str) -> list[str]:
     for _ in range(_RETRIES):
         try:
             manifest = read_manifest(path)
+        except Format1Error:
+            return _verify_format_1(path)
         except CacheError as exc:
             return [str(exc)]
-        if manifest.version == 1:
-            return _verify_legacy(path)
         problems, vanished = [], False
         for ns, entry in sorted(manifest.namespaces.items()):
             keys = []
@@ -119,10 +123,10 @@ def _check_disjoint(path, ns, keys, entry) -> list[str]:
     return problems
 
 
-def _verify_legacy(path: str) -> list[str]:
-    """A version-1 cache: each file on its own, as version 1 checked it."""
+def _verify_format_1(path: str) -> list[str]:
+    """A format-1 cache: each file on its own, as format 1 checked it."""
     problems = []
-    for source in [path, *legacy_parts(path)]:
+    for source in [path, *parts(path)]:
         try:
             opened = open_h5(source)
         except FileNotFoundError:
@@ -132,14 +136,14 @@ def _verify_legacy(path: str) -> list[str]:
             continue
         try:
             with opened as f:
-                problems += _verify_legacy_file(f, source)
+                problems += _verify_format_1_file(f, source)
         except CacheError as exc:  # what h5py raised, as damage
             problems.append(str(exc))
     return problems
 
 
-def _verify_legacy_file(f, source: str) -> list[str]:
-    """The problems of one version-1 file (the main file or a part)."""
+def _verify_format_1_file(f, source: str) -> list[str]:
+    """The problems of one format-1 file (the main file or a part)."""
     problems = []
     try:
         _, ns_ids = check_root(f, source, ("legacy",))
