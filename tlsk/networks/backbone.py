@@ -86,6 +86,7 @@ from tlsk.networks.weights import (
     file_sha256,
     keras_cache_dir,
     keras_cached,
+    weights_file,
 )
 
 __all__ = [
@@ -710,18 +711,9 @@ def resolve_weights(weights):
     if is_preset_folder(weights):
         return str(Path(weights).expanduser().resolve())
     if isinstance(weights, (str, os.PathLike)):
-        path = Path(weights).expanduser()
-        if not path.is_file():
-            raise ValueError(
-                "weights must be 'imagenet', None or the path of an existing "
-                f"weights file; received {os.fspath(weights)!r}, which is not a file"
-            )
-        if not path.name.endswith(".h5"):
-            raise ValueError(
-                "weights file must be a Keras '.weights.h5' or legacy '.h5' file; "
-                f"received {os.fspath(weights)!r}"
-            )
-        return str(path.resolve())
+        return weights_file(
+            weights, "'imagenet', None or the path of an existing weights file"
+        )
     raise ValueError(
         "weights must be 'imagenet', None or the path of a weights file; "
         f"received {weights!r}"

@@ -44,7 +44,7 @@ from tlsk.images.decode import FileInput, ImageError, decoded, resize_image
 from tlsk.networks.backbone import imagenet_weights_path, load_weights
 from tlsk.networks.preprocessing import preprocess
 from tlsk.networks.registry import DEFAULT_BACKBONE, WeightsFile, get_spec
-from tlsk.networks.weights import WeightsMismatchError, keras_cached
+from tlsk.networks.weights import WeightsMismatchError, keras_cached, weights_file
 
 __all__ = [
     "CLASS_INDEX",
@@ -223,18 +223,9 @@ def _resolve_weights(weights, spec):
     if isinstance(weights, str) and weights == "imagenet":
         return weights_path(backbone=spec.name)
     if isinstance(weights, (str, os.PathLike)):
-        path = os.path.expanduser(os.fspath(weights))
-        if not os.path.isfile(path):
-            raise ValueError(
-                f"weights must be 'imagenet' or the path of a full {spec.name} "
-                f"weights file; received {os.fspath(weights)!r}, which is not a file"
-            )
-        if not path.endswith(".h5"):
-            raise ValueError(
-                "weights file must be a Keras '.weights.h5' or legacy '.h5' file; "
-                f"received {os.fspath(weights)!r}"
-            )
-        return path
+        return weights_file(
+            weights, f"'imagenet' or the path of a full {spec.name} weights file"
+        )
     raise ValueError(
         f"weights must be 'imagenet' or the path of a full {spec.name} weights "
         f"file (with its top); received {weights!r}"

@@ -20,6 +20,7 @@ import shutil
 import tempfile
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 from tlsk._util.files import file_identity, write_atomically
 from tlsk._util.memo import Memo, settled
@@ -32,6 +33,7 @@ __all__ = [
     "file_sha256",
     "keras_cache_dir",
     "keras_cached",
+    "weights_file",
     "verify_file",
 ]
 
@@ -177,3 +179,25 @@ def fetch(url, path, verify, unavailable_message):
         write_atomically(path, download, verify)
     except (urllib.error.URLError, OSError) as err:
         raise WeightsUnavailableError(unavailable_message(err)) from err
+
+
+def weights_file(weights, expected):
+    """The absolute path of the Keras weights file ``weights`` names.
+
+    The one check of a ``weights=`` path, for the extractors, the Keras
+    classifiers and the ImageNet heads: an existing ``.weights.h5`` or legacy
+    ``.h5`` file. ``expected`` says in the error what ``weights`` may be
+    (``"'imagenet', None or the path of an existing weights file"``).
+    """
+    path = Path(os.fspath(weights)).expanduser()
+    if not path.is_file():
+        raise ValueError(
+            f"weights must be {expected}; received {os.fspath(weights)!r}, "
+            "which is not a file"
+        )
+    if not path.name.endswith(".h5"):
+        raise ValueError(
+            "weights file must be a Keras '.weights.h5' or legacy '.h5' file; "
+            f"received {os.fspath(weights)!r}"
+        )
+    return str(path.resolve())
