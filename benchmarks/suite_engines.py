@@ -26,10 +26,11 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from tlsk import VGG16FeatureExtractor
-from tlsk.images.decode import preprocess_vgg16, read_image, resize_image
+from tlsk.images.decode import read_image, resize_image
 from tlsk.networks.backbone import BackboneConfig, get_backbone
 from tlsk.networks.openvino import get_openvino_backbone, quantize_backbone
 from tlsk.networks.precision import native_bfloat16, resolve_precision
+from tlsk.networks.preprocessing import preprocess_vgg16
 
 # (engine, precision) of every configuration measured.
 KERAS = (("keras", "float32"), ("keras", "bfloat16"))

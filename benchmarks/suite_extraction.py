@@ -30,8 +30,9 @@ from _suite import (
 )
 
 from tlsk import VGG16FeatureExtractor
-from tlsk.images.decode import preprocess_vgg16, read_image, resize_image
+from tlsk.images.decode import read_image, resize_image
 from tlsk.networks.precision import keras_dtype, resolve_precision
+from tlsk.networks.preprocessing import preprocess_vgg16
 
 
 def matmul_peak(precision, sizes=(1024, 2048, 4096), repeat=3):

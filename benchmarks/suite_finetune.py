@@ -16,8 +16,9 @@ import numpy as np
 from _suite import Section, keras_policy, seconds, write_photos
 
 from tlsk import KerasFineTuneClassifier
-from tlsk.images.decode import preprocess_vgg16, read_image, resize_image
+from tlsk.images.decode import read_image, resize_image
 from tlsk.networks.precision import keras_dtype, resolve_precision
+from tlsk.networks.preprocessing import preprocess_vgg16
 
 
 def run(settings, workdir):

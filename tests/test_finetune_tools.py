@@ -229,6 +229,11 @@ def test_lr_find_stops_once_the_loss_diverges(data):
     assert result.learning_rates[-1] < 1e4
 
 
+def test_lr_find_without_a_phase_with_epochs_says_so(data):
+    with pytest.raises(ValueError, match="every phase of the estimator has 0 epochs"):
+        lr_find(small_cnn(epochs=0), *data)
+
+
 def test_lr_find_of_the_second_phase_trains_the_head_first(data):
     result = lr_find(fine_tune(), *data, phase="finetune", num_steps=10)
     assert result.phase == "finetune"

@@ -83,6 +83,11 @@ def lr_find(estimator, X, y, *, phase=None, start=1e-7, stop=10.0, num_steps=100
 def _phase_index(phases, phase):
     """The index in ``phases`` of the one named ``phase``; None: the first."""
     names = [p.name for p in phases]
+    if not names:
+        raise ValueError(
+            "every phase of the estimator has 0 epochs: give one phase epochs "
+            "to test its learning rates"
+        )
     chosen = names[0] if phase is None else phase
     if chosen not in names:
         raise ValueError(
