@@ -86,7 +86,8 @@ def _info(args, cache):
         f"{_human_size(info.index_bytes)} in memory"
     )
     if info.pending_parts:
-        print(f"  {info.pending_parts} format-1 parts (migrated when the cache is next used)")
+        parts = info.pending_parts
+        print(f"  {parts} format-1 parts (migrated when the cache is next used)")
     memo = info.file_keys
     print(f"  file-key memo: {memo.entries if memo else 0} files")
     for ns in info.namespaces:

@@ -80,7 +80,13 @@ from sklearn.utils.validation import check_is_fitted
 
 from tlsk._util.files import TMP_PREFIX
 from tlsk.cache import CacheError, FeatureCache, FileKeyMemo, namespace_id
-from tlsk.features.extraction import ViewMean, progress, warn_undecodable
+from tlsk.features.extraction import (
+    ContentGroups,
+    ViewMean,
+    lookups,
+    progress,
+    warn_undecodable,
+)
 from tlsk.features.extractor import ImageFeatureExtractor
 from tlsk.images.decode import (
     ArrayInput,
@@ -96,7 +102,6 @@ __all__ = ["featurize", "local_cluster"]
 SHARD_SIZE = 256
 _SHARD_RE = re.compile(r"^shard-[0-9a-f]{32}\.h5$")
 # Keys looked up per call: bounds the memory of the vectors read back.
-_LOOKUP_BLOCK = 1 << 14
 _VISIBLE_TIMEOUT = 60.0  # seconds; see _wait_until_visible
 
 logger = logging.getLogger(__name__)
@@ -249,23 +254,13 @@ def featurize(
             # Another run's finished shards are its own to join.
             if alone:
                 _join(cache, _finished_shards(folder), "left by an interrupted run")
-        first_of_key = {}
-        for index, key in enumerate(keys):
-            if index not in failures:
-                first_of_key.setdefault(key, index)
-        todo = _missing(cache, extractor, list(first_of_key))
-        indices = [first_of_key[key] for key in todo]
+        groups = ContentGroups(keys, failures)
+        indices = _missing(cache, extractor, groups)
         shards = _plan(inputs, keys, indices, shard_size, folder)
         reports = _run(client, distributed, extractor, shards, retries, cache, run)
-
-        twins = {}
-        for index, key in enumerate(keys):
-            if key is not None:
-                twins.setdefault(key, []).append(index)
         for shard, report in reports:
             for position, reason in report.failures:
-                first = shard.indices[position]
-                for index in twins[keys[first]]:
+                for index in groups.members(shard.indices[position]):
                     failures[index] = ImageError(inputs[index].label, reason)
         if failures and extractor.on_error == "raise":
             raise failures[min(failures)]
@@ -403,30 +398,19 @@ def _finished_shards(folder):
     return [os.path.join(folder, name) for name in names if _SHARD_RE.match(name)]
 
 
-def _lookups(cache, fingerprint, dim, keys):
-    """Yield ``(start, found, vectors)`` over ``keys`` in blocks of bounded size."""
-    # The cache keeps its key index between lookups of one process.
-    for start in range(0, len(keys), _LOOKUP_BLOCK):
-        block = keys[start : start + _LOOKUP_BLOCK]
-        found, vectors = cache.lookup(fingerprint, block, dim)
-        yield start, found, vectors
-
-
-def _missing(cache, extractor, keys):
-    """The keys the cache lacks in the namespace of any view, in order.
+def _missing(cache, extractor, groups):
+    """The first index of each content the cache lacks in any view's namespace.
 
     A worker computes every view of the images it is sent (the views the
     cache holds already are then not added twice).
     """
-    missing = set()
+    unique, unique_keys = groups.first_indices(), groups.unique_keys()
+    missing = np.zeros(len(unique_keys), dtype=bool)
     dim = extractor.n_features_out_
     for fingerprint in extractor.view_fingerprints().values():
-        for start, found, _ in _lookups(cache, fingerprint, dim, keys):
-            block = keys[start : start + len(found)]
-            missing.update(
-                key for key, hit in zip(block, found, strict=True) if not hit
-            )
-    return [key for key in keys if key in missing]
+        for start, found, _ in lookups(cache, fingerprint, unique_keys, dim):
+            missing[start : start + len(found)] |= ~found
+    return unique[missing].tolist()
 
 
 def _plan(inputs, keys, indices, shard_size, folder):
@@ -606,7 +590,7 @@ def _read_back(cache, extractor, keys, failures):
     out = ViewMean(len(keys), dim, len(fingerprints))
     rows = [i for i in range(len(keys)) if i not in failures]
     for fingerprint in fingerprints.values():
-        looked_up = _lookups(cache, fingerprint, dim, [keys[i] for i in rows])
+        looked_up = lookups(cache, fingerprint, [keys[i] for i in rows], dim)
         for start, found, vectors in looked_up:
             if not found.all():
                 raise CacheError(

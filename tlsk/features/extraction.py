@@ -18,14 +18,17 @@ import numpy as np
 from tlsk.images.errors import UndecodableImageWarning
 
 __all__ = [
+    "ContentGroups",
     "ViewMean",
     "batches",
     "check_cache_path",
+    "lookups",
     "progress",
     "warn_undecodable",
 ]
 
 _NAMED = 5  # bad files named in a warning; the rest are counted
+_LOOKUP_BLOCK = 1 << 14  # keys looked up at once: bounded memory
 
 
 def warn_undecodable(failures, n_images, stacklevel):
@@ -86,6 +89,69 @@ def progress(total, verbose, desc):
         disable=not verbose or total == 0,
         file=sys.stderr,
     )
+
+
+class ContentGroups:
+    """The images of one call grouped by content: each content is done once.
+
+    The same image twice (a copied file, an array passed twice) is looked
+    up, computed and stored once, under its first index, then copied to the
+    others. ``keys``: each image's content key, None for one that could not
+    be read; ``failures``: indices left out (unreadable).
+
+    Examples
+    --------
+    >>> groups = ContentGroups([b"a", b"b", b"a", None], failures={3: "gone"})
+    >>> groups.unique_keys(), groups.first_indices().tolist()
+    ([b'a', b'b'], [0, 1])
+    >>> list(groups.copies()), groups.members(0)
+    ([(2, 0)], [0, 2])
+    """
+
+    def __init__(self, keys, failures=()):
+        self.keys = keys
+        self._first = {}
+        for index, key in enumerate(keys):
+            if key is not None and index not in failures:
+                self._first.setdefault(key, index)
+        self._members = None
+
+    def unique_keys(self):
+        """Each content's key once, in the order of first appearance."""
+        return list(self._first)
+
+    def first_indices(self):
+        """The index of each content's first image, as :meth:`unique_keys`."""
+        return np.fromiter(self._first.values(), dtype=np.intp, count=len(self._first))
+
+    def copies(self):
+        """Yield ``(index, first)`` for each image whose content came first earlier."""
+        for index, key in enumerate(self.keys):
+            first = self._first.get(key)
+            if first is not None and first != index:
+                yield index, first
+
+    def members(self, index):
+        """Every index whose content is that of ``index`` (itself included)."""
+        if self._members is None:
+            self._members = {}
+            for i, key in enumerate(self.keys):
+                if key is not None:
+                    self._members.setdefault(key, []).append(i)
+        return self._members[self.keys[index]]
+
+
+def lookups(cache, fingerprint, keys, dim):
+    """Yield ``(start, found, vectors)`` for ``keys`` in blocks of bounded size.
+
+    The one way features look vectors up: a cache keeps its key index
+    between lookups of one process, and a block's vectors are at most
+    ``_LOOKUP_BLOCK`` rows, so a million keys never need a million rows at once.
+    """
+    for start in range(0, len(keys), _LOOKUP_BLOCK):
+        block = keys[start : start + _LOOKUP_BLOCK]
+        found, vectors = cache.lookup(fingerprint, block, dim)
+        yield start, found, vectors
 
 
 class ViewMean:

@@ -39,9 +39,11 @@ from tlsk._util.sklearn_compat import (
 )
 from tlsk.cache import FeatureCache, FileKeyMemo
 from tlsk.features.extraction import (
+    ContentGroups,
     ViewMean,
     batches,
     check_cache_path,
+    lookups,
     progress,
     warn_undecodable,
 )
@@ -786,32 +788,28 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
         )
         if failures and self.on_error == "raise":
             raise next(iter(failures.values()))
-        # The same content twice is looked up and computed once, then copied.
-        first_of_key = {}
-        for index, key in enumerate(keys):
-            if index not in failures:
-                first_of_key.setdefault(key, index)
-        unique = np.fromiter(first_of_key.values(), dtype=np.intp)
+        groups = ContentGroups(keys, failures)
+        unique, unique_keys = groups.first_indices(), groups.unique_keys()
         fingerprints = self.view_fingerprints()
         missing = {}  # view -> indices its namespace lacks
         for view in views:
-            found, vectors = cache.lookup(
-                fingerprints[view], list(first_of_key), self.n_features_out_
-            )
-            out.add(unique[found], vectors[found])
-            if not found.all():
-                missing[view] = set(unique[~found].tolist())
+            dim = self.n_features_out_
+            for start, found, vectors in lookups(
+                cache, fingerprints[view], unique_keys, dim
+            ):
+                rows = unique[start : start + len(found)]
+                out.add(rows[found], vectors[found])
+                if not found.all():
+                    missing.setdefault(view, set()).update(rows[~found].tolist())
         if missing:
             todo = sorted(set().union(*missing.values()))
             self._compute_missing(
                 backbone, cache, inputs, todo, missing, out, pool, failures
             )
-        for index, key in enumerate(keys):
-            first = first_of_key.get(key)
-            if first is not None and first != index:
-                out.copy_row(index, first)
-                if first in failures:
-                    failures[index] = failures[first]
+        for index, first in groups.copies():
+            out.copy_row(index, first)
+            if first in failures:
+                failures[index] = failures[first]
         return failures
 
     def _compute_missing(
