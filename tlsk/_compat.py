@@ -113,8 +113,10 @@ class _OldModulePaths(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 def install():
     """Make the old module paths importable (once per process)."""
+    # First: below an aliased package, Python's own finder would otherwise
+    # load a second copy of a submodule (tlsk.backbones._spec) from its folder.
     if not any(isinstance(finder, _OldModulePaths) for finder in sys.meta_path):
-        sys.meta_path.append(_OldModulePaths())
+        sys.meta_path.insert(0, _OldModulePaths())
 
 
 def current_type_name(name):
