@@ -49,9 +49,9 @@ VGG16_MEAN_BGR = (103.939, 116.779, 123.68)
 IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
 IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
 
-# How each mode is named in a feature cache fingerprint. "caffe" keeps the
-# name tlsk used before there were other modes, so that the vectors cached
-# by VGG16FeatureExtractor then keep their namespace.
+# How each mode is named in a feature cache fingerprint. These names are part
+# of every cache's namespaces: changing one orphans the vectors cached under
+# it (hence "caffe" is "vgg16-caffe-bgr-mean").
 _FINGERPRINT_TAGS = {
     "caffe": "vgg16-caffe-bgr-mean",
     "tf": "tf-minus-one-to-one",
