@@ -1,20 +1,36 @@
 """tlsk._compat: 0.1.0's module paths and names resolve, to today's objects."""
 
 import importlib
+import os
 import pickle
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 import tlsk
 from tlsk import _compat
 
+RELEASE_MODULES = (
+    Path(__file__).parent / "fixtures" / "release-0.1.0" / "modules.txt"
+).read_text().split()
 
-@pytest.mark.parametrize("old, home", sorted(_compat.OLD_MODULES.items()))
-def test_every_old_module_path_imports_as_its_home(old, home):
+
+@pytest.mark.parametrize("old", [m for m in RELEASE_MODULES if m != "tlsk.__main__"])
+def test_every_module_of_0_1_0_imports_as_its_one_home_today(old):
     module = importlib.import_module(old)
-    assert module is importlib.import_module(home)
-    assert module.__name__ == home and module.__spec__.name == home
+    # One copy of each module: its name is today's, and its file is that name's.
+    assert module.__spec__.name == module.__name__
+    assert module is sys.modules[module.__name__]
+    expected = module.__name__.replace(".", os.sep)
+    assert os.path.splitext(module.__file__)[0].endswith(expected) or (
+        module.__file__.endswith(os.path.join(expected, "__init__.py"))
+    )
+    if old != module.__name__:
+        assert module.__name__ == _compat.home_of(old) or old in (
+            _compat.MODULES_NOW_PACKAGES
+        )
 
 
 def test_an_old_path_in_a_pickle_builds_todays_class():
@@ -41,16 +57,30 @@ def test_old_type_names_map_to_todays(old, today):
 
 
 @pytest.mark.parametrize(
-    "name",
-    [
-        "sklearn.linear_model.LogisticRegression",
-        "tlsk.finetune.os",  # a module attribute that is no class
-        "tlsk.finetune.NoSuchClass",
-        "os.system",
-    ],
+    "name", ["sklearn.linear_model.LogisticRegression", "os.system", "tlsk.cache.X"]
 )
-def test_other_names_are_left_as_they_are(name):
+def test_names_of_modules_that_did_not_move_are_left_as_they_are(name):
     assert _compat.current_type_name(name) == name
+
+
+def test_checking_hostile_type_names_imports_no_module():
+    names = [f"{old}.X" for old in _compat.OLD_MODULES] + [
+        "tlsk.report._html.os",
+        "tlsk.backbones._zoo.X",
+        "tlsk.images.os",
+        "tlsk.features.__builtins__",
+    ]
+    code = (
+        "import sys; from tlsk.persistence.skops import is_trusted_type; "
+        f"before = set(sys.modules); names = {names!r}; "
+        "assert not any(map(is_trusted_type, names)); "
+        "print(sorted(set(sys.modules) - before))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]"
 
 
 def test_an_old_type_name_that_is_no_tlsk_estimator_is_still_refused():
@@ -59,7 +89,8 @@ def test_an_old_type_name_that_is_no_tlsk_estimator_is_still_refused():
     assert is_trusted_type("tlsk.finetune.KerasFineTuneClassifier")
     assert is_trusted_type("tlsk.backbone.BackboneConfig")
     assert not is_trusted_type("tlsk.finetune.os")
-    assert not is_trusted_type("tlsk._files.atomic_write")
+    assert not is_trusted_type("tlsk._files.write_atomically")
+    assert not is_trusted_type("tlsk.backbone.Backbone")
 
 
 def test_the_names_a_package_had_as_a_module_are_found_in_their_homes():

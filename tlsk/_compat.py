@@ -41,10 +41,7 @@ OLD_MODULES = {
     "tlsk._skops": "tlsk.persistence.skops",
     "tlsk.backbone": "tlsk.networks.backbone",
     "tlsk.backbones": "tlsk.networks.registry",
-    "tlsk.backbones._hub_spec": "tlsk.networks.registry._hub_spec",
-    "tlsk.backbones._hub_zoo": "tlsk.networks.registry._hub_zoo",
-    "tlsk.backbones._spec": "tlsk.networks.registry._spec",
-    "tlsk.backbones._zoo": "tlsk.networks.registry._zoo",
+    "tlsk.cache._legacy": "tlsk.cache._migrate",
     "tlsk.classifiers": "tlsk.evaluation.classifiers",
     "tlsk.datasets": "tlsk.images.folders",
     "tlsk.distributed": "tlsk.features.distributed",
@@ -64,7 +61,24 @@ OLD_MODULES = {
     "tlsk.zero_shot": "tlsk.training.zero_shot",
 }
 
+# Packages that moved whole: each submodule's home is the same name below the
+# package's new home (tlsk.report._evaluation -> tlsk.evaluation.report._evaluation).
+OLD_PACKAGES = {
+    "tlsk.backbones": "tlsk.networks.registry",
+    "tlsk.report": "tlsk.evaluation.report",
+}
+
 MODULES_NOW_PACKAGES = ("tlsk.features", "tlsk.images")
+
+
+def home_of(module):
+    """The module that is ``module``'s home today, by name, or None (not moved)."""
+    if module in OLD_MODULES:
+        return OLD_MODULES[module]
+    package, _, submodule = module.rpartition(".")
+    if package in OLD_PACKAGES:
+        return f"{OLD_PACKAGES[package]}.{submodule}"
+    return None
 
 # Where the names of a 0.1.0 module that is a package now live, in the order
 # searched: ``tlsk.images.load_batch`` still finds the function.
@@ -93,7 +107,7 @@ class _OldModulePaths(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """Import an old module path as the module that is its home today."""
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname not in OLD_MODULES:
+        if home_of(fullname) is None:
             return None
         return importlib.util.spec_from_loader(fullname, self)
 
@@ -101,7 +115,7 @@ class _OldModulePaths(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         self._own_specs = {}
 
     def create_module(self, spec):
-        module = importlib.import_module(OLD_MODULES[spec.name])
+        module = importlib.import_module(home_of(spec.name))
         self._own_specs[module.__name__] = module.__spec__
         return module
 
@@ -120,14 +134,13 @@ def install():
 
 
 def current_type_name(name):
-    """``"tlsk.finetune.KerasFineTuneClassifier"`` -> its name today; others as is."""
+    """``"tlsk.finetune.KerasFineTuneClassifier"`` -> its name today; others as is.
+
+    By name alone: nothing is imported, so checking the types a file names
+    (the ``.skops`` trust rule) loads no module whatever the file says.
+    """
     module, _, attribute = name.rpartition(".")
-    home = OLD_MODULES.get(module)
-    if home is None and module in MODULES_NOW_PACKAGES:
-        home = module
-    if home is None:
-        return name
-    found = getattr(importlib.import_module(home), attribute, None)
-    if isinstance(found, type):
-        return f"{found.__module__}.{found.__qualname__}"
-    return name
+    home = home_of(module)
+    if home is None and module == "tlsk.features":
+        home = "tlsk.features.extractor"
+    return name if home is None else f"{home}.{attribute}"

@@ -261,7 +261,7 @@ def is_trusted_type(name):
     """
     if name.startswith("tlsk."):
         # A file written by an earlier release names a type by its old path.
-        return current_type_name(name) in _tlsk_types()
+        return current_type_name(name) in TLSK_TYPES
     if name.startswith("sklearn."):
         from sklearn.base import BaseEstimator
 
@@ -277,10 +277,6 @@ def is_trusted_type(name):
             cls is np.ndarray or issubclass(cls, (np.generic, np.dtype))
         )
     return False
-
-
-def _tlsk_types():
-    return TLSK_TYPES
 
 
 def _class_named(name, package):
