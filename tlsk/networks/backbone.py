@@ -76,6 +76,7 @@ from tlsk.networks.hub import (
     read_preset,
 )
 from tlsk.networks.precision import COMPUTE_PRECISIONS, keras_dtype
+from tlsk.networks.random_weights import RANDOM_WEIGHTS_ID, initialise_randomly
 from tlsk.networks.registry import DEFAULT_BACKBONE, get_spec, is_model_file
 from tlsk.networks.registry._hub_spec import HUB_POOLINGS, HubSpec
 from tlsk.networks.weights import (
@@ -124,9 +125,6 @@ MIN_INPUT_SIZE = _VGG16.min_size
 
 POOLINGS = ("avg", "max", "flatten")
 MODEL_FILE = "keras-file"  # the fingerprint's "model" for a .keras backbone
-
-# Seed of the weights=None initialisation; part of the fingerprint.
-RANDOM_INIT_SEED = 0
 
 # The fingerprint's "embedding" where Keras's head norm follows the pooling
 # (split_head_norm); absent elsewhere, so that every other configuration keeps
@@ -301,7 +299,7 @@ def base_network(backbone, weights, input_size, precision="float32"):
         name = spec.builder
         fixup = spec.imagenet_fixup
     if weights is None:
-        _initialise_randomly(model)
+        initialise_randomly(model)
     elif weights == "imagenet":
         load_weights(model, imagenet_weights_path(backbone=backbone), name)
         if fixup is not None:
@@ -322,7 +320,7 @@ def _identity(backbone, weights):
             identity["weights_sha256"] = identity["model_sha256"]
             return identity
     if weights is None:
-        identity["weights_sha256"] = f"random-glorot-uniform-seed-{RANDOM_INIT_SEED}"
+        identity["weights_sha256"] = RANDOM_WEIGHTS_ID
     elif weights == "imagenet":
         path = imagenet_weights_path(backbone=backbone)
         identity["weights_sha256"] = file_sha256(path)
@@ -518,25 +516,6 @@ def _policies(model):
         elif not isinstance(layer, keras.layers.InputLayer):
             names.add(layer.dtype_policy.name)
     return names
-
-
-def _initialise_randomly(model):
-    """Glorot-uniform kernels from a fixed seed; the rest as Keras built it.
-
-    Keras's own initialisers draw from a global seed, so two processes would
-    build different "random" networks; this one is the same everywhere. Only
-    kernels (variables of rank 2 or more) are drawn: biases, normalisation
-    statistics and scales are constants in every Keras builder.
-    """
-    rng = np.random.default_rng(RANDOM_INIT_SEED)
-    for variable in model.weights:
-        shape = tuple(variable.shape)
-        if len(shape) < 2:
-            continue
-        receptive = int(np.prod(shape[:-2]))
-        fan_in, fan_out = receptive * shape[-2], receptive * shape[-1]
-        limit = np.sqrt(6.0 / (fan_in + fan_out))
-        variable.assign(rng.uniform(-limit, limit, size=shape).astype(np.float32))
 
 
 def load_weights(model, path, network, top=False):

@@ -28,6 +28,7 @@ import os
 import stat
 from dataclasses import dataclass
 
+from tlsk.networks.random_weights import RANDOM_WEIGHTS_ID, initialise_randomly
 from tlsk.networks.registry._hub_spec import (
     FAMILY_POOLINGS,
     HubSpec,
@@ -290,9 +291,7 @@ def hub_network(source, input_size, precision="float32") -> HubNetwork:
     if isinstance(source, HubSpec):
         size = source.input_size(input_size)
         backbone = _from_config(keras_hub, source, size, dtype)
-        from tlsk.networks.backbone import _initialise_randomly
-
-        _initialise_randomly(backbone)
+        initialise_randomly(backbone)
         _derive_interpolated_position_embeddings(backbone)
         return HubNetwork(
             backbone,
@@ -612,11 +611,9 @@ def _plain(value):
 
 def hub_identity(backbone, weights) -> dict:
     """What identifies the network's parameters: its preset folder's SHA-256."""
-    from tlsk.networks.backbone import RANDOM_INIT_SEED
-
     source = weights_source(backbone, weights)
     if isinstance(source, HubSpec):
-        return {"weights_sha256": f"random-glorot-uniform-seed-{RANDOM_INIT_SEED}"}
+        return {"weights_sha256": RANDOM_WEIGHTS_ID}
     digest = preset_identity(source)
     if is_preset_folder(backbone):
         return {"preset_sha256": digest, "weights_sha256": digest}

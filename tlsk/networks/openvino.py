@@ -204,8 +204,7 @@ def _compile(model, precision):
     if precision == "int8" and not _native_bfloat16():
         hint = "f32"
     # Unpinned: the decode threads share the cores with inference, and pinned
-    # OpenVINO threads made both slower (2-core Xeon: int8 from files 31-40
-    # images/s pinned, 40-46 unpinned, in one run).
+    # OpenVINO threads starve them (benchmarks/README.md, "Engines").
     config = {"INFERENCE_PRECISION_HINT": hint, "ENABLE_CPU_PINNING": False}
     return openvino.Core().compile_model(model, "CPU", config)
 
@@ -323,11 +322,9 @@ def resolve_engine(engine, precision):
     """The engine that runs ``precision`` (resolved): ``"keras"`` or ``"openvino"``.
 
     ``"auto"`` picks OpenVINO for int8, which only it runs, and Keras for
-    float32 and bfloat16. Measured in one run on a 2-core Xeon with AMX
-    (VGG16, 224 px): OpenVINO bf16 18.9 images/s on arrays against Keras's
-    18.0 and 18.1 against 18.1 from JPEG files; OpenVINO float32 4.8 against
-    Keras's 5.5 on arrays. A few percent at best, inside the noise, so Keras
-    keeps the vectors and caches of earlier versions.
+    float32 and bfloat16: there OpenVINO is no faster than Keras beyond the
+    noise (benchmarks/README.md, "Engines"), and Keras's vectors are the ones
+    existing caches hold.
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}; received {engine!r}")
