@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tlsk.cli import main
-from tlsk.persistence.model_files import load_model
+from tlsk.persistence.model_files import load_model_with_metadata
 
 REPO = Path(__file__).resolve().parents[1]
 METHODS = [
@@ -63,7 +63,7 @@ def test_demo_report_folder_holds_metrics_plots_and_models(demo):
 
 def test_demo_models_load_and_predict(demo):
     out, _ = demo
-    model, metadata = load_model(
+    model, metadata = load_model_with_metadata(
         out / "models" / "bottleneck-logistic-regression.joblib"
     )
     test_image = sorted((out / "split" / "test" / "3").iterdir())[0]

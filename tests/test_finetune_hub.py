@@ -28,6 +28,7 @@ from tlsk.persistence.model_files import ModelFileError
 
 keras_hub = pytest.importorskip("keras_hub")
 
+from tlsk.persistence.model_files import load_model_with_metadata  # noqa: E402
 from tlsk.persistence.shared_networks import check_network  # noqa: E402
 from tlsk.training.hub_finetune import (  # noqa: E402 - needs keras_hub's Keras
     block_rate_scales,
@@ -275,7 +276,7 @@ def test_a_lora_network_saves_and_loads_as_skops(tiny_dinov2, data, tmp_path):
     model = fine_tune("dinov2_small", weights=None, lora_rank=2).fit(images, labels)
     save_model(model, tmp_path / "dino.skops")
     # A shared file: its network passes the check of what a network may hold.
-    loaded, _ = load_model(tmp_path / "dino.skops")
+    loaded = load_model(tmp_path / "dino.skops")
     assert not lora_layers_of(loaded.model_) and lora_layers_of(model.model_)
     np.testing.assert_allclose(
         loaded.predict_proba(images), model.predict_proba(images), atol=1e-6
@@ -436,7 +437,7 @@ def test_the_command_line_trains_lora_on_a_preset_folder_and_predicts(
     assert main(["predict", model, str(tmp_path / "data" / "red"), "-q"]) == 0
     rows = capsys.readouterr().out.strip().splitlines()
     assert rows[0].startswith("path,label") and len(rows) == 4
-    fitted, metadata = load_model(model)
+    fitted, metadata = load_model_with_metadata(model)
     assert metadata["params"]["lora_rank"] == 2
     assert fitted.learning_rates_.keys() == {"head", "finetune"}
 

@@ -330,9 +330,10 @@ def test_the_command_line_extracts_and_trains_on_a_preset_folder(
     assert main(["predict", model, str(tmp_path / "data" / "red"), "-q"]) == 0
     rows = capsys.readouterr().out.strip().splitlines()
     assert rows[0].startswith("path,label") and len(rows) == 5
-    from tlsk.persistence.model_files import load_model
 
-    fitted, metadata = load_model(model)
+    from tlsk.persistence.model_files import load_model_with_metadata
+
+    fitted, metadata = load_model_with_metadata(model)
     assert metadata["backbone"] == folder
     assert fitted[0].fingerprint_["pooling"] == "mean"
     # The converter resizes: a filter of one's own is refused in the flag's words.

@@ -6,7 +6,9 @@ from sklearn.dummy import DummyClassifier
 
 from tlsk.persistence.model_files import (
     ModelFileError,
+    load_metadata,
     load_model,
+    load_model_with_metadata,
     metadata_path,
     save_model,
 )
@@ -19,7 +21,7 @@ def _fitted(strategy):
 def test_model_and_metadata_round_trip(tmp_path):
     path = tmp_path / "model.joblib"
     save_model(_fitted("most_frequent"), path, {"classes": ["a", "b"]})
-    model, metadata = load_model(path)
+    model, metadata = load_model_with_metadata(path)
     assert metadata["classes"] == ["a", "b"]
     assert len(metadata["model_sha256"]) == 64
     assert model.predict([[0]]).tolist() == ["a"]
@@ -41,7 +43,7 @@ def test_saving_never_overwrites_without_force(tmp_path):
         save_model(_fitted("uniform"), path, {})
     assert path.read_bytes() == before
     save_model(_fitted("uniform"), path, {}, force=True)
-    assert load_model(path)[1]["model_sha256"] != ""
+    assert load_metadata(path)["model_sha256"] != ""
     assert metadata_path(path).endswith("model.json")
 
 

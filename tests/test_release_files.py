@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tlsk import ImageFeatureExtractor, load_model
+from tlsk import ImageFeatureExtractor
+from tlsk.persistence.model_files import load_model_with_metadata
 
 RELEASE = Path(__file__).parent / "fixtures" / "release-0.1.0"
 MODELS = ("bottleneck", "tta-vgg16", "finetune", "scratch")
@@ -40,7 +41,7 @@ def test_a_saved_model_gives_the_release_outputs(release, tmp_path, name, suffix
     # that nothing (a lock file) is ever written into the committed folder.
     for file in (f"{name}.{suffix}", f"{name}.json"):
         shutil.copy(RELEASE / suffix / file, tmp_path / file)
-    model, metadata = load_model(tmp_path / f"{name}.{suffix}")
+    model, metadata = load_model_with_metadata(tmp_path / f"{name}.{suffix}")
     assert metadata["tlsk_version"] == "0.1.0"
     np.testing.assert_allclose(
         model.predict_proba(images), expected[f"{name}.predict_proba"], **CLOSE

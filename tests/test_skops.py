@@ -50,7 +50,7 @@ expected = np.load(f"{folder}/expected.npz")
 fingerprints = json.load(open(f"{folder}/fingerprints.json"))
 for name in expected.files:
     trusted = ["sklearn.tree._tree.Tree"] if name == "random-forest" else []
-    model, _ = load_model(f"{folder}/{name}.skops", trusted=trusted)
+    model = load_model(f"{folder}/{name}.skops", trusted=trusted)
     if hasattr(model, "predict_proba"):
         got = model.predict_proba(X)
     else:
@@ -121,7 +121,7 @@ def test_a_random_forest_loads_only_with_its_trees_trusted(saved):
     assert untrusted_types(path) == [TREE]
     with pytest.raises(UntrustedTypesError, match=r"\['sklearn.tree._tree.Tree'\]"):
         load_model(path)
-    forest, _ = load_model(path, trusted=[TREE])
+    forest = load_model(path, trusted=[TREE])
     assert forest.predict(np.load(saved / "images.npy")).shape == (12,)
 
 

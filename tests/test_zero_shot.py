@@ -16,10 +16,11 @@ from PIL import Image
 from sklearn.pipeline import Pipeline
 
 from tests._hub_presets import build, photos, write_preset
-from tlsk import ZeroShotImageClassifier, load_model, save_model
+from tlsk import ZeroShotImageClassifier, save_model
 from tlsk.cache import FeatureCache
 from tlsk.cli import main
 from tlsk.networks.weights import WeightsUnavailableError
+from tlsk.persistence.model_files import load_model_with_metadata
 
 keras_hub = pytest.importorskip("keras_hub")
 
@@ -249,7 +250,7 @@ def test_pickle_and_model_files_give_the_same_answers(presets, images, tmp_path)
     again = pickle.loads(pickle.dumps(model))
     np.testing.assert_allclose(again.predict_proba(images), expected, rtol=1e-6)
     save_model(model, tmp_path / "zs.joblib")
-    loaded, metadata = load_model(tmp_path / "zs.joblib")
+    loaded, metadata = load_model_with_metadata(tmp_path / "zs.joblib")
     np.testing.assert_allclose(loaded.predict_proba(images), expected, rtol=1e-6)
     # A file to share names no folder of this machine.
     with pytest.raises(ValueError, match="backbone"):

@@ -9,9 +9,10 @@ a CLIP or SigLIP network: :class:`ZeroShotImageClassifier`. The
 from-scratch baseline: :class:`SmallCNNClassifier`; the learning-rate range
 test for either:
 :func:`lr_find`. On a Dask cluster: :func:`featurize`. Model files with
-their metadata: :func:`save_model` and :func:`load_model` (``.skops`` to
-share, ``.joblib`` for your own). What a process remembers (built networks,
-digests and content keys of files): :func:`clear_caches`.
+their metadata: :func:`save_model`, :func:`load_model` and
+:func:`load_metadata` (``.skops`` to share, ``.joblib`` for your own). What
+a process remembers (built networks, digests and content keys of files):
+:func:`clear_caches`.
 """
 
 from tlsk import _compat
@@ -32,6 +33,7 @@ from tlsk.networks.weights import WeightsMismatchError, WeightsUnavailableError
 from tlsk.persistence.model_files import (
     ModelFileError,
     UntrustedTypesError,
+    load_metadata,
     load_model,
     save_model,
 )
@@ -64,6 +66,7 @@ __all__ = [
     "find_bad_images",
     "list_backbones",
     "load_image_folder",
+    "load_metadata",
     "load_model",
     "local_cluster",
     "lr_find",

@@ -56,7 +56,7 @@ from tests.robustness._support import leftovers, python, tiny
 from tlsk.cache import CacheError, CacheWarning, FeatureCache, namespace_id
 from tlsk.cli import main
 from tlsk.networks import backbone as bb
-from tlsk.persistence.model_files import load_model, save_model
+from tlsk.persistence.model_files import load_model_with_metadata, save_model
 
 
 @pytest.fixture(scope="module")
@@ -282,7 +282,7 @@ def test_disk_full_while_saving_a_model_keeps_the_previous_one(
     err = capsys.readouterr().err
     assert "No space left on device" in err and "Traceback" not in err
     assert _model_state(root) == before
-    model, metadata = load_model(root / "model.joblib")
+    model, metadata = load_model_with_metadata(root / "model.joblib")
     assert metadata["classes"] == ["blue", "green", "red"]
     assert leftovers(root) == []
 
@@ -321,7 +321,7 @@ def test_sigkill_while_a_model_is_saved_leaves_a_model_that_loads(
     child = python(_SAVE_AND_DIE, path, kill_at, stderr=subprocess.PIPE)
     _, err = child.communicate(timeout=60)
     assert child.returncode == -signal.SIGKILL, err
-    model, metadata = load_model(path)
+    model, metadata = load_model_with_metadata(path)
     assert model == {"model": survivor} and metadata["classes"] == [survivor]
     assert "previous" not in metadata
 
@@ -367,7 +367,7 @@ def test_sigkill_of_tlsk_train_leaves_a_model_that_loads(tmp_path, trained, kill
     else:
         child = python(_TRAIN_AND_DIE, kill_at, *argv, "--force", "--seed", "1")
         assert child.wait(timeout=300) == -signal.SIGKILL
-    model, metadata = load_model(work / "model.joblib")
+    model, metadata = load_model_with_metadata(work / "model.joblib")
     assert (
         metadata["model_sha256"]
         == hashlib.sha256((work / "model.joblib").read_bytes()).hexdigest()

@@ -359,11 +359,11 @@ def test_a_killed_model_writer_leaves_nothing_after_the_next_write(tmp_path):
     assert child.returncode == -signal.SIGKILL, err
     left = leftovers(tmp_path)
     assert left and all(name.startswith(".tmp-m.joblib-") for name in left), left
-    assert load_model(path)[0] == {"model": "old"}
+    assert load_model(path) == {"model": "old"}
     _age(tmp_path / left[0])  # the next run comes later
     save_model({"model": "new"}, str(path), force=True)
     assert leftovers(tmp_path) == []
-    assert load_model(path)[0] == {"model": "new"}
+    assert load_model(path) == {"model": "new"}
 
 
 _HOLD_A_WRITE = """
@@ -571,7 +571,7 @@ def test_two_writers_of_one_model_leave_a_pair_that_loads(tmp_path):
             failures += 1
         loads += 1
     assert [writer.wait() for writer in writers] == [0, 0]
-    model, _ = load_model(path)
+    model = load_model(path)
     assert model["i"] == 39 and failures == 0, (failures, loads)
     assert leftovers(tmp_path) == []
 
@@ -659,7 +659,7 @@ def test_split_force_keeps_a_link_someone_put_in_a_part(project, tmp_path, capsy
 
 def test_metadata_never_drives_the_terminal(project, tmp_path, capsys):
     model = tmp_path / "h.joblib"
-    fitted, _ = load_model(project / "model.joblib")
+    fitted = load_model(project / "model.joblib")
     save_model(fitted, str(model), {"method": "bottleneck\x1b[2J\x1b]0;pwned\x07"})
     assert main(["evaluate", str(model), str(project / "data"), "-q"]) == 0
     out = capsys.readouterr().out

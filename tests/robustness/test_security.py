@@ -44,7 +44,7 @@ from tests._datasets import coloured_images, write_image_folder
 from tests.robustness._support import REPO, tiny
 from tlsk.cache import CacheError, FeatureCache, namespace_id
 from tlsk.cli import main
-from tlsk.persistence.model_files import load_model, save_model
+from tlsk.persistence.model_files import load_metadata, save_model
 from tlsk.training import keras_classifier as _keras_estimator
 
 HOSTILE = ["../../escaped", "/etc/passwd", "..", "a/b"]
@@ -84,7 +84,7 @@ def test_the_readme_states_the_trust_model():
 
 
 def test_a_model_file_records_what_made_it(hostile_model):
-    _, metadata = load_model(hostile_model[0])
+    metadata = load_metadata(hostile_model[0])
     assert {"tlsk_version", "method", "classes", "model_sha256"} <= set(metadata)
     assert metadata["format"] == "tlsk-model"
 

@@ -58,7 +58,7 @@ from tlsk.cli._zero_shot import (
     zero_shot_metadata,
     zero_shot_model,
 )
-from tlsk.persistence.model_files import load_model, metadata_path
+from tlsk.persistence.model_files import load_model_with_metadata, metadata_path
 
 HELP = "accuracy, per-class scores and confusion matrix of a model on an image folder"
 EXAMPLE = """example:
@@ -136,7 +136,7 @@ def run(args):
         metadata = zero_shot_metadata(model)
         model_name = f"zero-shot {os.fspath(model.backbone)}"
     else:
-        model, metadata = load_model(args.model, trusted=args.trust)
+        model, metadata = load_model_with_metadata(args.model, trusted=args.trust)
         model_name = os.path.basename(args.model)
     model = with_tta(model, args.tta)
     if args.tta:

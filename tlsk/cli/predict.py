@@ -145,7 +145,7 @@ def run(args):
             args.usage_error("--backbone needs --imagenet or --zero-shot")
         if len(args.inputs) < 2:
             args.usage_error("give a MODEL and at least one PATH (or --imagenet)")
-        model, _ = load_model(args.inputs[0], trusted=args.trust)
+        model = load_model(args.inputs[0], trusted=args.trust)
         model = with_tta(model, args.tta)
         targets = args.inputs[1:]
     paths = image_files(targets)

@@ -30,7 +30,9 @@ a path of your machine.
 >>> model = DummyClassifier().fit([[0], [1]], ["a", "b"])
 >>> path = os.path.join(tempfile.mkdtemp(), "model.joblib")
 >>> save_model(model, path, {"classes": ["a", "b"]})
->>> loaded, metadata = load_model(path)
+>>> load_model(path).predict([[0]]).shape
+(1,)
+>>> metadata = load_metadata(path)
 >>> metadata["format"], metadata["classes"], len(metadata["model_sha256"])
 ('tlsk-model', ['a', 'b'], 64)
 >>> serialization("shared.skops"), serialization("mine.joblib")
@@ -60,7 +62,9 @@ __all__ = [
     "ModelFileError",
     "UntrustedTypesError",
     "check_shareable",
+    "load_metadata",
     "load_model",
+    "load_model_with_metadata",
     "metadata_path",
     "model_file",
     "save_model",
@@ -166,8 +170,13 @@ def save_model(model, path, metadata=None, force=False):
         _write_json(metadata_path(path), record)
 
 
-def load_model(path, trusted=()):
-    """``(model, metadata)`` from a model file written by :func:`save_model`.
+def load_model(path, *, trusted=()):
+    """The model in a model file written by :func:`save_model`.
+
+    Returns the model alone, as ``joblib.load`` and ``skops.io.load`` do, so
+    that ``load_model(path).predict(X)`` works; its metadata is
+    :func:`load_metadata`'s (or :func:`load_model_with_metadata`'s, both
+    from one reading of the pair).
 
     A missing file, a file without tlsk metadata beside it, metadata that
     records no ``model_sha256``, or a model that is not the file its metadata
@@ -185,6 +194,35 @@ def load_model(path, trusted=()):
     files from a source you trust (``trusted`` is then a ValueError: a pickle
     has no list of types to check).
     """
+    return load_model_with_metadata(path, trusted=trusted)[0]
+
+
+def load_metadata(path):
+    """The metadata (a dict) of the model file ``path``, without loading the model.
+
+    The record of the JSON file beside the model (:func:`metadata_path`)
+    that describes the model file's bytes (its SHA-256): what made the
+    model, its classes, and what :func:`save_model` was given. Nothing in
+    the model file is built or run, so it is safe on any file, and answers
+    what a model is before one decides to trust it. A missing model or
+    metadata file, or a pair that does not match, is a
+    :class:`ModelFileError`, as for :func:`load_model`.
+    """
+    path = os.fspath(path)
+    _check_pair_exists(path)
+    metadata, file = _open_matching_pair(path)
+    file.close()
+    return metadata
+
+
+def load_model_with_metadata(path, *, trusted=()):
+    """``(model, metadata)`` from one reading of a model file and its metadata.
+
+    :func:`load_model` and :func:`load_metadata` together, with the metadata
+    guaranteed to describe the very bytes the model was built from, even
+    while another process replaces the pair (two calls could each see a
+    different model). ``trusted``: as for :func:`load_model`.
+    """
     path = os.fspath(path)
     kind = serialization(path)
     if trusted and kind != "skops":
@@ -192,13 +230,7 @@ def load_model(path, trusted=()):
             f"trusted= applies to .skops model files; {path!r} is a joblib "
             "pickle, which builds whatever it names"
         )
-    if not os.path.isfile(path):
-        raise ModelFileError(f"no model file at {path!r}")
-    if not os.path.isfile(metadata_path(path)):
-        raise ModelFileError(
-            f"{path!r} is not a tlsk model: its metadata {metadata_path(path)!r} is "
-            "missing ('tlsk train' and save_model write both)"
-        )
+    _check_pair_exists(path)
     metadata, file = _open_matching_pair(path)
     with file:
         shared = kind == "skops"
@@ -220,6 +252,16 @@ def load_model(path, trusted=()):
             raise ModelFileError(f"cannot load model {path!r}: {err}") from err
     _check_loaded(model, path, shared)
     return model, metadata
+
+
+def _check_pair_exists(path):
+    if not os.path.isfile(path):
+        raise ModelFileError(f"no model file at {path!r}")
+    if not os.path.isfile(metadata_path(path)):
+        raise ModelFileError(
+            f"{path!r} is not a tlsk model: its metadata {metadata_path(path)!r} is "
+            "missing ('tlsk train' and save_model write both)"
+        )
 
 
 def check_shareable(model, path):
