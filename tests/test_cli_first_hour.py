@@ -55,3 +55,48 @@ def test_stderr_carries_only_tlsk_lines_unless_debug(data, tmp_path):
     # --debug before the command is the same flag.
     before = run_tlsk("--debug", *extract, "--cache", tmp_path / "c.h5")
     assert TENSORFLOW_LINES.search(before.stderr)
+
+
+@pytest.fixture(scope="module")
+def split_and_model(tmp_path_factory):
+    """A split made by ``tlsk split`` and a model trained on its train/ part."""
+    from tlsk.cli import main
+
+    root = tmp_path_factory.mktemp("first-hour")
+    write_image_folder(root / "data", 5)
+    split = root / "photos-split"
+    assert main(["split", "-q", str(root / "data"), str(split)]) == 0
+    model = root / "model.joblib"
+    tiny = ["--weights", "none", "--input-size", "32", "-q"]
+    assert main(["train", str(split), "--out", str(model), *tiny]) == 0
+    return split, model
+
+
+def test_evaluate_on_a_split_names_the_folder_of_class_folders(split_and_model):
+    split, model = split_and_model
+    result = run_tlsk("evaluate", model, split, cwd=split.parent)
+    assert result.returncode == 2, result.stdout
+    assert "looks like a split made by tlsk split (train/, val/, test/)" in (
+        result.stderr
+    )
+    assert f"tlsk evaluate {split / 'test'}" in result.stderr
+    assert "accuracy" not in result.stdout
+
+
+def test_a_split_without_its_manifest_is_known_by_its_parts(split_and_model, tmp_path):
+    import shutil
+
+    from tlsk.cli import main
+
+    split, model = split_and_model
+    copy = tmp_path / "by-hand"
+    shutil.copytree(split, copy)
+    (copy / "split.json").unlink()
+    with pytest.raises(SystemExit) as exit_:
+        main(["evaluate", str(model), str(copy)])
+    assert exit_.value.code == 2
+    with pytest.raises(SystemExit) as exit_:
+        main(["check", str(copy)])
+    assert exit_.value.code == 2
+    # One part is a folder of class folders, as before.
+    assert main(["evaluate", "-q", str(model), str(copy / "test")]) == 0

@@ -88,7 +88,7 @@ def build_parser():
             "-q", "--quiet", action="store_true", help="no progress bars or notes"
         )
         module.add_arguments(sub)
-        sub.set_defaults(run=module.run)
+        sub.set_defaults(run=module.run, usage_error=sub.error)
     return parser
 
 

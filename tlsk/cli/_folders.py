@@ -6,7 +6,49 @@ from __future__ import annotations
 import os
 
 from tlsk.cli import CommandError
-from tlsk.cli._output import in_cli_words, note
+from tlsk.cli._output import in_cli_words, note, shown
+
+
+def split_parts(root):
+    """The parts (``train``, ``val``, ``test``) of ``root`` if it is a split, else [].
+
+    A split is a folder that ``tlsk split`` wrote (it holds ``split.json``) or
+    one whose ``train/``, ``val/`` or ``test/`` folders (two at least) hold
+    class folders: its parts, not the split, are folders of class folders.
+    """
+    from tlsk.images.folders import SPLIT_MANIFEST, SPLIT_PARTS
+
+    parts = [part for part in SPLIT_PARTS if os.path.isdir(os.path.join(root, part))]
+    if os.path.isfile(os.path.join(root, SPLIT_MANIFEST)) and parts:
+        return parts
+
+    def holds_folders(part):
+        with os.scandir(os.path.join(root, part)) as entries:
+            return any(
+                entry.is_dir(follow_symlinks=False) and not entry.name.startswith(".")
+                for entry in entries
+            )
+
+    parts = [part for part in parts if holds_folders(part)]
+    return parts if len(parts) >= 2 else []
+
+
+def check_not_split(args, root, *, part):
+    """A usage error (exit 2) when ``root`` is a split, not a folder of classes.
+
+    ``part`` is the split's folder the command should be given (``"test"``
+    for evaluate), or the first one that exists.
+    """
+    parts = split_parts(root)
+    if not parts:
+        return
+    given = os.path.join(os.fspath(root), part if part in parts else parts[0])
+    listed = ", ".join(f"{name}/" for name in parts)
+    args.usage_error(
+        f"{shown(os.fspath(root))} looks like a split made by tlsk split "
+        f"({listed}), not a folder of class folders: "
+        f"tlsk {args.command} {shown(given)}"
+    )
 
 
 def read_labelled_folder(args, root):

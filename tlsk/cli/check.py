@@ -45,6 +45,7 @@ import os
 
 from tlsk._util.files import Publication
 from tlsk.cli import CommandError
+from tlsk.cli._folders import check_not_split
 from tlsk.cli._options import (
     add_extractor_options,
     add_report_option,
@@ -123,6 +124,7 @@ def run(args):
         raise CommandError("--out writes label errors: give --label-errors too")
     if not os.path.isdir(args.dir):
         raise CommandError(f"no folder at {args.dir!r}")
+    check_not_split(args, args.dir, part="train")
     check_outputs(
         args,
         [("--out", args.out)],

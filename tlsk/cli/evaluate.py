@@ -35,7 +35,7 @@ import os
 
 from tlsk._util.files import Publication
 from tlsk.cli import CommandError
-from tlsk.cli._folders import read_labelled_folder
+from tlsk.cli._folders import check_not_split, read_labelled_folder
 from tlsk.cli._options import (
     add_report_option,
     add_trust_option,
@@ -119,6 +119,7 @@ def run(args):
         args.model, args.dir = args.inputs
     if not os.path.isdir(args.dir):
         raise CommandError(f"no folder at {args.dir!r}")
+    check_not_split(args, args.dir, part="test")
     inputs = []
     if args.model is not None:
         inputs = [("MODEL", args.model), ("its metadata", metadata_path(args.model))]
