@@ -32,3 +32,80 @@ def test_load_metadata_reads_no_model(tmp_path, monkeypatch):
     assert load_metadata(path)["serialization"] == "joblib"
     assert np.array_equal(load_model.__kwdefaults__["trusted"], ())
 
+
+def _extractor(**params):
+    return tlsk.ImageFeatureExtractor(weights=None, input_size=32, **params)
+
+
+def test_a_list_of_pil_images_gives_the_vectors_of_its_files(tmp_path):
+    from PIL import Image
+
+    from tests._datasets import write_image_folder
+
+    paths, _ = write_image_folder(tmp_path / "data", 2, formats=("png",))
+    opened = [Image.open(path) for path in paths]
+    extractor = _extractor().fit()
+    from_pil = extractor.transform(opened)
+    np.testing.assert_allclose(from_pil, extractor.transform(paths), rtol=1e-5)
+    # Any mode becomes RGB, as from a file: gray replicated.
+    gray = Image.fromarray(np.full((8, 8), 90, np.uint8))
+    np.testing.assert_allclose(
+        extractor.transform([gray]),
+        extractor.transform(np.full((1, 8, 8, 3), 90, np.uint8)),
+        rtol=1e-5,
+    )
+
+
+def test_a_pil_image_has_its_exif_orientation_applied_and_is_not_modified():
+    from PIL import Image
+
+    from tlsk.images.decode import image_inputs
+
+    pixels = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    image = Image.fromarray(pixels)
+    image.getexif()[0x0112] = 6  # rotate 90 clockwise to display
+    image.info["exif"] = image.getexif().tobytes()
+    (item,) = image_inputs([image])
+    _, rgb = item.load()
+    assert rgb.shape == (3, 2, 3)
+    np.testing.assert_array_equal(rgb, np.rot90(pixels, k=-1))
+    assert image.size == (3, 2) and image.getexif()[0x0112] == 6
+
+
+def test_a_single_pil_image_asks_for_a_list():
+    import pytest
+    from PIL import Image
+
+    with pytest.raises(TypeError, match=r"single PIL image .*\[image\]"):
+        _extractor().fit().transform(Image.new("RGB", (8, 8)))
+
+
+def test_column_transformer_passes_a_single_column_of_paths(tmp_path):
+    pd = __import__("pytest").importorskip("pandas")
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    from tests._datasets import write_image_folder
+
+    paths, labels = write_image_folder(tmp_path / "data", 3)
+    frame = pd.DataFrame({"path": paths, "other": range(len(paths))})
+    model = make_pipeline(
+        ColumnTransformer([("img", _extractor(), ["path"])]),
+        LogisticRegression(max_iter=200),
+    ).fit(frame, labels)
+    assert model.predict(frame).shape == (len(paths),)
+    extractor = _extractor().fit()
+    np.testing.assert_allclose(
+        model[0].transform(frame), extractor.transform(paths), rtol=1e-5
+    )
+    column = np.array(paths, dtype=object)[:, np.newaxis]
+    assert extractor.transform(column).shape == (len(paths), 512)
+
+
+def test_a_two_column_array_of_paths_is_refused():
+    import pytest
+
+    two = np.array([["a.jpg", "b.jpg"]], dtype=object)
+    with pytest.raises(ValueError, match=r"single column \(N, 1\).*shape \(1, 2\)"):
+        _extractor().fit().transform(two)

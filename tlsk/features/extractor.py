@@ -400,7 +400,9 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : sequence of paths, array (N, H, W, 3) or (N, H, W), or list of arrays
-            The images, in the order of the rows returned.
+            The images, in the order of the rows returned. Paths may come as
+            one column (an (N, 1) array, a one-column DataFrame); a list may
+            hold Pillow images (see :func:`tlsk.images.decode.image_inputs`).
 
         Returns
         -------

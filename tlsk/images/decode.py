@@ -1,9 +1,10 @@
 """Images in, float32 RGB batches out.
 
 This module turns whatever the user passes as ``X`` (file paths, one big
-numpy array, or a list of arrays of different sizes) into RGB images, resizes
-them to a square batch. It knows nothing about Keras models or any network;
-how a network wants its pixels prepared is :mod:`tlsk.networks.preprocessing`.
+numpy array, a list of arrays of different sizes, or of Pillow images) into
+RGB images, resizes them to a square batch. It knows nothing about Keras
+models or any network; how a network wants its pixels prepared is
+:mod:`tlsk.networks.preprocessing`.
 
 Decoding policy (``DECODE_POLICY``; bump it when output pixels change)
 ----------------------------------------------------------------------
@@ -63,6 +64,16 @@ are not all 0) is still read that way, as a nearly black image, but with an
 :class:`ImageRangeWarning` (one per call, naming the first such images), as
 it was most likely scaled to [0, 1] by mistake: multiply such images by 255
 first. Other values are checked per image in :meth:`ImageInput.load`.
+
+Pillow images (``PIL.Image.Image``, what ``Image.open`` and embetter's
+``ImageLoader`` return) go through the policy for files above, from the
+mode conversions on: EXIF orientation is applied (an image opened from a
+file then gives the pixels that file gives as a path; ``exif_transpose``
+removes the tag, so an image already turned is not turned again), then its
+mode becomes RGB uint8. Each becomes an array input (:class:`ArrayInput`)
+when ``X`` is read, its content key that of its RGB pixels: the same pixels
+passed as an array share its cached vector. The caller's image is not
+modified. ``max_pixels`` does not apply: the image is decoded already.
 """
 
 import contextlib
@@ -511,9 +522,21 @@ class ArrayInput(ImageInput):
         return array_key(self.array), _image_values(self.array, self.label)
 
 
+def _from_pillow(image, label):
+    """An RGB uint8 array of a Pillow image, by the decoding policy of files."""
+    with _pillow_errors(label):
+        image.load()
+        # Not in place: the image is the caller's.
+        turned = ImageOps.exif_transpose(image)
+        return _pil_to_rgb(turned if turned is not None else image)
+
+
 def _as_item(item, index):
     if isinstance(item, str | bytes | os.PathLike):
         return FileInput(item)
+    if isinstance(item, Image.Image):
+        label = f"X[{index}]"
+        return ArrayInput(_from_pillow(item, label), label)
     if isinstance(item, np.ndarray):
         label = f"X[{index}]"
         _check_array_dtype(item, label)
@@ -524,8 +547,8 @@ def _as_item(item, index):
             )
         return ArrayInput(item, label)
     raise TypeError(
-        f"expected X[{index}] to be a file path (str or os.PathLike) or a numpy "
-        f"array; received {type(item).__name__}"
+        f"expected X[{index}] to be a file path (str or os.PathLike), a numpy "
+        f"array or a PIL image; received {type(item).__name__}"
     )
 
 
@@ -583,10 +606,15 @@ def image_inputs(X, warn_range=True):
     ----------
     X : sequence of paths, ndarray, or sequence of ndarrays
         - file paths (str, bytes or os.PathLike), as a list, tuple, 1-D array
-          or anything ``np.asarray`` turns into one (a pandas Series);
+          or anything ``np.asarray`` turns into one (a pandas Series), or as
+          a single column: an array of shape (N, 1) or a one-column pandas
+          DataFrame (what ``ColumnTransformer([("img", extractor,
+          ["path"])])`` passes);
+        - Pillow images (``PIL.Image.Image``), decoded as files are (EXIF
+          orientation applied, any mode to RGB);
         - one array of shape (N, H, W, 3), (N, H, W, 1) or (N, H, W);
         - a list of arrays of different sizes, each (H, W, 3), (H, W, 1) or
-          (H, W); paths and arrays may be mixed.
+          (H, W); paths, arrays and Pillow images may be mixed.
 
         uint8 is used as is; other integer dtypes must hold values in
         [0, 255]; float dtypes must be finite and in [0, 255] (a float image
@@ -605,7 +633,8 @@ def image_inputs(X, warn_range=True):
     ValueError
         An array of the wrong rank or channel count.
     TypeError
-        An item that is neither path nor array, or an unusable dtype.
+        An item that is neither path, array nor Pillow image, or an unusable
+        dtype.
 
     Examples
     --------
@@ -633,12 +662,20 @@ def _items(X):
             f"expected a sequence of images; received a single path {X!r}; "
             "wrap it in a list: [path]"
         )
+    if isinstance(X, Image.Image):
+        raise TypeError(
+            "expected a sequence of images; received a single PIL image "
+            f"({type(X).__name__}); wrap it in a list: [image]"
+        )
     if isinstance(X, np.ndarray):
         if X.dtype.kind in "OUS":
+            if X.ndim == 2 and X.shape[1] == 1:
+                X = X[:, 0]  # one column of paths (a DataFrame's, in a pipeline)
             if X.ndim != 1:
                 raise ValueError(
-                    "expected file paths as a 1-D sequence; received an array of "
-                    f"shape {X.shape} and dtype {X.dtype}"
+                    "expected file paths as a 1-D sequence or a single column "
+                    f"(N, 1); received an array of shape {X.shape} and dtype "
+                    f"{X.dtype}"
                 )
             return [_as_item(item, i) for i, item in enumerate(X.tolist())]
         return _from_batch_array(X)
