@@ -100,3 +100,23 @@ def test_a_split_without_its_manifest_is_known_by_its_parts(split_and_model, tmp
     assert exit_.value.code == 2
     # One part is a folder of class folders, as before.
     assert main(["evaluate", "-q", str(model), str(copy / "test")]) == 0
+
+
+def test_extract_of_a_split_reads_its_images_not_its_manifest(
+    split_and_model, tmp_path, capsys
+):
+    import json
+
+    from tlsk.cli import main
+
+    split, _ = split_and_model
+    tiny = ["--weights", "none", "--input-size", "32", "-q"]
+    assert (
+        main(
+            ["extract", str(split), "--cache", str(tmp_path / "f.h5"), "--json", *tiny]
+        )
+        == 0
+    )
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["failed"] == 0, summary["failures"]
+    assert summary["images"] == 15

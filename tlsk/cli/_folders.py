@@ -76,13 +76,24 @@ def read_labelled_folder(args, root):
 def image_files(paths):
     """The files named by ``paths``, folders expanded recursively.
 
-    Inside folders, hidden files and folders are skipped and links to folders
-    are not followed; a file named explicitly is kept whatever its name, and
-    so is a path that does not exist, for the caller to report.
+    Inside folders, hidden files and folders are skipped, links to folders
+    are not followed, and so is what tlsk wrote there that is no image (the
+    ``split.json`` of a split); a file named explicitly is kept whatever its
+    name, and so is a path that does not exist, for the caller to report.
     """
-    from tlsk.images.folders import _files_below
+    from tlsk.images.folders import SPLIT_MANIFEST, _files_below
 
     found = []
     for path in map(os.fspath, paths):
-        found.extend(_files_below(path) if os.path.isdir(path) else [path])
+        if not os.path.isdir(path):
+            found.append(path)
+            continue
+        found.extend(
+            file
+            for file in _files_below(path)
+            if not (
+                os.path.basename(file) == SPLIT_MANIFEST
+                and split_parts(os.path.dirname(file))
+            )
+        )
     return found
