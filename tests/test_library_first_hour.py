@@ -109,3 +109,40 @@ def test_a_two_column_array_of_paths_is_refused():
     two = np.array([["a.jpg", "b.jpg"]], dtype=object)
     with pytest.raises(ValueError, match=r"single column \(N, 1\).*shape \(1, 2\)"):
         _extractor().fit().transform(two)
+
+
+def test_save_model_writes_a_cached_pipeline_as_skops_without_its_cache(tmp_path):
+    import pytest
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    from tests._datasets import coloured_images
+
+    pytest.importorskip("skops")
+    images, labels = coloured_images(2)
+    cache = tmp_path / "features.h5"
+    pipe = make_pipeline(_extractor(cache=cache), LogisticRegression()).fit(
+        images, labels
+    )
+    path = tmp_path / "m.skops"
+    with pytest.warns(UserWarning, match=r"without its feature cache .*steps\[0\]"):
+        save_model(pipe, path)
+    assert pipe[0].cache == cache and pipe[0].cache_path_ == str(cache)
+    loaded = load_model(path)
+    assert loaded[0].cache is None and loaded[0].cache_path_ is None
+    np.testing.assert_array_equal(loaded.predict(images), pipe.predict(images))
+    assert load_metadata(path)["written_without_cache"] == ["model.steps[0][1]"]
+    assert str(tmp_path) not in path.read_bytes().decode("latin-1")
+
+
+def test_save_model_still_refuses_a_skops_model_naming_a_weights_file(tmp_path):
+    import pytest
+
+    from tlsk import ModelFileError
+
+    weights = tmp_path / "mine.weights.h5"
+    weights.write_bytes(b"")
+    extractor = _extractor(cache=tmp_path / "f.h5").set_params(weights=str(weights))
+    with pytest.raises(ModelFileError, match="must name no weights file"):
+        save_model(extractor, tmp_path / "m.skops")
+    assert not (tmp_path / "m.skops").exists()

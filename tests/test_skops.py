@@ -183,13 +183,14 @@ def test_a_skops_file_edited_to_smuggle_in_a_type_is_refused_and_nothing_runs(
     assert error.value.types == [name]
 
 
-def test_a_skops_model_naming_a_feature_cache_is_refused(tmp_path):
+def test_a_skops_model_is_written_without_its_feature_cache(tmp_path):
     extractor = ImageFeatureExtractor(
         weights=None, input_size=32, cache=tmp_path / "f.h5"
     ).fit()
-    with pytest.raises(ValueError, match="must name no feature cache"):
+    with pytest.warns(UserWarning, match="without its feature cache"):
         save_model(extractor, tmp_path / "model.skops")
-    assert not (tmp_path / "model.skops").exists()
+    assert load_model(tmp_path / "model.skops").cache is None
+    assert extractor.cache == tmp_path / "f.h5"
 
 
 def test_trusted_applies_to_skops_files_only(tmp_path):

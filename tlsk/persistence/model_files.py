@@ -19,7 +19,8 @@ calibrated classifier's or a search's fitted estimators): its parameters
 against its ``_parameter_constraints`` (tlsk's bounded by
 :mod:`tlsk._util.limits`), and a tlsk estimator's fitted attributes as ``fit``
 leaves them. A ``.skops`` file must moreover name no file of this machine (a
-feature cache, a weights or ``.keras`` file, a Pipeline's ``memory``) and no
+feature cache, a weights or ``.keras`` file, a Pipeline's ``memory``;
+:func:`save_model` writes a model without its feature cache) and no
 ``n_jobs`` above :data:`tlsk._util.limits.MAX_N_JOBS`, and the Keras network of a
 classifier in it is checked before it is built
 (:mod:`tlsk.persistence.shared_networks`): a shared file never makes tlsk read or write
@@ -41,9 +42,11 @@ a path of your machine.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
+import warnings
 
 from tlsk._util.files import (
     check_replaceable,
@@ -118,10 +121,14 @@ def save_model(model, path, metadata=None, force=False):
 
     ``path`` ending in ``.skops`` writes the skops format, any other suffix
     joblib (see the module docstring for which to use when). A ``.skops``
-    model is for sharing, so it must name no file of this machine (a feature
-    cache, a weights or ``.keras`` file, anywhere in it): a
-    :class:`ModelFileError` says which and what to do, and nothing is
-    written.
+    model is for sharing, so it names no file of this machine. A feature
+    cache is left out: the file holds the model with ``cache=None`` in each
+    estimator that names one (it computes its features afresh), a
+    ``UserWarning`` says so, and the metadata lists them under
+    ``"written_without_cache"``; ``model`` itself keeps its cache. Any other
+    file (a weights or ``.keras`` file, a Pipeline's ``memory``, anywhere in
+    the model) is a :class:`ModelFileError` that says which and what to do,
+    and nothing is written.
 
     The metadata names the exact model file it describes (its SHA-256), and
     two files cannot be replaced in one atomic step, so an existing model is
@@ -138,8 +145,20 @@ def save_model(model, path, metadata=None, force=False):
     from tlsk._version import __version__
 
     kind = serialization(path)
+    without_cache = []
     if kind == "skops":
+        model, without_cache = _without_caches(model)
         check_shareable(model, path)
+        if without_cache:
+            warnings.warn(
+                f"the .skops model {os.fspath(path)!r} is written without its "
+                f"feature cache (cache=None in {', '.join(without_cache)}): a "
+                "model to share names no file of this machine, so it computes "
+                "its features afresh; the model in memory keeps its cache, and "
+                "a .joblib file would keep it too",
+                UserWarning,
+                stacklevel=2,
+            )
     path = resolved(path)
     for target in (path, metadata_path(path)):
         check_replaceable(target, force=force)
@@ -152,6 +171,8 @@ def save_model(model, path, metadata=None, force=False):
         "serialization": kind,
         **(metadata or {}),
     }
+    if without_cache:
+        record["written_without_cache"] = without_cache
     # Two writers of one model must not interleave their three steps: the
     # metadata of one would describe the other's model.
     with folder_locked(folder):
@@ -282,6 +303,30 @@ def check_shareable(model, path):
                 f"{name}={value!r}: {instead}; or save it as .joblib, for your own "
                 "use"
             )
+
+
+def _without_caches(model):
+    """``(model to write, [where])``: ``model``, or a copy without feature caches.
+
+    The copy has ``cache=None`` (and no resolved cache path) in each
+    estimator that names a feature cache, listed by where it is
+    (``model.steps[0][1]``); ``model`` is not modified. A model naming no
+    cache is returned as it is, not copied.
+    """
+    cached = [
+        where
+        for where, estimator in _objects(model, estimators_only=True)
+        if "cache" in _local_paths(estimator)
+    ]
+    if not cached:
+        return model, []
+    model = copy.deepcopy(model)
+    for where, estimator in _objects(model, estimators_only=True):
+        if where in cached:
+            estimator.cache = None
+            if "cache_path_" in vars(estimator):
+                estimator.cache_path_ = None
+    return model, cached
 
 
 def _dump_joblib(model, file):
