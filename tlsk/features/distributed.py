@@ -177,9 +177,9 @@ def featurize(
 
     Returns
     -------
-    features : ndarray of shape (n_images, n_features_out_), float32
-        In the order of ``X``; NaN rows for images that could not be decoded
-        when ``on_error="nan"``.
+    features : ndarray of shape (n_images, n_features), float32
+        In the order of ``X``, ``extractor.n_features_out_`` columns; NaN rows
+        for images that could not be decoded when ``on_error="nan"``.
     in_cache : ndarray of shape (n_images,), bool
         Instead of ``features`` when ``return_features=False``: True where
         the image's vector is in the cache, False where it could not be
