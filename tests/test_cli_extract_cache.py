@@ -106,7 +106,7 @@ def test_every_file_failing_exits_with_1(tree, tmp_path, capsys):
     assert _extract(tree / "z", "--cache", tmp_path / "f.h5", "-q") == 1
     err = capsys.readouterr().err
     assert err.splitlines()[-1] == (
-        "tlsk extract: error: none of the 1 files could be decoded"
+        "tlsk extract: error: the one file given could not be decoded"
     )
 
 

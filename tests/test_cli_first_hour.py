@@ -120,3 +120,33 @@ def test_extract_of_a_split_reads_its_images_not_its_manifest(
     summary = json.loads(capsys.readouterr().out)
     assert summary["failed"] == 0, summary["failures"]
     assert summary["images"] == 15
+
+
+def test_counts_of_one_are_singular(data, tmp_path, capsys):
+    from tlsk.cli import main
+
+    (data / "red" / "broken.jpg").write_bytes(b"not a jpeg")
+    main(["check", str(data), "-q"])  # its exit code is not the point here
+    out = capsys.readouterr().out
+    assert "1 bad file in" in out and "1 bad files" not in out
+
+    one = next((data / "blue").iterdir())
+    tiny = ["--weights", "none", "--input-size", "32", "-q"]
+    assert main(["extract", str(one), "--cache", str(tmp_path / "f.h5"), *tiny]) == 0
+    assert capsys.readouterr().out.startswith("1 image: 1 computed, ")
+
+
+@pytest.mark.parametrize(
+    ("n", "noun", "plural", "expected"),
+    [
+        (0, "image", None, "0 images"),
+        (1, "image", None, "1 image"),
+        (2, "bad file", None, "2 bad files"),
+        (1, "class", "classes", "1 class"),
+        (3, "class", "classes", "3 classes"),
+    ],
+)
+def test_counted(n, noun, plural, expected):
+    from tlsk.cli._output import counted
+
+    assert counted(n, noun, plural) == expected

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 from tlsk.cli import CommandError
-from tlsk.cli._output import in_cli_words, note, shown
+from tlsk.cli._output import counted, in_cli_words, note, shown
 
 
 def split_parts(root):
@@ -65,7 +65,7 @@ def read_labelled_folder(args, root):
         bad_paths = {err.path for err in bad}
         keep = [i for i, path in enumerate(paths) if path not in bad_paths]
         paths, labels = [paths[i] for i in keep], labels[keep]
-        note(args, f"skipped {len(bad)} files that cannot be decoded:")
+        note(args, f"skipped {counted(len(bad), 'file')} that cannot be decoded:")
         for err in bad:
             note(args, f"  {in_cli_words(err)}")
     if not paths:

@@ -236,4 +236,8 @@ def with_tta(model, tta):
 
 def tta_summary(tta):
     """How the output names ``tta``: ``"flip (2 views per image)"``, or ``"none"``."""
-    return "none" if tta is None else f"{tta} ({len(tta_views(tta))} views per image)"
+    from tlsk.cli._output import counted
+
+    if tta is None:
+        return "none"
+    return f"{tta} ({counted(len(tta_views(tta)), 'view')} per image)"

@@ -74,6 +74,14 @@ def _translated(text):
     return text
 
 
+def counted(n, noun, plural=None):
+    """``n`` and ``noun``, plural unless ``n`` is 1: ``1 image``, ``2 images``.
+
+    ``plural`` is for nouns that do not take an ``s`` (``class``, ``entry``).
+    """
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
 def note(args, message):
     """A remark for the person at the terminal: stderr, silenced by --quiet.
 
@@ -335,7 +343,8 @@ def classification_summary(y_true, y_pred, known):
         "unknown_classes": {label: int(report[label]["support"]) for label in unknown},
         "confusion_matrix": {"labels": labels, "matrix": matrix.tolist()},
     }
-    text = [f"accuracy: {metrics['accuracy']:.3f} on {len(y_true)} images", ""]
+    n_images = counted(len(y_true), "image")
+    text = [f"accuracy: {metrics['accuracy']:.3f} on {n_images}", ""]
     names = [shown(label) for label in labels]  # class names from the data
     text.append(
         classification_report(
@@ -357,7 +366,7 @@ def classification_summary(y_true, y_pred, known):
             "",
             "classes the model does not know (always counted as errors): "
             + ", ".join(
-                f"{label!r} ({n} images)"
+                f"{label!r} ({counted(n, 'image')})"
                 for label, n in metrics["unknown_classes"].items()
             ),
         ]

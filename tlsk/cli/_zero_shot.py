@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 from tlsk.cli import CommandError
-from tlsk.cli._output import note
+from tlsk.cli._output import counted, note
 
 DEFAULT_ZERO_SHOT_BACKBONE = "siglip2_base_patch16_224"
 
@@ -96,8 +96,9 @@ def zero_shot_model(args, classes=None, labels=None):
     shown_classes = classes if classes is not None else sorted(set(labels))
     note(
         args,
-        f"zero-shot with {os.fspath(backbone)!r}: {len(shown_classes)} classes, "
-        f"{len(templates)} template(s)",
+        f"zero-shot with {os.fspath(backbone)!r}: "
+        f"{counted(len(shown_classes), 'class', 'classes')}, "
+        f"{counted(len(templates), 'template')}",
     )
     return model.fit(None, labels)
 

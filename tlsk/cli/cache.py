@@ -23,7 +23,7 @@ import dataclasses
 import os
 
 from tlsk.cli import CommandError
-from tlsk.cli._output import print_json
+from tlsk.cli._output import counted, print_json
 
 HELP = "show, verify, prune or compact an HDF5 feature cache"
 EXAMPLE = """examples:
@@ -77,19 +77,22 @@ def _info(args, cache):
         return 0
     entries = sum(ns.entries for ns in info.namespaces)
     print(
-        f"{info.path}: {entries} entries in {len(info.namespaces)} namespace"
-        f"{'' if len(info.namespaces) == 1 else 's'}, "
+        f"{info.path}: {counted(entries, 'entry', 'entries')} in "
+        f"{counted(len(info.namespaces), 'namespace')}, "
         f"{_human_size(info.size_bytes)}, format {info.format_version}"
     )
     print(
-        f"  {info.runs} sorted run{'' if info.runs == 1 else 's'}, lookup index "
+        f"  {counted(info.runs, 'sorted run')}, lookup index "
         f"{_human_size(info.index_bytes)} in memory"
     )
     if info.pending_parts:
         parts = info.pending_parts
-        print(f"  {parts} format-1 parts (migrated when the cache is next used)")
+        print(
+            f"  {counted(parts, 'format-1 part')} "
+            "(migrated when the cache is next used)"
+        )
     memo = info.file_keys
-    print(f"  file-key memo: {memo.entries if memo else 0} files")
+    print(f"  file-key memo: {counted(memo.entries if memo else 0, 'file')}")
     for ns in info.namespaces:
         print(f"\nnamespace {ns.id[:_SHORT_ID]}  ({ns.id})")
         print(f"  entries      {ns.entries}")
@@ -136,7 +139,8 @@ def _prune(args, cache):
         )
     else:
         print(
-            f"removed namespace {ns.id} ({removed} entries, dim {ns.dim}) from "
+            f"removed namespace {ns.id} ({counted(removed, 'entry', 'entries')}, "
+            f"dim {ns.dim}) from "
             f"{cache.path}"
         )
         fields = ", ".join(f"{k}={v}" for k, v in sorted(ns.fingerprint.items()))
@@ -166,7 +170,8 @@ def _compact(args, cache):
         else ""
     )
     print(
-        f"compacted {cache.path}: {before.runs} runs -> {after.runs}{migrated}, "
+        f"compacted {cache.path}: {counted(before.runs, 'run')} -> "
+        f"{after.runs}{migrated}, "
         f"{_human_size(after.size_bytes)}"
     )
     return 0

@@ -52,7 +52,7 @@ from tlsk.cli._options import (
     extractor_params,
     int_at_least,
 )
-from tlsk.cli._output import check_outputs, note, print_json, shown, write_csv
+from tlsk.cli._output import check_outputs, counted, note, print_json, shown, write_csv
 from tlsk.evaluation.classifiers import CLASSIFIERS
 
 HELP = "report images per class, undecodable files and duplicates across classes"
@@ -197,7 +197,7 @@ def _label_errors(args, report, extractor):
             f"--label-errors needs images of at least 2 classes; {args.dir!r} has "
             f"{sorted(set(labels.tolist()))}"
         )
-    note(args, f"finding label errors among {len(paths)} images ...")
+    note(args, f"finding label errors among {counted(len(paths), 'image')} ...")
     return find_label_errors(
         paths,
         labels,
@@ -233,8 +233,9 @@ def print_report(report):
     classes = report["classes"]
     width = max(len(shown(label)) for label in classes)
     print(
-        f"{report['n_images']} images in {len(classes)} classes, "
-        f"{report['n_bad']} bad files in {shown(report['root'])}"
+        f"{counted(report['n_images'], 'image')} in "
+        f"{counted(len(classes), 'class', 'classes')}, "
+        f"{counted(report['n_bad'], 'bad file')} in {shown(report['root'])}"
     )
     for label, count in classes.items():
         print(f"  {shown(label):<{width}}  {count:>6}")

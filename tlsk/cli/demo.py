@@ -29,7 +29,7 @@ from tlsk._util.output_folders import (
     write_folder_marker,
 )
 from tlsk.cli import CommandError
-from tlsk.cli._output import note
+from tlsk.cli._output import counted, note
 from tlsk.persistence.model_files import save_model
 
 # What a demo folder's marker says it is (tlsk._util.output_folders): a finished
@@ -198,9 +198,10 @@ def _write_digits(root, per_class):
 def _check_summary(report):
     counts = report["classes"]
     return (
-        f"{sum(counts.values())} images in {len(counts)} classes, "
-        f"{len(report['bad_files'])} bad files, "
-        f"{len(report['duplicates'])} images in two classes"
+        f"{counted(sum(counts.values()), 'image')} in "
+        f"{counted(len(counts), 'class', 'classes')}, "
+        f"{counted(len(report['bad_files']), 'bad file')}, "
+        f"{counted(len(report['duplicates']), 'image')} in two classes"
     )
 
 
@@ -283,7 +284,7 @@ def _fit_and_evaluate(name, estimator, train, test, out):
 
 def _print_table(rows, weights, settings):
     print(
-        f"# digits, {settings['per_class']} images per class, "
+        f"# digits, {counted(settings['per_class'], 'image')} per class, "
         f"{settings['input_size']} px, VGG16 weights: {weights or 'random'}"
     )
     print(f"{'method':<34}{'accuracy':>9}{'fit s':>9}{'predict s':>11}")

@@ -40,7 +40,7 @@ from tlsk.cli._options import (
     extractor_params,
     int_at_least,
 )
-from tlsk.cli._output import note, print_json
+from tlsk.cli._output import counted, note, print_json
 
 HELP = "compute bottleneck features of images into an HDF5 feature cache"
 EXAMPLE = """example:
@@ -157,13 +157,17 @@ def run(args):
         print_json({**summary, "failures": [str(err) for err in failed]})
     else:
         print(
-            f"{summary['images']} images: {summary['computed']} computed, "
+            f"{counted(summary['images'], 'image')}: {summary['computed']} computed, "
             f"{summary['cached']} from the cache, {summary['failed']} failed, "
             f"in {summary['seconds']:.1f} s; namespace {namespace[:12]} in "
             f"{args.cache}"
         )
     if failed and len(failed) == len(files):
-        raise CommandError(f"none of the {len(files)} files could be decoded")
+        raise CommandError(
+            "the one file given could not be decoded"
+            if len(files) == 1
+            else f"none of the {len(files)} files could be decoded"
+        )
     return 0
 
 
@@ -202,7 +206,10 @@ def _dask_client(args):
                 f"cannot reach the Dask scheduler at {args.scheduler!r}: {err}"
             ) from err
         with client:
-            note(args, f"Dask: {_workers(client)} workers at {args.scheduler}")
+            note(
+                args,
+                f"Dask: {counted(_workers(client), 'worker')} at {args.scheduler}",
+            )
             yield client
         return
     with local_cluster(args.workers) as cluster, Client(cluster) as client:

@@ -50,7 +50,14 @@ from tlsk.cli._options import (
     tta_summary,
     with_tta,
 )
-from tlsk.cli._output import check_outputs, csv_bytes, note, write_csv, write_stdout
+from tlsk.cli._output import (
+    check_outputs,
+    counted,
+    csv_bytes,
+    note,
+    write_csv,
+    write_stdout,
+)
 from tlsk.cli._predictions import predict_proba, show_progress
 from tlsk.cli._zero_shot import (
     add_zero_shot_options,
@@ -165,13 +172,14 @@ def run(args):
 
     if args.out:
         write_csv(args.out, header, rows)
-        note(args, f"wrote {len(rows)} rows to {args.out}")
+        note(args, f"wrote {counted(len(rows), 'row')} to {args.out}")
     else:
         write_stdout(csv_bytes(header, rows, terminal=sys.stdout.isatty()))
     failed = sum(1 for row in rows if row[-1])
     if failed:
         print(
-            f"tlsk predict: {failed} of {len(rows)} images could not be labelled "
+            f"tlsk predict: {failed} of {counted(len(rows), 'image')} could not be "
+            "labelled "
             "(see the error column)",
             file=sys.stderr,
         )
@@ -186,7 +194,10 @@ def _model_rows(args, model, paths):
     classes = model.classes_
     k = min(args.top_k, len(classes))
     if k < args.top_k:
-        note(args, f"the model knows {len(classes)} classes: --top-k {k}")
+        note(
+            args,
+            f"the model knows {counted(len(classes), 'class', 'classes')}: --top-k {k}",
+        )
     header = ["path", "label", "probability"]
     for rank in range(2, k + 1):
         header += [f"label_{rank}", f"probability_{rank}"]

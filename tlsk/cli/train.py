@@ -67,6 +67,7 @@ from tlsk.cli._options import (
 from tlsk.cli._output import (
     check_outputs,
     classification_summary,
+    counted,
     note,
     print_json,
     save_figure,
@@ -233,8 +234,9 @@ def run(args):
         )
     note(
         args,
-        f"training {args.method} on {len(data.train)} images of "
-        f"{len(record['classes'])} classes; validating on {len(data.val)}",
+        f"training {args.method} on {counted(len(data.train), 'image')} of "
+        f"{counted(len(record['classes']), 'class', 'classes')}; "
+        f"validating on {len(data.val)}",
     )
     if args.method == "bottleneck":
         model, proba_val, details = _train_bottleneck(args, data)
@@ -266,8 +268,9 @@ def run(args):
         print(
             f"{args.method}"
             + (f" ({args.classifier})" if args.method == "bottleneck" else "")
-            + f": {len(record['classes'])} classes, {len(data.train)} training "
-            f"images, {record['training_seconds']:.1f} s"
+            + f": {counted(len(record['classes']), 'class', 'classes')}, "
+            f"{counted(len(data.train), 'training image')}, "
+            f"{record['training_seconds']:.1f} s"
         )
         if text:
             print(f"validation: {shown(data.validation)}")
@@ -376,8 +379,10 @@ def _load_data(args):
         )
     except ValueError as err:
         raise CommandError(
-            f"cannot hold out a stratified --val {args.val} of {len(paths)} images "
-            f"in {len(set(labels.tolist()))} classes ({err}); add images, change "
+            f"cannot hold out a stratified --val {args.val} of "
+            f"{counted(len(paths), 'image')} in "
+            f"{counted(len(set(labels.tolist())), 'class', 'classes')} ({err}); "
+            "add images, change "
             "--val, or give a 'tlsk split' folder"
         ) from err
     validation = (
