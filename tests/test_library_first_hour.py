@@ -146,3 +146,40 @@ def test_save_model_still_refuses_a_skops_model_naming_a_weights_file(tmp_path):
     with pytest.raises(ModelFileError, match="must name no weights file"):
         save_model(extractor, tmp_path / "m.skops")
     assert not (tmp_path / "m.skops").exists()
+
+
+def test_fine_tuning_names_each_phase_and_its_validation_set(capfd):
+    from tests._datasets import coloured_images
+    from tests._training import PLAIN
+
+    images, labels = coloured_images(4)
+    tlsk.KerasFineTuneClassifier(
+        **{**PLAIN, "verbose": 2, "validation_fraction": 0.25},
+        weights=None,
+        dense_units=(8,),
+        head_epochs=2,
+        finetune_epochs=1,
+        trainable_blocks=1,
+    ).fit(images, labels)
+    out = capfd.readouterr().out
+    head = out.index("phase head (the new head; the network frozen): 2 epochs")
+    finetune = out.index(
+        "phase finetune (the head and the network's last 1 block): 1 epoch,"
+    )
+    assert head < out.index("Epoch 1/2") < finetune < out.rindex("val_accuracy: ")
+    assert out.count("val_loss and val_accuracy on the 3 validation images held ") == 2
+    assert "of the 12 given (validation_fraction=0.25, stratified)" in out
+
+
+def test_a_fit_without_validation_says_so(capfd):
+    from tests._datasets import coloured_images
+    from tests._training import PLAIN
+
+    images, labels = coloured_images(2)
+    tlsk.SmallCNNClassifier(
+        **{**PLAIN, "verbose": 2}, epochs=1, filters=(4, 4, 4), dense_units=8
+    ).fit(images, labels)
+    out = capfd.readouterr().out
+    assert "phase train (the whole network, from scratch): 1 epoch" in out
+    assert "no validation images (validation_fraction=0)" in out
+    assert "on the 6 training images" in out

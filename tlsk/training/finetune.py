@@ -586,6 +586,7 @@ class KerasFineTuneClassifier(KerasImageClassifier):
                 self.head_learning_rate,
                 schedule=self.schedule,
                 prepare=lambda m: self._freeze(m, 0),
+                trains="the new head; the network frozen",
             )
         ]
         if not self.trainable_blocks:
@@ -610,6 +611,7 @@ class KerasFineTuneClassifier(KerasImageClassifier):
                     momentum=self.finetune_momentum,
                     schedule=self.schedule,
                     prepare=lambda m, b=blocks: self._freeze(m, b),
+                    trains=self._phase_trains(blocks),
                     rate_scales=(
                         None
                         if self.block_lr_ratio == 1
@@ -625,6 +627,14 @@ class KerasFineTuneClassifier(KerasImageClassifier):
         from tlsk.training.hub_finetune import uncompiled
 
         return uncompiled(model)
+
+    def _phase_trains(self, open_blocks):
+        """What learns in a phase that opens ``open_blocks``, for the log."""
+        blocks = f"{open_blocks} block{'s' if open_blocks != 1 else ''}"
+        if self._converter() is not None and self.lora_rank:
+            rank = self.lora_rank
+            return f"the head and LoRA adapters (rank {rank}) on the last {blocks}"
+        return f"the head and the network's last {blocks}"
 
     def _freeze(self, model, open_blocks):
         """Open the last ``open_blocks`` stages or blocks of ``model``'s base."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import inspect
 import io
 import os
+import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass, field
@@ -77,6 +78,7 @@ class Phase:
     schedule: str = "constant"
     prepare: object = None  # callable(model) that sets layer.trainable
     rate_scales: object = None  # callable(model) -> {variable path: factor}
+    trains: str = ""  # what learns, for the log: "the head; the network frozen"
 
     def make_optimizer(self, model, learning_rate, steps):
         """The phase's optimizer at ``learning_rate`` over ``steps`` batches."""
@@ -99,6 +101,8 @@ class TrainingBatches:
     train: object  # ImageBatches with labels, shuffled each epoch
     valid: object  # ImageBatches with labels, or None
     class_weight: dict | None
+    n_train: int = 0  # images in train
+    n_valid: int = 0  # images in valid
 
 
 @dataclass(eq=False)
@@ -343,6 +347,8 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
                 else None
             ),
             class_weight=self._class_weights(encoded[train]),
+            n_train=len(train),
+            n_valid=len(valid),
         )
 
     def _fit_loop(self, prepared):
@@ -363,6 +369,10 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
             rate = self._find_learning_rate(model, phase, data)
         if rate is not None:
             self.learning_rates_[phase.name] = float(rate)
+        if self.verbose:
+            # Keras's "Epoch 1/n" lines restart at 1 in each phase: each is
+            # named first, on the stream Keras writes them to.
+            print(self._phase_header(phase, rate, data), file=sys.stdout, flush=True)
         model.compile(
             optimizer=phase.make_optimizer(model, rate, len(data.train) * phase.epochs),
             loss="sparse_categorical_crossentropy",
@@ -382,6 +392,30 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
         curves = self.history_.setdefault(phase.name, {})
         for name, values in history.history.items():
             curves.setdefault(name, []).extend(float(v) for v in values)
+
+    def _phase_header(self, phase, rate, data):
+        """The line that names ``phase`` before its epochs, when ``verbose``.
+
+        What trains, for how many epochs, at what rate, and which images the
+        ``val_`` figures Keras prints are computed on.
+        """
+        epochs = f"{phase.epochs} epoch{'s' if phase.epochs != 1 else ''}"
+        what = f" ({phase.trains})" if phase.trains else ""
+        rate = "" if rate is None else f", learning rate {float(rate):g}"
+        if data.n_valid:
+            total = data.n_train + data.n_valid
+            checked = (
+                f"val_loss and val_accuracy on the {data.n_valid} validation "
+                f"images held out of the {total} given "
+                f"(validation_fraction={self.validation_fraction:g}, stratified); "
+                f"loss and accuracy on the {data.n_train} training images"
+            )
+        else:
+            checked = (
+                f"no validation images (validation_fraction=0): loss and "
+                f"accuracy on the {data.n_train} training images"
+            )
+        return f"phase {phase.name}{what}: {epochs}{rate}; {checked}"
 
     def _find_learning_rate(self, model, phase, data):
         """The suggested rate of a range test on ``model`` as it is now.

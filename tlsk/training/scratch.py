@@ -242,5 +242,6 @@ class SmallCNNClassifier(KerasImageClassifier):
                 self.optimizer,
                 self.learning_rate,
                 schedule=self.schedule,
+                trains="the whole network, from scratch",
             )
         ]
