@@ -150,3 +150,35 @@ def test_counted(n, noun, plural, expected):
     from tlsk.cli._output import counted
 
     assert counted(n, noun, plural) == expected
+
+
+def test_missing_weights_are_explained_in_flags_and_files(data, tmp_path):
+    keras_home = tmp_path / "keras-home"
+    keras_home.mkdir()
+    env = {"KERAS_HOME": str(keras_home), "TLSK_NO_DOWNLOAD": "1"}
+    name = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    expected = keras_home / "models" / name
+
+    extract = run_tlsk("extract", data, "--cache", tmp_path / "f.h5", "-q", env=env)
+    assert extract.returncode == 1
+    assert f"copy it to '{expected}'" in extract.stderr, extract.stderr
+    assert "--weights none" in extract.stderr and "weights=" not in extract.stderr
+
+    imagenet = run_tlsk("predict", "--imagenet", data / "red", "-q", env=env)
+    assert imagenet.returncode == 1
+    assert "imagenet_class_index.json" in imagenet.stderr, imagenet.stderr
+    assert "give its path as --class-index" in imagenet.stderr
+    assert "class_index=" not in imagenet.stderr
+
+
+def test_a_preset_folder_is_offered_only_as_the_commands_own_flags():
+    from argparse import Namespace
+
+    from tlsk.cli._output import in_cli_words
+
+    library = "copy that preset folder to '/x', or give that folder's path as "
+    library += "weights= or as the backbone itself"
+    zero_shot = in_cli_words(library, Namespace(backbone=None))
+    assert zero_shot.endswith("give that folder's path as --backbone"), zero_shot
+    train = in_cli_words(library, Namespace(backbone=None, weights="imagenet"))
+    assert train.endswith("as --backbone or as --weights"), train

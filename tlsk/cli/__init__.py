@@ -104,7 +104,7 @@ def main(argv=None):
             raise
         from tlsk.cli._output import in_cli_words, terminal_text
 
-        message = terminal_text(in_cli_words(err))
+        message = terminal_text(in_cli_words(err, args))
         print(f"tlsk {args.command}: error: {message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -36,7 +36,7 @@ _CLI_WORDS = (
     ),
     (
         re.compile(r"\bas weights= or as the backbone itself"),
-        "as --backbone (or as --weights, where the command has it)",
+        "as --backbone or as --weights",
     ),
     (re.compile(r"\bthan max_pixels=(\d+)"), r"than the limit of \1"),
     (
@@ -49,11 +49,12 @@ _CLI_WORDS = (
 _QUOTED = re.compile(r"""(?<!\w)(?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")""")
 
 
-def in_cli_words(message):
+def in_cli_words(message, args=None):
     """A library message as the command line says it (``--weights none``).
 
     Only the library's own words change; quoted names and paths (a folder
-    called ``weights=None``) are left as they are.
+    called ``weights=None``) are left as they are. With the command's
+    ``args``, a flag it does not have is not offered (``--weights``).
     """
     message, words, done = str(message), [], 0
     for quoted in _QUOTED.finditer(message):
@@ -65,7 +66,10 @@ def in_cli_words(message):
             words += [_translated(plain), quoted.group()]
         done = quoted.end()
     words.append(_translated(message[done:]))
-    return "".join(words)
+    text = "".join(words)
+    if args is not None and not hasattr(args, "weights"):
+        text = text.replace("as --backbone or as --weights", "as --backbone")
+    return text
 
 
 def _translated(text):

@@ -228,14 +228,20 @@ def _imagenet_rows(args, paths):
     except ImportError as err:
         raise CommandError(f"--imagenet is not available: {err}") from err
     from tlsk.images.decode import ImageError
+    from tlsk.networks.weights import WeightsUnavailableError
 
-    results = predict_imagenet(
-        paths,
-        top_k=args.top_k,
-        weights=args.weights_file or "imagenet",
-        class_index=args.class_index,
-        backbone=args.backbone or "vgg16",
-    )
+    try:
+        results = predict_imagenet(
+            paths,
+            top_k=args.top_k,
+            weights=args.weights_file or "imagenet",
+            class_index=args.class_index,
+            backbone=args.backbone or "vgg16",
+        )
+    except WeightsUnavailableError as err:
+        # The library names Keras's cache; the command also takes the file.
+        flag = "--class-index" if "class index" in str(err) else "--weights-file"
+        raise CommandError(f"{err}, or give its path as {flag}") from err
     header = ["path", "wnid", "label", "probability"]
     for rank in range(2, args.top_k + 1):
         header += [f"wnid_{rank}", f"label_{rank}", f"probability_{rank}"]
