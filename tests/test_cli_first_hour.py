@@ -182,3 +182,47 @@ def test_a_preset_folder_is_offered_only_as_the_commands_own_flags():
     assert zero_shot.endswith("give that folder's path as --backbone"), zero_shot
     train = in_cli_words(library, Namespace(backbone=None, weights="imagenet"))
     assert train.endswith("as --backbone or as --weights"), train
+
+
+def _grid(best, scores, values=(0.01, 0.1, 1.0, 10.0, 100.0)):
+    results = [
+        {"value": value, "mean_accuracy": score}
+        for value, score in zip(values, scores, strict=True)
+    ]
+    return {"parameter": "C", "best": best, "results": results}
+
+
+@pytest.mark.parametrize(
+    ("grid", "edge"),
+    [
+        (_grid(100.0, [0.5, 0.6, 0.7, 0.8, 0.9]), "largest"),
+        (_grid(0.01, [0.9, 0.8, 0.7, 0.6, 0.5]), "smallest"),
+        (_grid(1.0, [0.5, 0.8, 0.9, 0.8, 0.5]), None),
+        # A tie with the neighbour: no sign that the best lies beyond.
+        (_grid(0.01, [1.0, 1.0, 1.0, 1.0, 1.0]), None),
+    ],
+)
+def test_grid_edge(grid, edge):
+    from tlsk.cli.train import grid_edge
+
+    assert grid_edge(grid) == edge
+
+
+def test_a_grid_whose_best_is_at_its_edge_says_so(data, tmp_path, capsys, monkeypatch):
+    from tlsk.cli import main
+    from tlsk.evaluation import classifiers
+
+    real_tune = classifiers.tune
+
+    def rising_to_the_end(*args, **kwargs):
+        best, grid = real_tune(*args, **kwargs)
+        values = [result["value"] for result in grid["results"]]
+        for i, result in enumerate(grid["results"]):
+            result["mean_accuracy"] = 0.5 + 0.1 * i
+        return best, {**grid, "best": values[-1]}
+
+    monkeypatch.setattr(classifiers, "tune", rising_to_the_end)
+    argv = ["train", str(data), "--grid", "--out", str(tmp_path / "m.joblib")]
+    assert main([*argv, "--weights", "none", "--input-size", "32", "--val", "0"]) == 0
+    err = capsys.readouterr().err
+    assert "best C=100.0 is the largest value tried (0.01 to 100.0)" in err, err

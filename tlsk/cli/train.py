@@ -453,7 +453,33 @@ def _grid_search(args, pipeline, X, y):
         f"grid search ({grid['folds']}-fold): best {grid['parameter']}="
         f"{grid['best']} (cross-validated accuracy {grid['best_score']:.3f})",
     )
+    edge = grid_edge(grid)
+    if edge:
+        values = [result["value"] for result in grid["results"]]
+        note(
+            args,
+            f"best {grid['parameter']}={grid['best']} is the {edge} value tried "
+            f"({values[0]} to {values[-1]}): a better one may lie beyond this grid",
+        )
     return best, grid
+
+
+def grid_edge(grid):
+    """``"smallest"`` or ``"largest"``: the end of the grid its best value is at.
+
+    None when the best is inside, or ties with its neighbour: only a score that
+    still rises at the end of the range says the best may lie beyond it. The
+    values are in increasing order, as ``GRIDS`` lists them.
+    """
+    scores = [result["mean_accuracy"] for result in grid["results"]]
+    values = [result["value"] for result in grid["results"]]
+    if len(values) < 2:
+        return None
+    if grid["best"] == values[0] and scores[0] > scores[1]:
+        return "smallest"
+    if grid["best"] == values[-1] and scores[-1] > scores[-2]:
+        return "largest"
+    return None
 
 
 # -- finetune and scratch -----------------------------------------------------
