@@ -116,7 +116,7 @@ def untrusted_types(path):
     return _skops.refused_types(os.fspath(path))
 
 
-def save_model(model, path, metadata=None, force=False):
+def save_model(model, path, metadata=None, *, force=False):
     """Write ``model`` and its metadata (JSON) beside it, atomically.
 
     ``path`` ending in ``.skops`` writes the skops format, any other suffix
