@@ -30,6 +30,8 @@ extensions = [
 ]
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+# Anchors of Markdown headings, so that pages link to each other's sections.
+myst_heading_anchors = 4
 exclude_patterns = ["_build", "examples/README.rst", "**/GALLERY_HEADER.rst"]
 templates_path = ["_templates"]
 

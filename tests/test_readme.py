@@ -1,4 +1,4 @@
-"""The README's Python example runs as written (on a tiny, random VGG16)."""
+"""The Python examples of the README and the user guide run as written (tiny nets)."""
 
 import re
 from pathlib import Path
@@ -7,14 +7,26 @@ from tests._datasets import write_image_folder
 from tlsk import FeatureCache
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+GUIDE = sorted((README.parent / "docs" / "guide").glob("*.md"))
+
+
+def _python_blocks():
+    """Every Python block of the README and the user guide's pages."""
+    return [
+        block
+        for page in (README, *GUIDE)
+        for block in re.findall(r"```python\n(.*?)```", page.read_text(), re.S)
+    ]
 
 
 def _example(marker):
-    (code,) = [
+    """The one example with a grid search and ``marker`` (the README's quick
+    start is the user guide's first example, word for word)."""
+    (code,) = {
         block
-        for block in re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+        for block in _python_blocks()
         if "GridSearchCV" in block and marker in block
-    ]
+    }
     return code
 
 
@@ -69,11 +81,7 @@ def test_readme_zero_shot_example_runs(tmp_path):
 
     from tests._hub_presets import photos, write_preset
 
-    (code,) = [
-        block
-        for block in re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
-        if "ZeroShotImageClassifier(" in block
-    ]
+    (code,) = [b for b in _python_blocks() if "ZeroShotImageClassifier(" in b]
     preset = repr(write_preset("siglip", tmp_path / "preset"))
     assert 'backbone="siglip2_base_patch16_224"' in code
     code = code.replace('backbone="siglip2_base_patch16_224"', f"backbone={preset}")
