@@ -127,19 +127,24 @@ class ImageFeatureExtractor(TransformerMixin, BaseEstimator):
         Where the network is cut: one of its cut points
         (``list_backbones()``), e.g. ``"conv4_block6_out"`` for ResNet50.
         None: the last one, the output of the network without its top.
-    pooling : {"avg", "max", "flatten"}, default="avg"
-        How the layer's feature map becomes a vector. ``"flatten"`` keeps every
-        position (7 x 7 x 512 = 25,088 values for VGG16 at 224 px).
+    pooling : str or None, default=None
+        How the layer's feature map becomes a vector: ``"avg"``, ``"max"`` or
+        ``"flatten"`` (every position: 7 x 7 x 512 = 25,088 values for VGG16
+        at 224 px); for a KerasHub network ``"cls"``, ``"mean"``,
+        ``"cls+mean"``, or ``"embedding"`` (CLIP, SigLIP). None: the
+        network's own, ``"avg"`` for the ``keras.applications`` networks.
     input_size : int or None, default=None
         Side of the square the images are resized to; None: the network's
         native size (224, 299 for InceptionV3 and Xception, 384 for
         EfficientNetV2-S). At least the network's minimum (32; 75 for
         InceptionV3, 71 for Xception), at most 2048
         (:data:`tlsk._util.limits.MAX_INPUT_SIZE`).
-    interpolation : str, default="bilinear"
+    interpolation : str or None, default=None
         Pillow resampling filter for resizing: "nearest", "bilinear",
         "bicubic", "lanczos", "box" or "hamming". Images are squashed to the
         square (aspect ratio not kept), as ``keras.utils.load_img`` does.
+        None: the network's own, "bilinear" for the ``keras.applications``
+        networks; a KerasHub network resizes with its image converter.
     preprocessing : {"caffe", "tf", "torch", "none"} or None, default=None
         How pixels are prepared for the network (:mod:`tlsk.networks.preprocessing`);
         None: the network's own convention. Required for a ``.keras`` file.
