@@ -1,16 +1,24 @@
-"""Shared fixtures: quiet TensorFlow, seeded generators, a --runslow flag."""
+"""Shared fixtures: quiet TensorFlow, seeded generators, own caches, --runslow."""
 
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Never the network: weights are fetched only by tests that serve them from
 # file:// or refused loopback URLs (they lift this), and subprocesses inherit it.
 os.environ["TLSK_NO_DOWNLOAD"] = "1"
+# Never the user's shared feature cache: the commands' default cache is a
+# folder of this process (module fixtures), and of each test (below).
+os.environ["TLSK_CACHE"] = tempfile.mkdtemp(prefix="tlsk-test-cache-")
 
 import random
 
 import numpy as np
 import pytest
+
+atexit.register(shutil.rmtree, os.environ["TLSK_CACHE"], ignore_errors=True)
 
 
 def pytest_addoption(parser):
@@ -26,6 +34,13 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip_slow)
+
+
+@pytest.fixture(autouse=True)
+def _own_shared_cache(tmp_path_factory, monkeypatch):
+    """Each test its own default feature cache: no vector leaks between tests."""
+    folder = tmp_path_factory.mktemp("tlsk-cache")
+    monkeypatch.setenv("TLSK_CACHE", str(folder))
 
 
 @pytest.fixture(autouse=True)

@@ -153,11 +153,12 @@ def test_extract_help_shows_an_example(capsys):
     assert "--on-error {skip,raise}" in out
 
 
-def test_extract_requires_the_cache_option(tree, capsys):
+def test_extract_on_a_cluster_requires_the_cache_option(tree, capsys):
+    # Without --scheduler, the shared cache is the default (test_cli_first_hour).
     with pytest.raises(SystemExit) as info:
-        main(["extract", str(tree)])
+        main(["extract", str(tree), "--scheduler", "tcp://127.0.0.1:1"])
     assert info.value.code == 2
-    assert "--cache" in capsys.readouterr().err
+    assert "--scheduler needs --cache" in capsys.readouterr().err
 
 
 def test_extract_in_a_real_process(tree, tmp_path):

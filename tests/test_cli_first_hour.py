@@ -4,6 +4,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -226,3 +227,30 @@ def test_a_grid_whose_best_is_at_its_edge_says_so(data, tmp_path, capsys, monkey
     assert main([*argv, "--weights", "none", "--input-size", "32", "--val", "0"]) == 0
     err = capsys.readouterr().err
     assert "best C=100.0 is the largest value tried (0.01 to 100.0)" in err, err
+
+
+def test_extract_then_train_compute_each_image_once(data, tmp_path, count_predictions):
+    from tlsk.cli import main
+
+    tiny = ["--weights", "none", "--input-size", "32", "-q"]
+    assert main(["extract", str(data), *tiny]) == 0
+    extracted = count_predictions["images"]
+    assert extracted == 12
+    assert main(["train", str(data), "--out", str(tmp_path / "m.joblib"), *tiny]) == 0
+    assert count_predictions["images"] == extracted, "train computed images again"
+    assert (Path(os.environ["TLSK_CACHE"]) / "features.h5").is_file()
+
+
+def test_the_shared_cache_is_named_by_tlsk_cache_or_the_user_cache_folder(
+    tmp_path, monkeypatch
+):
+    from tlsk.cli._options import shared_cache
+
+    monkeypatch.setenv("TLSK_CACHE", str(tmp_path / "mine.h5"))
+    assert shared_cache() == str(tmp_path / "mine.h5")
+    monkeypatch.setenv("TLSK_CACHE", str(tmp_path / "folder"))
+    assert shared_cache() == str(tmp_path / "folder" / "features.h5")
+    assert (tmp_path / "folder").is_dir()
+    monkeypatch.delenv("TLSK_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert shared_cache() == str(tmp_path / "xdg" / "tlsk" / "features.h5")

@@ -143,7 +143,7 @@ def test_train_json_report_has_validation_metrics(bottleneck):
 
 
 def test_train_writes_model_metadata_and_confusion_png(bottleneck, data):
-    model, _ = bottleneck
+    model, report = bottleneck
     metadata = json.loads(model.with_suffix(".json").read_text())
     assert metadata["classes"] == CLASSES
     assert metadata["method"] == "bottleneck" and metadata["classifier"] == "logreg"
@@ -153,11 +153,13 @@ def test_train_writes_model_metadata_and_confusion_png(bottleneck, data):
     assert metadata["extractor"]["weights"] is None
     assert "accuracy" in metadata["metrics"]
     assert is_png(model.with_suffix(".confusion.png"))
-    assert model.with_suffix(".features.h5").is_file()
+    # The feature cache every command shares by default, not one per model.
+    assert Path(report["feature_cache"]).is_file()
+    assert not model.with_suffix(".features.h5").exists()
 
 
 def test_train_prints_a_text_report(tmp_path, data, bottleneck, capsys):
-    cache = bottleneck[0].with_suffix(".features.h5")
+    cache = bottleneck[1]["feature_cache"]
     argv = ["train", str(data), "--out", str(tmp_path / "m.joblib"), *TINY]
     assert main(argv + ["--cache", str(cache), "--classifier", "linear-svm"]) == 0
     out = capsys.readouterr().out
@@ -173,7 +175,7 @@ def test_train_refuses_to_overwrite_without_force_and_reuses_the_cache(
     model = copy_model(model, tmp_path)
     before = model.read_bytes()
     argv = ["train", str(data), "--out", str(model), *TINY]
-    argv += ["--cache", str(bottleneck[0].with_suffix(".features.h5"))]
+    argv += ["--cache", bottleneck[1]["feature_cache"]]
     assert main(argv) == 1
     assert "--force" in error_line(capsys.readouterr().err)
     assert model.read_bytes() == before
@@ -197,7 +199,7 @@ def test_grid_search_tries_each_value_and_keeps_the_best(
     tmp_path, data, bottleneck, capsys
 ):
     model = tmp_path / "grid.joblib"
-    cache = bottleneck[0].with_suffix(".features.h5")
+    cache = bottleneck[1]["feature_cache"]
     argv = ["train", str(data), "--out", str(model), "--classifier", "svm"]
     assert main(argv + ["--grid", "--cache", str(cache), "--json", *TINY]) == 0
     grid = json.loads(capsys.readouterr().out)["grid"]

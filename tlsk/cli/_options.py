@@ -61,6 +61,38 @@ def int_between(minimum, maximum):
     return parse
 
 
+SHARED_CACHE_HELP = (
+    "the feature cache shared by every command: $TLSK_CACHE (a FILE.h5, or a "
+    "folder that holds features.h5), else features.h5 in $XDG_CACHE_HOME/tlsk "
+    "or ~/.cache/tlsk"
+)
+
+
+def shared_cache():
+    """The feature cache every command uses when --cache names none.
+
+    One file for all commands, so an image computed by one command (extract)
+    is read by the next (train, check): ``$TLSK_CACHE`` if it names a
+    ``.h5`` file, ``features.h5`` in it if it names a folder, else
+    ``features.h5`` in the user's cache folder (``$XDG_CACHE_HOME/tlsk`` or
+    ``~/.cache/tlsk``, where KerasHub's downloads live too). Its folder is
+    created.
+    """
+    import os
+
+    named = os.environ.get("TLSK_CACHE", "").strip()
+    if named:
+        named = os.path.expanduser(named)
+        path = named if named.endswith(".h5") else os.path.join(named, "features.h5")
+    else:
+        base = os.environ.get("XDG_CACHE_HOME", "").strip() or os.path.join(
+            os.path.expanduser("~"), ".cache"
+        )
+        path = os.path.join(base, "tlsk", "features.h5")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    return path
+
+
 def add_extractor_options(parser):
     """The feature extractor's options, for the extract/train commands."""
     group = parser.add_argument_group("backbone and features")

@@ -24,7 +24,7 @@ is ignored (and listed under "ignored"); hidden files are skipped.
 
 --label-errors also ranks the images whose label is probably wrong: the
 bottleneck features of every image that decodes (the extractor options of
-'tlsk train'; --cache keeps them for the next run), out-of-fold class
+'tlsk train', kept in the shared feature cache or --cache), out-of-fold class
 probabilities of a classifier on them (--classifier, --folds), and confident
 learning through cleanlab (pip install "tlsk[labels]"; see
 tlsk.evaluation.label_errors). The suspects are printed most doubtful first with their
@@ -47,10 +47,12 @@ from tlsk._util.files import Publication
 from tlsk.cli import CommandError
 from tlsk.cli._folders import check_not_split
 from tlsk.cli._options import (
+    SHARED_CACHE_HELP,
     add_extractor_options,
     add_report_option,
     extractor_params,
     int_at_least,
+    shared_cache,
 )
 from tlsk.cli._output import check_outputs, counted, note, print_json, shown, write_csv
 from tlsk.evaluation.classifiers import CLASSIFIERS
@@ -112,7 +114,8 @@ def add_arguments(parser):
     group.add_argument(
         "--cache",
         metavar="FILE.h5",
-        help="feature cache: features already in it are not computed again",
+        help="feature cache: features already in it are not computed again "
+        "(default: " + SHARED_CACHE_HELP + ")",
     )
     add_extractor_options(parser)
 
@@ -129,7 +132,7 @@ def run(args):
         args,
         [("--out", args.out)],
         report=args.report,
-        cache=args.cache if args.label_errors else None,
+        cache=(args.cache or shared_cache()) if args.label_errors else None,
         data=[args.dir],
     )
     extractor = _extractor(args) if args.label_errors else None
@@ -180,7 +183,8 @@ def _extractor(args):
         raise CommandError(
             '--label-errors needs cleanlab: pip install "tlsk[labels]"'
         ) from err
-    return ImageFeatureExtractor(**extractor_params(args), cache=args.cache).fit()
+    cache = args.cache or shared_cache()
+    return ImageFeatureExtractor(**extractor_params(args), cache=cache).fit()
 
 
 def _label_errors(args, report, extractor):

@@ -5,8 +5,10 @@ depth, in sorted order), is decoded, run through the backbone (--backbone,
 VGG16 by default; 'tlsk backbones' lists them) and stored in the HDF5
 feature cache under the fingerprint of the extractor's options. Images already
 in the cache for those options are not computed again; identical files are
-computed once. 'tlsk train' with the same options and --cache then reads the
-vectors instead of computing them.
+computed once. The cache is the one every command shares ($TLSK_CACHE, else
+~/.cache/tlsk/features.h5) unless --cache names another: 'tlsk train' and
+'tlsk check --label-errors' with the same options (and the same --cache, if
+one is given) then read the vectors instead of computing them.
 
 A summary goes to stdout (--json for machines): images, vectors this run
 computed and added to the cache (counted as they are published: what other
@@ -35,10 +37,12 @@ import warnings
 from tlsk.cli import CommandError
 from tlsk.cli._folders import image_files
 from tlsk.cli._options import (
+    SHARED_CACHE_HELP,
     add_extractor_options,
     calibration_images,
     extractor_params,
     int_at_least,
+    shared_cache,
 )
 from tlsk.cli._output import counted, note, print_json
 
@@ -60,7 +64,9 @@ def add_arguments(parser):
         "paths", nargs="+", metavar="DIR|FILE", help="image files or folders of them"
     )
     parser.add_argument(
-        "--cache", required=True, metavar="FILE.h5", help="the HDF5 feature cache"
+        "--cache",
+        metavar="FILE.h5",
+        help="the HDF5 feature cache (default: " + SHARED_CACHE_HELP + ")",
     )
     parser.add_argument(
         "--on-error",
@@ -109,6 +115,11 @@ def run(args):
     from tlsk.features.extractor import ImageFeatureExtractor
     from tlsk.images.decode import UndecodableImageWarning
 
+    if args.scheduler and not args.cache:
+        # The workers of a cluster write beside the cache: a folder of this
+        # machine's user is no place they all see.
+        args.usage_error("--scheduler needs --cache: a FILE.h5 the workers share")
+    args.cache = args.cache or shared_cache()
     files = list_files(args.paths)
     if not files:
         raise CommandError(f"no files found in {', '.join(map(repr, args.paths))}")

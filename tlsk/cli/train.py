@@ -9,7 +9,9 @@ Files that cannot be decoded are skipped with a note.
 Methods:
   bottleneck  features of a pretrained network (--backbone, VGG16 by default;
               'tlsk backbones' lists them), computed once and kept in the
-              feature cache (--cache), and a scikit-learn classifier on them
+              feature cache every command shares ($TLSK_CACHE, else
+              ~/.cache/tlsk/features.h5; or --cache), and a scikit-learn
+              classifier on them
               (--classifier):
               logreg (logistic regression), linear-svm (LinearSVC), svm (SVC,
               RBF kernel) or random-forest. The SVMs are wrapped in
@@ -56,6 +58,7 @@ from tlsk._util.files import Publication
 from tlsk.cli import CommandError
 from tlsk.cli._folders import read_labelled_folder
 from tlsk.cli._options import (
+    SHARED_CACHE_HELP,
     add_extractor_options,
     calibration_images,
     check_keras_training,
@@ -63,6 +66,7 @@ from tlsk.cli._options import (
     fraction,
     int_at_least,
     parse_weights,
+    shared_cache,
 )
 from tlsk.cli._output import (
     check_outputs,
@@ -139,7 +143,7 @@ def add_arguments(parser):
     group.add_argument(
         "--cache",
         metavar="FILE.h5",
-        help="feature cache (default: beside MODEL, MODEL-stem.features.h5); "
+        help="feature cache (default: " + SHARED_CACHE_HELP + "); "
         "features already in it are not computed again",
     )
     add_extractor_options(parser)
@@ -208,7 +212,7 @@ def run(args):
         args,
         outputs,
         cache=_cache_path(args),
-        cache_what="--cache" if args.cache else "the feature cache (beside --out)",
+        cache_what="--cache" if args.cache else "the shared feature cache",
         data=[args.dir],
     )
     _check_lora_rank(args)
@@ -560,7 +564,7 @@ def _cache_path(args):
     """The feature cache of --method bottleneck (None for the others)."""
     if args.method != "bottleneck":
         return None
-    return args.cache or model_file(args.out, ".features.h5")
+    return args.cache or shared_cache()
 
 
 def _first(value, default):
