@@ -254,3 +254,11 @@ def test_the_shared_cache_is_named_by_tlsk_cache_or_the_user_cache_folder(
     monkeypatch.delenv("TLSK_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert shared_cache() == str(tmp_path / "xdg" / "tlsk" / "features.h5")
+
+
+def test_the_workers_of_a_local_cluster_are_quiet_too(data, tmp_path):
+    pytest.importorskip("distributed")
+    extract = ["extract", "-q", data, "--weights", "none", "--input-size", "32"]
+    result = run_tlsk(*extract, "--workers", "1", "--cache", tmp_path / "f.h5")
+    assert result.returncode == 0, result.stderr
+    assert not TENSORFLOW_LINES.search(result.stderr), result.stderr

@@ -21,7 +21,7 @@ import tempfile
 
 from tlsk._version import __version__
 
-__all__ = ["CommandError", "main"]
+__all__ = ["CommandError", "hide_tensorflow_start_up", "main"]
 
 # name -> module; modules are imported when the parser is built, and import
 # TensorFlow only when their command runs.
@@ -96,7 +96,7 @@ def main(argv=None):
     """Run the ``tlsk`` command with ``argv``; return its exit code."""
     args = build_parser().parse_args(argv)
     if not args.debug:
-        _hide_tensorflow_start_up()
+        hide_tensorflow_start_up()
     try:
         return int(args.run(args) or 0)
     except _expected_errors() as err:
@@ -122,7 +122,7 @@ _TENSORFLOW_LINE = re.compile(
 )
 
 
-def _hide_tensorflow_start_up():
+def hide_tensorflow_start_up():
     """Keep TensorFlow's start-up lines off stderr: it carries tlsk's own lines.
 
     The rule: its logging stays at the level the user set in

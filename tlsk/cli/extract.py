@@ -223,8 +223,21 @@ def _dask_client(args):
             )
             yield client
         return
-    with local_cluster(args.workers) as cluster, Client(cluster) as client:
-        note(args, f"Dask: {args.workers} local worker processes")
+    import dask
+
+    # The workers print to this terminal: their TensorFlow start-up lines are
+    # hidden as the command's own are.
+    preload = [] if args.debug else ["tlsk.cli._quiet_worker"]
+    with (
+        dask.config.set({"distributed.worker.preload": preload}),
+        local_cluster(args.workers) as cluster,
+        Client(cluster) as client,
+    ):
+        note(
+            args,
+            "Dask: "
+            + counted(args.workers, "local worker process", "local worker processes"),
+        )
         yield client
 
 
