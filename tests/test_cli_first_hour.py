@@ -1,5 +1,6 @@
 """The rough edges a new user meets in the first hour with the ``tlsk`` command."""
 
+import json
 import os
 import re
 import subprocess
@@ -106,8 +107,6 @@ def test_a_split_without_its_manifest_is_known_by_its_parts(split_and_model, tmp
 def test_extract_of_a_split_reads_its_images_not_its_manifest(
     split_and_model, tmp_path, capsys
 ):
-    import json
-
     from tlsk.cli import main
 
     split, _ = split_and_model
@@ -262,3 +261,24 @@ def test_the_workers_of_a_local_cluster_are_quiet_too(data, tmp_path):
     result = run_tlsk(*extract, "--workers", "1", "--cache", tmp_path / "f.h5")
     assert result.returncode == 0, result.stderr
     assert not TENSORFLOW_LINES.search(result.stderr), result.stderr
+
+
+def test_cache_info_without_a_path_shows_the_shared_cache(data, capsys):
+    from tlsk.cli import main
+
+    tiny = ["--weights", "none", "--input-size", "32", "-q"]
+    assert main(["extract", str(data), *tiny]) == 0
+    capsys.readouterr()
+    assert main(["cache", "info"]) == 0
+    shared = os.path.join(os.environ["TLSK_CACHE"], "features.h5")
+    assert capsys.readouterr().out.startswith(f"{shared}: 12 entries in 1 namespace")
+
+
+def test_cache_prune_with_only_a_namespace_prunes_the_shared_cache(data, capsys):
+    from tlsk.cli import main
+
+    tiny = ["--weights", "none", "--input-size", "32", "-q"]
+    assert main(["extract", str(data), "--json", *tiny]) == 0
+    namespace = json.loads(capsys.readouterr().out)["namespace"]
+    assert main(["cache", "prune", namespace[:12]]) == 0
+    assert f"removed namespace {namespace}" in capsys.readouterr().out

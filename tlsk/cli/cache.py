@@ -23,10 +23,12 @@ import dataclasses
 import os
 
 from tlsk.cli import CommandError
+from tlsk.cli._options import SHARED_CACHE_HELP, shared_cache
 from tlsk.cli._output import counted, print_json
 
 HELP = "show, verify, prune or compact an HDF5 feature cache"
 EXAMPLE = """examples:
+  tlsk cache info                       # the cache every command shares
   tlsk cache info features.h5
   tlsk cache verify features.h5
   tlsk cache prune features.h5 3f2a9c1b7d0e
@@ -39,7 +41,12 @@ _SHORT_ID = 12
 
 def add_arguments(parser):
     parser.add_argument("action", choices=ACTIONS)
-    parser.add_argument("path", metavar="FILE.h5", help="the feature cache")
+    parser.add_argument(
+        "path",
+        nargs="?",
+        metavar="FILE.h5",
+        help="the feature cache (default: " + SHARED_CACHE_HELP + ")",
+    )
     parser.add_argument(
         "namespace",
         nargs="?",
@@ -54,8 +61,15 @@ def add_arguments(parser):
 def run(args):
     from tlsk.cache import FeatureCache
 
+    given = args.path
+    if args.action == "prune" and args.namespace is None and given:
+        # 'prune NS_ID' alone prunes the shared cache; a FILE.h5 alone lacks NS_ID.
+        if not (given.endswith(".h5") or os.path.lexists(given)):
+            args.path, args.namespace = None, given
     if args.action == "prune" and args.namespace is None:
         args.cache_parser.error("prune needs the namespace to remove: NS_ID")
+    if args.path is None:
+        args.path = shared_cache()
     if args.action != "prune" and args.namespace is not None:
         args.cache_parser.error(f"{args.action} takes no NS_ID")
     # lexists: a link (even dangling) is refused by the cache, not "missing".
