@@ -81,7 +81,7 @@ def image_files(paths):
     ``split.json`` of a split); a file named explicitly is kept whatever its
     name, and so is a path that does not exist, for the caller to report.
     """
-    from tlsk.images.folders import SPLIT_MANIFEST, _files_below
+    from tlsk.images.folders import SPLIT_MANIFEST, files_below
 
     found = []
     for path in map(os.fspath, paths):
@@ -90,7 +90,7 @@ def image_files(paths):
             continue
         found.extend(
             file
-            for file in _files_below(path)
+            for file in files_below(path)
             if not (
                 os.path.basename(file) == SPLIT_MANIFEST
                 and split_parts(os.path.dirname(file))

@@ -11,7 +11,7 @@ from tlsk.networks.backbone import POOLINGS
 from tlsk.networks.openvino import ENGINES
 from tlsk.networks.precision import EXTRACTION_PRECISIONS
 from tlsk.networks.preprocessing import PREPROCESSINGS
-from tlsk.networks.registry._hub_spec import HUB_POOLINGS
+from tlsk.networks.registry import HUB_POOLINGS
 
 
 def fraction(text):

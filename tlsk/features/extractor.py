@@ -88,8 +88,13 @@ from tlsk.networks.preprocessing import (
     fingerprint_tag,
     preprocess,
 )
-from tlsk.networks.registry import BACKBONES, HubSpec, get_spec, is_model_file
-from tlsk.networks.registry._hub_spec import HUB_POOLINGS
+from tlsk.networks.registry import (
+    BACKBONES,
+    HUB_POOLINGS,
+    HubSpec,
+    get_spec,
+    is_model_file,
+)
 
 __all__ = ["ImageFeatureExtractor", "VGG16FeatureExtractor"]
 

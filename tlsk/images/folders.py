@@ -386,7 +386,7 @@ def _list_folder(root):
         )
     paths, labels = [], []
     for label in classes:
-        for path in _files_below(os.path.join(root, label)):
+        for path in files_below(os.path.join(root, label)):
             paths.append(path)
             labels.append(label)
     return classes, paths, labels, ignored
@@ -406,7 +406,7 @@ def _scan(paths, n_jobs):
         return list(pool.map(load, paths))
 
 
-def _files_below(folder):
+def files_below(folder):
     found = []
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))

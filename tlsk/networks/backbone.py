@@ -77,8 +77,13 @@ from tlsk.networks.hub import (
 )
 from tlsk.networks.precision import COMPUTE_PRECISIONS, keras_dtype
 from tlsk.networks.random_weights import RANDOM_WEIGHTS_ID, initialise_randomly
-from tlsk.networks.registry import DEFAULT_BACKBONE, get_spec, is_model_file
-from tlsk.networks.registry._hub_spec import HUB_POOLINGS, HubSpec
+from tlsk.networks.registry import (
+    DEFAULT_BACKBONE,
+    HUB_POOLINGS,
+    HubSpec,
+    get_spec,
+    is_model_file,
+)
 from tlsk.networks.weights import (
     WeightsMismatchError,
     WeightsUnavailableError,

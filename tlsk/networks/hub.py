@@ -29,11 +29,7 @@ import stat
 from dataclasses import dataclass
 
 from tlsk.networks.random_weights import RANDOM_WEIGHTS_ID, initialise_randomly
-from tlsk.networks.registry._hub_spec import (
-    FAMILY_POOLINGS,
-    HubSpec,
-    ImageConverterSpec,
-)
+from tlsk.networks.registry import FAMILY_POOLINGS, HubSpec, ImageConverterSpec
 from tlsk.networks.weights import WeightsUnavailableError
 
 __all__ = [

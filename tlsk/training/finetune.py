@@ -33,11 +33,11 @@ from tlsk.networks.preprocessing import preprocess
 from tlsk.networks.registry import (
     BACKBONES,
     DEFAULT_BACKBONE,
+    HUB_POOLINGS,
     HubSpec,
     ImageConverterSpec,
     get_spec,
 )
-from tlsk.networks.registry._hub_spec import HUB_POOLINGS
 from tlsk.training.keras_classifier import (
     OPTIMIZERS,
     SCHEDULES,

@@ -24,7 +24,12 @@ from __future__ import annotations
 
 import os
 
-from tlsk.networks.registry._hub_spec import HubSpec, ImageConverterSpec
+from tlsk.networks.registry._hub_spec import (
+    FAMILY_POOLINGS,
+    HUB_POOLINGS,
+    HubSpec,
+    ImageConverterSpec,
+)
 from tlsk.networks.registry._hub_zoo import HUB_ZOO
 from tlsk.networks.registry._spec import BackboneSpec, WeightsFile
 from tlsk.networks.registry._zoo import ZOO
@@ -32,6 +37,8 @@ from tlsk.networks.registry._zoo import ZOO
 __all__ = [
     "BACKBONES",
     "DEFAULT_BACKBONE",
+    "FAMILY_POOLINGS",
+    "HUB_POOLINGS",
     "BackboneSpec",
     "HubSpec",
     "ImageConverterSpec",
