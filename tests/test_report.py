@@ -184,3 +184,24 @@ def test_the_data_report_of_an_empty_folder_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="empty"):
         check_report(tmp_path / "empty", tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_the_confusion_matrix_is_shaded_by_each_rows_share(tmp_path):
+    # Predicted: cat, cat, cat, dog, owl, owl; true: cat, cat, dog, dog, owl, owl.
+    page = write_report(
+        tmp_path / "report",
+        [np.zeros((8, 8, 3), np.uint8)] * 6,
+        ["cat", "cat", "dog", "dog", "owl", "owl"],
+        np.eye(3)[[0, 0, 0, 1, 2, 2]],
+        ["cat", "dog", "owl"],
+    )
+    text = Path(page).read_text(encoding="utf-8")
+    table = text.split("id='confusion'")[1].split("</table>")[0]
+    shade = r'<td class="(\w*)" style="background: rgba\(([\d, ]+), ([\d.]+)\)"'
+    cells = re.findall(shade, table)
+    # Row cat: 2 right of 2. Row dog: 1 wrong (as cat), 1 right. Row owl: 2 of 2.
+    alphas = [float(alpha) for _, _, alpha in cells]
+    assert alphas == pytest.approx([0.85, 0, 0, 0.425, 0.425, 0, 0, 0, 0.85])
+    assert cells[3][:2] == ("off", "215, 58, 73")
+    assert cells[4][:2] == ("diag", "46, 160, 67")
+    assert 'title="1 of 2 (50%)"' in table

@@ -72,20 +72,32 @@ def _confusion(data):
     head = "".join(f"<th>{e(label)}</th>" for label in data.labels)
     rows = [
         "<h2>Confusion matrix</h2>",
-        '<p class="note">rows: true class; columns: predicted class; a count '
+        '<p class="note">rows: true class; columns: predicted class; a cell\'s '
+        "shade is its share of the row (green: right, red: wrong); a count "
         "links to its images</p>",
         f"<table id='confusion'><tr><th>true \\ predicted</th>{head}</tr>",
     ]
     for t, label in enumerate(data.labels):
+        total = int(data.matrix[t].sum())
         cells = []
         for p in range(len(data.labels)):
             count = int(data.matrix[t, p])
+            share = count / total if total else 0.0
             kind = "diag" if t == p else "off" if count else ""
             text = f'<a href="#cell-{t}-{p}">{count}</a>' if count else "0"
-            cells.append(f'<td class="{kind}">{text}</td>')
+            cells.append(
+                f'<td class="{kind}" style="background: {_shade(t == p, share)}" '
+                f'title="{count} of {total} ({share:.0%})">{text}</td>'
+            )
         rows.append(f"<tr><th>{e(label)}</th>{''.join(cells)}</tr>")
     rows.append("</table>")
     return "\n".join(rows)
+
+
+def _shade(right, share):
+    """A cell's background: green (right) or red (wrong), as opaque as its share."""
+    colour = "46, 160, 67" if right else "215, 58, 73"
+    return f"rgba({colour}, {0.85 * share:.3f})"
 
 
 def _figure(row: ImageRow, thumbnails) -> str:

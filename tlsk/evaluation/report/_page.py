@@ -26,7 +26,6 @@ table { border-collapse: collapse; margin: 0.5em 0; }
 td, th { padding: 0.2em 0.6em; border: 1px solid #ddd; text-align: right; }
 td:first-child, th:first-child { text-align: left; }
 th[data-sort] { cursor: pointer; background: #f4f4f4; }
-.diag { background: #e6f4e6; } .off { background: #fbe9e9; }
 .grid { display: flex; flex-wrap: wrap; gap: 8px; }
 figure { margin: 0; width: 170px; font-size: 12px; overflow-wrap: anywhere; }
 figure img { display: block; max-width: 160px; max-height: 160px; }
