@@ -112,6 +112,7 @@ def test_a_report_folder_is_replaced_only_when_asked(tmp_path):
     evaluation_report(model, paths, labels, out, force=True)
     assert sorted(p.name for p in out.iterdir()) == [
         ".tlsk-output.json",
+        "images",
         "index.html",
         "thumbs",
     ]

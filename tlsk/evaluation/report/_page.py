@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import os
+import re
 
 from tlsk._util.files import resolved
 from tlsk._util.output_folders import check_replaceable_folder, folder_writer
@@ -19,18 +20,38 @@ from tlsk.images.folders import printable
 REPORT_KIND = "report"
 
 STYLE = """
-body { font: 14px/1.4 system-ui, sans-serif; margin: 2em auto; max-width: 72em;
-       color: #222; }
-h1 { font-size: 1.6em; } h2 { margin-top: 2em; border-bottom: 1px solid #ccc; }
+body { font: 14px/1.45 system-ui, sans-serif; margin: 0; color: #222; }
+main { margin: 0 auto 4em; max-width: 76em; padding: 0 1.5em; }
+h1 { font-size: 1.6em; margin: 0.8em 0 0.2em; }
+h2 { margin-top: 2em; border-bottom: 1px solid #ccc; scroll-margin-top: 3.2em; }
+h3 { margin: 1.2em 0 0.3em; font-size: 1.05em; scroll-margin-top: 3.2em; }
+nav { position: sticky; top: 0; z-index: 10; background: #fafafa;
+      border-bottom: 1px solid #ddd; padding: 0.45em 1.5em; font-size: 13px;
+      white-space: nowrap; overflow-x: auto; }
+nav a { margin-right: 1.1em; color: #0b5cad; text-decoration: none; }
+nav a:hover { text-decoration: underline; }
 table { border-collapse: collapse; margin: 0.5em 0; }
 td, th { padding: 0.2em 0.6em; border: 1px solid #ddd; text-align: right; }
 td:first-child, th:first-child { text-align: left; }
 th[data-sort] { cursor: pointer; background: #f4f4f4; }
-.grid { display: flex; flex-wrap: wrap; gap: 8px; }
-figure { margin: 0; width: 170px; font-size: 12px; overflow-wrap: anywhere; }
-figure img { display: block; max-width: 160px; max-height: 160px; }
-.missing { width: 160px; height: 60px; background: #eee; }
+th[data-sort]::after { content: " \\2195"; color: #aaa; }
+.wide { overflow-x: auto; max-width: 100%; }
+.grid { display: grid; grid-template-columns: repeat(auto-fill, 172px); gap: 10px; }
+figure { margin: 0; width: 172px; font-size: 12px; }
+figure > a { display: flex; width: 172px; height: 172px; align-items: center;
+             justify-content: center; background: #f2f2f2; border-radius: 3px; }
+figure img { display: block; max-width: 164px; max-height: 164px; }
+figcaption { margin-top: 0.25em; }
+.name { display: block; white-space: nowrap; overflow: hidden;
+        text-overflow: ellipsis; font-family: ui-monospace, monospace; }
+.missing { display: flex; width: 172px; height: 172px; align-items: center;
+           justify-content: center; background: #eee; color: #777; }
 .note { color: #666; } pre { background: #f6f6f6; padding: 1em; overflow: auto; }
+.summary { background: #f4f8fc; border: 1px solid #d5e3f0; border-radius: 4px;
+           padding: 0.6em 1em; }
+.summary li { margin: 0.15em 0; }
+.bad { color: #b3261e; } .good { color: #1e7b34; }
+details > summary { cursor: pointer; color: #0b5cad; }
 """
 
 # Sorts the table whose header cell was clicked: numbers as numbers.
@@ -64,30 +85,57 @@ def e(value) -> str:
     return html.escape(printable(value), quote=True)
 
 
-def page(title: str, written: str, sections: list[str]) -> str:
-    """A whole page: title, when it was written, the sections, the script."""
+def page(title: str, written: str, sections: list[str], scripts=()) -> str:
+    """A whole page: a bar linking every section, the title, the sections.
+
+    The bar lists each ``<h2 id="...">`` of ``sections`` in order. ``scripts``
+    are the sections' own scripts, each put inline once, after the sort script.
+    """
+    links = [
+        f'<a href="#{anchor}">{heading}</a>'
+        for section in sections
+        for anchor, heading in _HEADING.findall(section)
+    ]
+    inline = [SORT_SCRIPT, *dict.fromkeys(scripts)]
     return "\n".join(
         [
             "<!DOCTYPE html>",
             '<html lang="en"><head><meta charset="utf-8">',
+            '<meta name="viewport" content="width=device-width, initial-scale=1">',
             f"<title>{e(title)}</title><style>{STYLE}</style></head><body>",
+            f'<nav id="contents">{"".join(links)}</nav>' if links else "",
+            "<main>",
             f"<h1>{e(title)}</h1>",
             f'<p class="note">written {e(written)}</p>',
             *sections,
-            f"<script>{SORT_SCRIPT}</script>",
+            "</main>",
+            *(f"<script>{script}</script>" for script in inline),
             "</body></html>",
         ]
     )
 
 
-def figure(thumbnail: str | None, alt: str, caption_html: str) -> str:
-    """One thumbnail (a file under ``thumbs/``, or None) with its caption."""
-    picture = (
-        f'<img src="thumbs/{e(thumbnail)}" alt="{e(alt)}" loading="lazy">'
-        if thumbnail
-        else '<div class="missing">no thumbnail</div>'
-    )
-    return f"<figure>{picture}<figcaption>{caption_html}</figcaption></figure>"
+# A section's heading: its anchor and its (escaped) title, for the bar.
+_HEADING = re.compile(r'<h2 id="([^"<>]+)">(.*?)</h2>', re.DOTALL)
+
+
+def figure(thumbnail: str | None, alt: str, caption_html: str, name=None) -> str:
+    """One thumbnail (a file under ``thumbs/``, or None) with its caption.
+
+    The thumbnail links to the larger view of the same image under
+    ``images/`` (:func:`tlsk.evaluation.report._thumbnails.write_thumbnail`
+    writes both). ``name``, a file name, heads the caption on one line that
+    never breaks inside it: cut short with an ellipsis, whole on hover.
+    """
+    if thumbnail:
+        picture = (
+            f'<a href="images/{e(thumbnail)}" target="_blank">'
+            f'<img src="thumbs/{e(thumbnail)}" alt="{e(alt)}" loading="lazy"></a>'
+        )
+    else:
+        picture = '<div class="missing">no thumbnail</div>'
+    head = f'<span class="name" title="{e(name)}">{e(name)}</span>' if name else ""
+    return f"<figure>{picture}<figcaption>{head}{caption_html}</figcaption></figure>"
 
 
 def gallery(title, anchor, figures, note, left_out=0) -> str:
@@ -112,19 +160,20 @@ def check_report_folder(out, force, inputs=(), force_flag="force=True") -> None:
 def write_report_folder(out, force, build, inputs=()) -> str:
     """Write a report folder with ``build(folder)``; the path of its index.html.
 
-    ``build`` fills a temporary folder beside ``out`` (``thumbs/`` exists
-    already) and returns the page's HTML. The folder takes ``out``'s name only
-    once complete, so a failed or interrupted report leaves ``out`` as it was.
-    An existing ``out`` is replaced only with ``force``, and only if it is a
-    report that tlsk wrote, holding nothing else; never the data the report
-    is made from (``inputs``: its folders or files), nor a folder that holds
-    them or lies inside them.
+    ``build`` fills a temporary folder beside ``out`` (``thumbs/`` and
+    ``images/`` exist already) and returns the page's HTML. The folder takes
+    ``out``'s name only once complete, so a failed or interrupted report
+    leaves ``out`` as it was. An existing ``out`` is replaced only with
+    ``force``, and only if it is a report that tlsk wrote, holding nothing
+    else; never the data the report is made from (``inputs``: its folders or
+    files), nor a folder that holds them or lies inside them.
     """
     check_report_folder(out, force, inputs)
     out = resolved(out)
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with folder_writer(out, REPORT_KIND, force=force, inputs=inputs) as work:
         os.mkdir(os.path.join(work, "thumbs"))
+        os.mkdir(os.path.join(work, "images"))
         html_text = build(work)
         with open(os.path.join(work, "index.html"), "w", encoding="utf-8") as file:
             file.write(html_text)
