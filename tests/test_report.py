@@ -97,8 +97,117 @@ def test_a_report_links_its_cells_to_their_images_and_escapes_names(tmp_path):
     for name in thumbs:
         with Image.open(page.parent / "thumbs" / name) as image:
             assert image.format == "JPEG" and max(image.size) <= 160
+        # Each thumbnail opens its larger view, a file of the report.
+        assert f'href="images/{name}"' in text
+        with Image.open(page.parent / "images" / name) as image:
+            assert image.size == (400, 300)  # the original, under 1024 px
     assert "accuracy <b>" in text and 'id="reliability"' in text
+    # The bar lists every section, in order.
+    bar = text.split('<nav id="contents">')[1].split("</nav>")[0]
+    anchors = re.findall(r'href="#([^"]+)"', bar)
+    assert anchors[:3] == ["per-class", "confusion-matrix", "top-losses"]
+    assert anchors[-2:] == ["cells", "every-image"] and "metadata" in anchors
     assert text.count("<tr><td data-value=") == len(paths)
+
+
+def test_the_summary_names_the_worst_classes_and_the_most_confused_pair(tmp_path):
+    # cat: 3 right; dog: 1 right, 2 taken for cat; owl: 2 right, 1 taken for dog.
+    page = write_report(
+        tmp_path / "report",
+        [np.zeros((8, 8, 3), np.uint8)] * 9,
+        ["cat"] * 3 + ["dog"] * 3 + ["owl"] * 3,
+        np.eye(3)[[0, 0, 0, 1, 0, 0, 2, 2, 1]],
+        ["cat", "dog", "owl"],
+    )
+    text = Path(page).read_text(encoding="utf-8")
+    summary = text.split('id="summary">')[1].split("</div>")[0]
+    assert "accuracy <b>0.667</b> on 9 images" in summary
+    assert re.search(r'worst classes: <a href="#class-1">dog</a> \(F1 0\.40\)', summary)
+    assert '<a href="#cell-1-0">dog taken for cat, 2 images</a>' in summary
+    assert '<tr id="class-1"><td>dog</td>' in text
+
+
+def test_the_confusion_matrix_of_50_classes_stands_its_names_upright(tmp_path):
+    classes = [f"class with a long name {i:02d}" for i in range(50)]
+    truth = np.repeat(np.arange(50), 2)
+    page = write_report(
+        tmp_path / "report",
+        [np.zeros((8, 8, 3), np.uint8)] * 100,
+        [classes[t] for t in truth],
+        np.eye(50)[(truth + np.arange(100) % 2) % 50],
+        classes,
+        per_cell=1,
+        top_losses=2,
+    )
+    text = Path(page).read_text(encoding="utf-8")
+    assert "<table id='confusion' class=\"upright\">" in text
+    table = text.split("id='confusion'")[1].split("</table>")[0]
+    assert table.count("<tr>") == 51 and table.count("<td ") == 2500
+    # Each column's whole name is a title; the cells count.
+    assert f'title="{classes[7]}"' in table
+    # 50 classes make 100 galleries of cells: headings of one section, not the bar.
+    bar = text.split('<nav id="contents">')[1].split("</nav>")[0]
+    assert "cell-" not in bar and len(re.findall(r"<a ", bar)) < 12
+
+
+def test_the_reliability_diagram_has_ticks_and_the_count_of_each_bin(tmp_path):
+    confidence = np.array([0.95, 0.95, 0.95, 0.55])
+    proba = np.c_[confidence, 1 - confidence]
+    page = write_report(
+        tmp_path / "report",
+        [np.zeros((8, 8, 3), np.uint8)] * 4,
+        ["a", "a", "b", "a"],
+        proba,
+        ["a", "b"],
+    )
+    svg = Path(page).read_text(encoding="utf-8").split('id="reliability"')[1]
+    svg = svg.split("</svg>")[0]
+    ticks = re.findall(r">(\d\.\d)</text>", svg)
+    assert ticks == ["0.0", "0.0", "0.2", "0.2", "0.4", "0.4", "0.6", "0.6"] + [
+        "0.8",
+        "0.8",
+        "1.0",
+        "1.0",
+    ]
+    counts = re.findall(r'class="bin-count"[^>]*>(\d+)<', svg)
+    assert [int(c) for c in counts] == [0, 0, 0, 0, 0, 1, 0, 0, 0, 3]
+
+
+def test_a_keras_models_training_curves_and_configuration_are_on_its_page(tmp_path):
+    history = {
+        "head": {"loss": [1.0, 0.5], "val_loss": [1.1, 0.9], "accuracy": [0.5, 0.8]},
+        HOSTILE: {"loss": [0.4, float("nan"), 0.3], "learning_rate": [1e-5] * 3},
+    }
+    metadata = {"method": "finetune", "params": {"epochs": 2, "note": HOSTILE}}
+    page = write_report(
+        tmp_path / "report",
+        [np.zeros((8, 8, 3), np.uint8)] * 2,
+        ["a", "b"],
+        np.eye(2),
+        ["a", "b"],
+        history=history,
+        metadata=metadata,
+    )
+    text = Path(page).read_text(encoding="utf-8")
+    assert HOSTILE not in text
+    section = text.split('<h2 id="training">')[1].split("<h2")[0]
+    charts = re.findall(r'<svg class="curve".*?</svg>', section)
+    # loss and accuracy (the learning rate is not a curve of the model's skill).
+    assert [re.search(r'bold">(\w+)<', c).group(1) for c in charts] == [
+        "loss",
+        "accuracy",
+    ]
+    loss = charts[0]
+    # Two phases: 5 epochs, training solid over 4 finite values, validation dashed.
+    lines = re.findall(r'<polyline points="([^"]+)"[^>]*dasharray="([^"]*)"', loss)
+    assert [(len(points.split()), dash) for points, dash in lines] == [
+        (4, ""),
+        (2, "5 3"),
+    ]
+    assert "epoch (1 to 5)" in loss and "&lt;img src=x" in loss
+    # The configuration: one row per setting, the raw JSON folded away.
+    assert "<td>params.epochs</td><td>2</td>" in text
+    assert "<details><summary>the raw JSON</summary><pre>" in text
 
 
 def test_a_report_folder_is_replaced_only_when_asked(tmp_path):
@@ -174,6 +283,13 @@ def test_the_data_report_shows_samples_bad_files_duplicates_and_escapes(tmp_path
             assert image.format == "JPEG" and max(image.size) <= 160
     for source in re.findall(r'src="(thumbs/[^"]+)"', text):
         assert (tmp_path / "out" / source).is_file()
+    # What is wrong comes first: bad files and duplicates before the samples.
+    order = [text.index(f'id="{anchor}"') for anchor in ("summary", "bad-files")]
+    order += [text.index(f'id="{a}"') for a in ("duplicates", "classes", "class-0")]
+    assert order == sorted(order)
+    summary = text.split('id="summary">')[1].split("</div>")[0]
+    assert '<a href="#bad-files">1 file</a> cannot be decoded' in summary
+    assert '<a href="#duplicates">1 image</a> in two or more classes' in summary
     with pytest.raises(FileExistsError, match="pass force=True"):
         check_report(tmp_path / "data", tmp_path / "out")
 

@@ -62,7 +62,8 @@ def evaluation_report(
         complete). A folder that is, holds or lies inside the images' data
         is always refused.
     metadata : dict, optional
-        What made the model (``tlsk train``'s JSON), shown on the page.
+        What made the model (``tlsk train``'s JSON), shown on the page as a
+        table. A Keras model's training curves (its ``history_``) are drawn.
     force : bool, default=False
     top_losses : int, default=48
         How many of the most confident mistakes to show.
@@ -110,6 +111,7 @@ def evaluation_report(
         force=force,
         top_losses=top_losses,
         per_cell=per_cell,
+        history=getattr(model, "history_", None),
     )
 
 
@@ -127,6 +129,7 @@ def write_report(
     per_cell=60,
     title=None,
     data_folder=None,
+    history=None,
 ):
     """Write the report of predictions already made (see :func:`evaluation_report`).
 
@@ -134,6 +137,7 @@ def write_report(
     ``names`` label them on the page (default: the file paths, or
     ``X[i]`` for arrays). ``data_folder``, the folder the images come from,
     is protected as they are: ``out`` may not be it, hold it or lie inside it.
+    ``history``, a Keras model's ``history_``, adds its training curves.
     """
     inputs = [x for x in images if isinstance(x, str | bytes | os.PathLike)]
     if data_folder is not None:
@@ -162,6 +166,7 @@ def write_report(
             written=datetime.datetime.now().isoformat(timespec="seconds"),
             top_losses=losses,
             per_cell=per_cell,
+            history=history,
         )
 
     return write_report_folder(out, force, build, inputs=inputs)

@@ -75,15 +75,19 @@ def check_report(
 
     def build(folder):
         thumbs = Thumbnails(os.path.join(folder, "thumbs"))
-        sections = [_counts(check)]
+        sections = [
+            _summary(check, suspects, label_errors is not None),
+            _bad_files(check),
+            _duplicates(check, root, thumbs),
+        ]
         if label_errors is not None:
             sections.append(
                 _suspects(suspects, suspects_shown, root, thumbs, label_errors)
             )
-        sections.append("<h2>Samples of each class</h2>")
+        sections.append(_classes(check))
         for label, chosen in samples.items():
             figures = [
-                figure(thumbs.of(paths[i]), names[i], e(names[i])) for i in chosen
+                figure(thumbs.of(paths[i]), names[i], "", name=names[i]) for i in chosen
             ]
             sections.append(
                 gallery(
@@ -92,10 +96,9 @@ def check_report(
                     figures,
                     f"{len(chosen)} of {check['classes'][label]} images, "
                     f"drawn at random (seed {seed})",
+                    level=3,
                 )
             )
-        sections.append(_bad_files(check))
-        sections.append(_duplicates(check, root, thumbs))
         return page(
             f"Data report: {os.path.basename(root)}",
             datetime.datetime.now().isoformat(timespec="seconds"),
@@ -120,22 +123,43 @@ class Thumbnails:
         return self.names[key]
 
 
-def _counts(check):
+def _summary(check, suspects, looked_for_suspects):
+    """What is wrong first, each count linking to its section."""
+    n_duplicates = len(check["duplicates"])
+    items = [
+        f'<li class="{"bad" if check["n_bad"] else "good"}">'
+        f'<a href="#bad-files">{_count(check["n_bad"], "file")}</a> cannot be '
+        "decoded</li>",
+        f'<li class="{"bad" if n_duplicates else "good"}">'
+        f'<a href="#duplicates">{_count(n_duplicates, "image")}</a> in two or '
+        "more classes</li>",
+    ]
+    if looked_for_suspects:
+        items.append(
+            f'<li class="{"bad" if suspects else "good"}">'
+            f'<a href="#label-errors">{_count(len(suspects), "label")}</a> '
+            "probably wrong</li>"
+        )
+    if check["empty_classes"]:
+        names = ", ".join(e(label) for label in check["empty_classes"])
+        items.append(f'<li class="bad">classes with no image: {names}</li>')
+    return (
+        f'<div class="summary" id="summary"><p>{_count(check["n_images"], "image")} '
+        f'in <a href="#classes">{_count(len(check["classes"]), "class")}</a></p>'
+        f"<ul>{''.join(items)}</ul></div>"
+    )
+
+
+def _classes(check):
     rows = [
-        f'<p id="summary">{_count(check["n_images"], "image")} in '
-        f"{_count(len(check['classes']), 'class')}; "
-        f"{_count(check['n_bad'], 'file')} cannot be decoded; "
-        f"{_count(len(check['duplicates']), 'image')} in two or more classes</p>",
-        "<table id='classes'><tr><th>class</th><th>images</th></tr>",
+        '<h2 id="classes">Samples of each class</h2>',
+        "<table id='classes-table'><tr><th>class</th><th>images</th></tr>",
     ]
     for i, (label, count) in enumerate(check["classes"].items()):
         rows.append(
             f'<tr><td><a href="#class-{i}">{e(label)}</a></td><td>{count}</td></tr>'
         )
     rows.append("</table>")
-    if check["empty_classes"]:
-        names = ", ".join(e(label) for label in check["empty_classes"])
-        rows.append(f"<p>classes with no image: {names}</p>")
     if check["ignored"]:
         names = ", ".join(e(name) for name in check["ignored"])
         rows.append(f'<p class="note">ignored (not class folders): {names}</p>')
@@ -151,11 +175,9 @@ def _suspects(suspects, shown, root, thumbs, label_errors):
     figures = []
     for s in suspects[:shown]:
         name = relative_path(s.image, root) if s.image else f"X[{s.index}]"
-        caption = (
-            f"{e(name)}<br>labelled {e(s.given)}, likely {e(s.likely)} "
-            f"({s.p_likely:.2f})"
-        )
-        figures.append(figure(thumbs.of(s.image) if s.image else None, name, caption))
+        caption = f"labelled {e(s.given)}<br>likely {e(s.likely)} ({s.p_likely:.2f})"
+        thumbnail = thumbs.of(s.image) if s.image else None
+        figures.append(figure(thumbnail, name, caption, name=name))
     note = (
         f"{_count(len(suspects), 'image')} whose label is probably wrong (confident "
         f"learning on {label_errors.folds}-fold out-of-fold probabilities), most "
@@ -210,7 +232,7 @@ def _duplicates(check, root, thumbs):
         return parts[0] + "<p>none</p>"
     for duplicate in check["duplicates"]:
         figures = [
-            figure(thumbs.of(os.path.join(root, path)), path, e(path))
+            figure(thumbs.of(os.path.join(root, path)), path, "", name=path)
             for path in duplicate["paths"]
         ]
         parts += ['<div class="grid">', *figures, "</div>"]

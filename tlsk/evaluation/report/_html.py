@@ -5,11 +5,16 @@ Every text from the data goes through :func:`tlsk.evaluation.report._page.e`.
 
 from __future__ import annotations
 
-import html
-import json
-
+from tlsk.evaluation.report._charts import reliability_diagram, training_curves
+from tlsk.evaluation.report._config import configuration_table
 from tlsk.evaluation.report._evaluation import EvaluationData, ImageRow
 from tlsk.evaluation.report._page import e, figure, gallery, page
+
+# Above this many classes the confusion matrix's column names stand upright.
+_UPRIGHT_COLUMNS = 12
+_UPRIGHT = ' class="upright"'
+# The summary names this many of the worst classes.
+_WORST = 3
 
 
 def render(
@@ -21,9 +26,19 @@ def render(
     written: str,
     top_losses: list[ImageRow],
     per_cell: int,
+    history: dict | None = None,
+    sections: dict[str, str] | None = None,
+    scripts=(),
 ) -> str:
-    """The page. ``thumbnails``: image index -> file name under ``thumbs/``."""
-    sections = [
+    """The page. ``thumbnails``: image index -> file name under ``thumbs/``.
+
+    ``history`` is a Keras model's ``history_`` (its training curves);
+    ``sections`` holds sections made elsewhere, by name: ``"map"`` (the
+    embedding map, after the most confused pairs); ``scripts`` are theirs.
+    """
+    sections = sections or {}
+    curves = training_curves(history)
+    parts = [
         _summary(data),
         _per_class(data),
         _confusion(data),
@@ -36,31 +51,62 @@ def render(
             "probability given to the true class), largest first",
         ),
         _most_confused(data),
+        sections.get("map", ""),
         _calibration(data),
+        f'<h2 id="training">Training curves</h2>{curves}' if curves else "",
+        configuration_table(metadata),
         _cells(data, thumbnails, per_cell),
         _images_table(data),
-        _metadata(metadata),
     ]
-    return page(title, written, sections)
+    return page(title, written, [part for part in parts if part], scripts=scripts)
 
 
 def _summary(data):
     n = len(data.rows)
     mistakes = sum(not r.correct for r in data.rows)
-    return (
-        f'<p id="summary">accuracy <b>{data.accuracy:.3f}</b> on {n} images '
-        f"({mistakes} mistakes); expected calibration error {data.ece:.3f}</p>"
-    )
+    lines = [
+        f"<p>accuracy <b>{data.accuracy:.3f}</b> on {n} images "
+        f'(<a href="#top-losses">{mistakes} mistakes</a>); macro F1 '
+        f"{data.averages['macro avg']['f1']:.3f}; expected calibration error "
+        f'<a href="#calibration">{data.ece:.3f}</a></p>',
+        "<ul>",
+    ]
+    scored = [
+        (scores["f1"], label)
+        for label, scores in data.per_class.items()
+        if scores["support"] > 0
+    ]
+    worst = sorted(scored)[:_WORST] if len(scored) > 1 else []
+    if worst:
+        named = ", ".join(
+            f'<a href="#class-{data.labels.index(label)}">{e(label)}</a> (F1 {f1:.2f})'
+            for f1, label in worst
+        )
+        lines.append(f"<li>worst classes: {named}</li>")
+    if data.most_confused:
+        true, predicted, count = data.most_confused[0]
+        t, p = data.labels.index(true), data.labels.index(predicted)
+        lines.append(
+            f'<li>most confused: <a href="#cell-{t}-{p}">{e(true)} taken for '
+            f"{e(predicted)}, {count} {'image' if count == 1 else 'images'}</a></li>"
+        )
+    else:
+        lines.append("<li>no mistakes</li>")
+    lines.append("</ul>")
+    return f'<div class="summary" id="summary">{"".join(lines)}</div>'
 
 
 def _per_class(data):
     rows = [
-        "<h2>Per class</h2><table id='per-class'><tr><th>class</th><th>precision"
-        "</th><th>recall</th><th>F1</th><th>support</th></tr>"
+        "<h2 id=\"per-class\">Per class</h2><table id='per-class-table'><tr><th>class"
+        "</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>"
     ]
-    for name, scores in [*data.per_class.items(), *data.averages.items()]:
+    for i, (name, scores) in enumerate(
+        [*data.per_class.items(), *data.averages.items()]
+    ):
+        anchor = f' id="class-{i}"' if i < len(data.labels) else ""
         rows.append(
-            f"<tr><td>{e(name)}</td><td>{scores['precision']:.3f}</td>"
+            f"<tr{anchor}><td>{e(name)}</td><td>{scores['precision']:.3f}</td>"
             f"<td>{scores['recall']:.3f}</td><td>{scores['f1']:.3f}</td>"
             f"<td>{scores['support']}</td></tr>"
         )
@@ -69,13 +115,19 @@ def _per_class(data):
 
 
 def _confusion(data):
-    head = "".join(f"<th>{e(label)}</th>" for label in data.labels)
+    upright = len(data.labels) > _UPRIGHT_COLUMNS
+    head = "".join(
+        f'<th class="column" title="{e(label)}"><span>{e(label)}</span></th>'
+        for label in data.labels
+    )
     rows = [
-        "<h2>Confusion matrix</h2>",
-        '<p class="note">rows: true class; columns: predicted class; a cell\'s '
-        "shade is its share of the row (green: right, red: wrong); a count "
-        "links to its images</p>",
-        f"<table id='confusion'><tr><th>true \\ predicted</th>{head}</tr>",
+        '<h2 id="confusion-matrix">Confusion matrix</h2>',
+        '<p class="note">rows: true class; columns: predicted class; each cell '
+        "holds its count, shaded by its share of the row (green: right, red: "
+        "wrong); a count links to its images</p>",
+        '<div class="wide">',
+        f"<table id='confusion'{_UPRIGHT if upright else ''}>"
+        f"<tr><th>true \\ predicted</th>{head}</tr>",
     ]
     for t, label in enumerate(data.labels):
         total = int(data.matrix[t].sum())
@@ -89,8 +141,11 @@ def _confusion(data):
                 f'<td class="{kind}" style="background: {_shade(t == p, share)}" '
                 f'title="{count} of {total} ({share:.0%})">{text}</td>'
             )
-        rows.append(f"<tr><th>{e(label)}</th>{''.join(cells)}</tr>")
-    rows.append("</table>")
+        rows.append(
+            f'<tr><th class="row" title="{e(label)}">{e(label)}</th>'
+            f"{''.join(cells)}</tr>"
+        )
+    rows.append("</table></div>")
     return "\n".join(rows)
 
 
@@ -102,25 +157,27 @@ def _shade(right, share):
 
 def _figure(row: ImageRow, thumbnails) -> str:
     caption = (
-        f"{e(row.name)}<br>true {e(row.true)}, "
-        f"predicted {e(row.predicted)} ({row.p_predicted:.2f})"
+        f"true {e(row.true)}<br>predicted {e(row.predicted)} ({row.p_predicted:.2f})"
     )
-    return figure(thumbnails.get(row.index), row.name, caption)
+    return figure(thumbnails.get(row.index), row.name, caption, name=row.name)
 
 
-def _gallery_section(title, anchor, rows, thumbnails, note, left_out=0):
+def _gallery_section(title, anchor, rows, thumbnails, note, left_out=0, level=2):
     figures = [_figure(row, thumbnails) for row in rows]
-    return gallery(title, anchor, figures, note, left_out)
+    return gallery(title, anchor, figures, note, left_out, level=level)
 
 
 def _most_confused(data):
     rows = [
-        "<h2>Most confused pairs</h2><table id='most-confused'><tr><th>true</th>"
-        "<th>predicted</th><th>images</th></tr>"
+        '<h2 id="most-confused-pairs">Most confused pairs</h2>'
+        "<table id='most-confused'><tr><th>true</th><th>predicted</th>"
+        "<th>images</th></tr>"
     ]
     for true, predicted, count in data.most_confused:
+        t, p = data.labels.index(true), data.labels.index(predicted)
         rows.append(
-            f"<tr><td>{e(true)}</td><td>{e(predicted)}</td><td>{count}</td></tr>"
+            f"<tr><td>{e(true)}</td><td>{e(predicted)}</td>"
+            f'<td><a href="#cell-{t}-{p}">{count}</a></td></tr>'
         )
     if not data.most_confused:
         rows.append("<tr><td colspan='3'>no mistakes</td></tr>")
@@ -129,50 +186,18 @@ def _most_confused(data):
 
 
 def _calibration(data):
-    """A reliability diagram as inline SVG: accuracy against confidence per bin."""
-    size, pad = 240, 30
-    plot = size - 2 * pad
-
-    def x(v):
-        return pad + v * plot
-
-    def y(v):
-        return size - pad - v * plot
-
-    bars = []
-    for b in data.calibration:
-        if not b.count:
-            continue
-        width = (b.high - b.low) * plot
-        bars.append(
-            f'<rect x="{x(b.low):.1f}" y="{y(b.accuracy):.1f}" width="{width:.1f}" '
-            f'height="{b.accuracy * plot:.1f}" fill="#6b9bd1" stroke="#fff">'
-            f"<title>{b.low:.1f}-{b.high:.1f}: {b.count} images, accuracy "
-            f"{b.accuracy:.2f}, confidence {b.confidence:.2f}</title></rect>"
-        )
-    svg = (
-        f'<svg id="reliability" width="{size}" height="{size}" '
-        f'xmlns="http://www.w3.org/2000/svg" role="img">'
-        + f'<rect x="{pad}" y="{pad}" width="{plot}" height="{plot}" fill="none" '
-        'stroke="#bbb"/>'
-        + "".join(bars)
-        + f'<line x1="{x(0)}" y1="{y(0)}" x2="{x(1)}" y2="{y(1)}" stroke="#999" '
-        'stroke-dasharray="4"/>'
-        + f'<text x="{size / 2}" y="{size - 5}" text-anchor="middle" '
-        'font-size="11">confidence</text>'
-        + f'<text x="10" y="{size / 2}" font-size="11" transform="rotate(-90 10 '
-        f'{size / 2})" text-anchor="middle">accuracy</text></svg>'
-    )
     return (
-        "<h2>Calibration</h2>"
+        '<h2 id="calibration">Calibration</h2>'
         f'<p class="note">expected calibration error {data.ece:.3f}: the mean '
-        "gap between confidence and accuracy, over 10 bins of confidence; the "
-        "dashed line is perfect calibration</p>" + svg
+        f"gap between confidence and accuracy, over {len(data.calibration)} bins "
+        "of confidence; the dashed line is perfect calibration, and the number "
+        "under each bin is how many images it holds</p>"
+        + reliability_diagram(data.calibration)
     )
 
 
 def _cells(data, thumbnails, per_cell):
-    parts = ["<h2>Images of each cell</h2>"]
+    parts = ['<h2 id="cells">Images of each cell</h2>']
     for t, true in enumerate(data.labels):
         for p, predicted in enumerate(data.labels):
             rows = data.cell(t, p)
@@ -187,6 +212,7 @@ def _cells(data, thumbnails, per_cell):
                     thumbnails,
                     f"{len(rows)} images, the least confident in the true class first",
                     left_out=len(rows) - len(shown),
+                    level=3,
                 )
             )
     return "\n".join(parts)
@@ -199,7 +225,7 @@ def _images_table(data):
         '<th data-sort="number">loss</th></tr>'
     )
     rows = [
-        "<h2>Every image</h2>",
+        '<h2 id="every-image">Every image</h2>',
         '<p class="note">click a column header to sort</p>',
         f"<table id='images'><thead>{head}</thead><tbody>",
     ]
@@ -213,11 +239,3 @@ def _images_table(data):
         )
     rows.append("</tbody></table>")
     return "\n".join(rows)
-
-
-def _metadata(metadata):
-    if not metadata:
-        return ""
-    text = json.dumps(metadata, indent=1, sort_keys=True, default=str)
-    escaped = html.escape(text, quote=False)  # text, not an attribute
-    return f"<h2>What made the model</h2><pre id='metadata'>{escaped}</pre>"

@@ -40,7 +40,7 @@ th[data-sort]::after { content: " \\2195"; color: #aaa; }
 figure { margin: 0; width: 172px; font-size: 12px; }
 figure > a { display: flex; width: 172px; height: 172px; align-items: center;
              justify-content: center; background: #f2f2f2; border-radius: 3px; }
-figure img { display: block; max-width: 164px; max-height: 164px; }
+figure img { display: block; width: 164px; height: 164px; object-fit: contain; }
 figcaption { margin-top: 0.25em; }
 .name { display: block; white-space: nowrap; overflow: hidden;
         text-overflow: ellipsis; font-family: ui-monospace, monospace; }
@@ -52,6 +52,18 @@ figcaption { margin-top: 0.25em; }
 .summary li { margin: 0.15em 0; }
 .bad { color: #b3261e; } .good { color: #1e7b34; }
 details > summary { cursor: pointer; color: #0b5cad; }
+#confusion th.row { max-width: 16em; white-space: nowrap; overflow: hidden;
+                    text-overflow: ellipsis; }
+#confusion th.column span { display: inline-block; max-width: 9em;
+                            white-space: nowrap; overflow: hidden;
+                            text-overflow: ellipsis; vertical-align: bottom; }
+#confusion.upright th.column span { writing-mode: vertical-rl;
+                                    transform: rotate(180deg); max-height: 9em; }
+#confusion.upright td { padding: 0.1em 0.3em; font-size: 11px; min-width: 1.7em;
+                        text-align: center; }
+.grid-charts { display: flex; flex-wrap: wrap; gap: 16px; }
+table.config td { text-align: left; font-size: 13px; }
+table.config td:first-child { font-family: ui-monospace, monospace; color: #444; }
 """
 
 # Sorts the table whose header cell was clicked: numbers as numbers.
@@ -138,9 +150,16 @@ def figure(thumbnail: str | None, alt: str, caption_html: str, name=None) -> str
     return f"<figure>{picture}<figcaption>{head}{caption_html}</figcaption></figure>"
 
 
-def gallery(title, anchor, figures, note, left_out=0) -> str:
-    """A titled grid of figures, with how many were left out."""
-    parts = [f'<h2 id="{e(anchor)}">{e(title)}</h2>', f'<p class="note">{e(note)}</p>']
+def gallery(title, anchor, figures, note, left_out=0, level=2) -> str:
+    """A titled grid of figures, with how many were left out.
+
+    ``level`` 2 makes it a section of its own (listed in the page's bar);
+    3, one of many in a section.
+    """
+    parts = [
+        f'<h{level} id="{e(anchor)}">{e(title)}</h{level}>',
+        f'<p class="note">{e(note)}</p>',
+    ]
     if figures:
         parts += ['<div class="grid">', *figures, "</div>"]
     else:
