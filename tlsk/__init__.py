@@ -19,6 +19,7 @@ from tlsk import _compat
 from tlsk._util.memo import clear_caches
 from tlsk._version import __version__
 from tlsk.cache import CacheError, FeatureCache
+from tlsk.evaluation.explain import explain
 from tlsk.features.distributed import featurize, local_cluster
 from tlsk.features.extractor import ImageFeatureExtractor, VGG16FeatureExtractor
 from tlsk.images.decode import ImageError, ImageRangeWarning, UndecodableImageWarning
@@ -62,6 +63,7 @@ __all__ = [
     "__version__",
     "check_image_folder",
     "clear_caches",
+    "explain",
     "featurize",
     "find_bad_images",
     "list_backbones",

@@ -107,6 +107,7 @@ __all__ = [
     "WeightsUnavailableError",
     "WeightsMismatchError",
     "base_network",
+    "feature_map_network",
     "fetch",
     "file_digest",
     "file_sha256",
@@ -273,6 +274,39 @@ def get_backbone(config):
     return _BACKBONES.get_or_build(
         config, lambda: _build(config), lambda built: built.identity == identity
     )
+
+
+def feature_map_network(config):
+    """The network of ``get_backbone(config)`` up to its pooling: feature maps.
+
+    A Keras model from the same input to the input of the pooling layer, on
+    the layers (and so the weights) of the built network itself, not a copy:
+    its output ``(n, h, w, c)`` averaged over ``h`` and ``w`` is the vector
+    that ``config`` with ``pooling="avg"`` gives (before ConvNeXt's head norm,
+    where there is one). Raises ValueError when the layer cut gives no
+    feature map (a transformer's tokens, or vectors).
+
+    Examples
+    --------
+    >>> from tlsk.networks.backbone import BackboneConfig, feature_map_network
+    >>> config = BackboneConfig(weights=None, layer="block4_pool", input_size=32)
+    >>> feature_map_network(config).output_shape
+    (None, 2, 2, 512)
+    """
+    import keras
+
+    model = get_backbone(config).model
+    pool = model.layers[-1]
+    if pool.name == "head_norm":
+        pool = next(layer for layer in model.layers if layer.output is pool.input)
+    maps = pool.input
+    if len(maps.shape) != 4:
+        raise ValueError(
+            f"layer {config.layer!r} of {_network_name(config.backbone)} gives "
+            f"outputs of shape {tuple(maps.shape)} before its pooling, not "
+            "feature maps (n, h, w, c)"
+        )
+    return keras.Model(model.input, maps, name=f"{model.name}_maps")
 
 
 def base_network(backbone, weights, input_size, precision="float32"):
