@@ -55,6 +55,15 @@ def test_mcnemar_large_counts_is_chi_squared_with_continuity_correction():
     )
 
 
+def test_mcnemar_sentence_names_the_model_right_alone_more_often_first():
+    sentence = mcnemar_test(*_paired(8, 1), names=("A", "B")).sentence()
+    assert sentence.startswith(
+        "A is right on 8 images where B is wrong, B on 1 where A is wrong; "
+        "McNemar p = 0.0391 (exact binomial): the difference is unlikely"
+    )
+    assert "A is right on 1 image where" in mcnemar_test(*_paired(1, 1)).sentence()
+
+
 def test_mcnemar_switches_from_exact_at_25_discordant_images():
     exact = mcnemar_test(*_paired(8, 16))
     assert exact.method == "exact"
@@ -262,7 +271,8 @@ def test_the_page_escapes_hostile_names_and_shows_each_section(images, tmp_path)
     shown = [int(name.split(".")[0]) for name in thumbs]
     assert sorted(shown) == sorted(d.index for d in comparison.disagreements[:4])
     # The per-class table sorts, and the class A alone knows is marked.
-    assert '<th data-sort="number">A F1</th>' in text
+    assert '<th colspan="3" style="text-align: center">A</th>' in text
+    assert text.count('<th data-sort="number">F1</th>') == 2
     assert "not a class" in text
     assert "is right on" in text and "McNemar p =" in text
 
@@ -341,7 +351,8 @@ def test_cli_compares_two_models_in_text_json_and_report(saved_models, capsys):
     assert re.search(
         r"logreg\.joblib .* bottleneck +\d\.\d{3} +\d\.\d{3}-\d\.\d{3}", text
     )
-    assert "McNemar p = " in text and "knn.skops is right on" in text
+    assert re.search(r"(knn\.skops|logreg\.joblib) is right on \d+ images? where", text)
+    assert "McNemar p = " in text
     # blue is not a class of the nearest-neighbour model.
     (blue,) = [line for line in text.splitlines() if line.startswith("blue ")]
     assert blue.split()[-1] == "-"

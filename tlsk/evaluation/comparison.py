@@ -70,7 +70,10 @@ class McNemarResult:
         return self.p_value < alpha
 
     def sentence(self, alpha: float = 0.05) -> str:
-        """The result in words, for a page or a terminal (plain text)."""
+        """The result in words, for a page or a terminal (plain text).
+
+        The model that is right alone more often is named first.
+        """
         a, b = self.first, self.second
         if self.b + self.c == 0:
             return (
@@ -83,9 +86,12 @@ class McNemarResult:
             if self.significant(alpha)
             else "the difference could well be chance"
         )
+        (win, wins), (lose, losses) = sorted(
+            [(a, self.b), (b, self.c)], key=lambda item: -item[1]
+        )
         return (
-            f"{b} is right on {_images(self.c)} where {a} is wrong, {a} on "
-            f"{self.b} where {b} is wrong; McNemar p = {_p_text(self.p_value)} "
+            f"{win} is right on {_images(wins)} where {lose} is wrong, {lose} on "
+            f"{losses} where {win} is wrong; McNemar p = {_p_text(self.p_value)} "
             f"({test}): {verdict}"
         )
 

@@ -255,19 +255,25 @@ def comparison_scores_section(comparison: Comparison, metadata=None) -> str:
 def comparison_per_class_section(comparison: Comparison) -> str:
     """Precision, recall and F1 of every model for every class: a sortable table."""
     two = len(comparison.names) == 2
+    # Two header rows: the models' names over their columns, then one sortable
+    # cell per column (the sort script finds a column by its cell's index).
+    models = ['<th colspan="2"></th>']
     head = ['<th data-sort="text">class</th>', '<th data-sort="number">images</th>']
     for name in comparison.names:
-        for score in ("precision", "recall", "F1"):
-            head.append(f'<th data-sort="number">{e(name)} {score}</th>')
+        models.append(f'<th colspan="3" style="text-align: center">{e(name)}</th>')
+        head += [f'<th data-sort="number">{s}</th>' for s in ("precision", "recall")]
+        head.append('<th data-sort="number">F1</th>')
     if two:
         a, b = comparison.names
-        head.append(f'<th data-sort="number">F1 {e(b)} − {e(a)}</th>')
+        models.append(f'<th style="text-align: center">{e(b)} − {e(a)}</th>')
+        head.append('<th data-sort="number">F1 difference</th>')
     rows = [
         '<h2 id="per-class">Per class, side by side</h2>',
         '<p class="note">click a column header to sort; "not a class" marks a '
         "class the model cannot answer (its images are its errors)</p>",
         "<div class='wide'>"
-        f"<table id='comparison-per-class'><thead><tr>{''.join(head)}</tr></thead>"
+        f"<table id='comparison-per-class'><thead><tr>{''.join(models)}</tr>"
+        f"<tr>{''.join(head)}</tr></thead>"
         "<tbody>",
     ]
     for label in comparison.labels:
@@ -288,9 +294,7 @@ def comparison_per_class_section(comparison: Comparison) -> str:
             first, second = (comparison.models[name] for name in comparison.names)
             gain = second.per_class[label]["f1"] - first.per_class[label]["f1"]
             kind = "good" if gain > 0 else "bad" if gain < 0 else ""
-            cells.append(
-                f'<td data-value="{gain:.6f}" class="{kind}">{gain:+.3f}</td>'
-            )
+            cells.append(f'<td data-value="{gain:.6f}" class="{kind}">{gain:+.3f}</td>')
         rows.append(f"<tr>{''.join(cells)}</tr>")
     rows.append("</tbody></table></div>")
     return "\n".join(rows)
@@ -371,7 +375,9 @@ def comparison_models_section(model_names, metadata) -> str:
     ]
     for same, key, values in table:
         label = e(key) if same else f"<b>{e(key)}</b>"
-        cells = "".join(f"<td>{_folded(value)}</td>" for value in values)
+        cells = "".join(
+            f'<td style="text-align: left">{_folded(value)}</td>' for value in values
+        )
         rows.append(f"<tr><td>{label}</td>{cells}</tr>")
     rows.append("</table>")
     return "\n".join(rows)
