@@ -182,7 +182,16 @@ def check_image_folder(root, *, n_jobs=None):
 
 
 def split_image_folder(
-    root, out, *, val=0.1, test=0.1, seed=0, link=False, force=False, n_jobs=None
+    root,
+    out,
+    *,
+    val=0.1,
+    test=0.1,
+    seed=0,
+    link=False,
+    force=False,
+    n_jobs=None,
+    near_duplicates=None,
 ):
     """Write a stratified train / validation / test split of a folder-per-class tree.
 
@@ -203,7 +212,10 @@ def split_image_folder(
     from validation or test would make their scores silently wrong. The
     order within a class comes from ``seed`` and the class name, so a split is
     the same on every machine, and adding a class does not reshuffle the
-    others.
+    others. Near duplicates (``near_duplicates``: copies resized,
+    recompressed or cropped, which have other bytes) travel together the same
+    way; the members of a group in two classes are kept in both, each class's
+    members together.
 
     Nothing is written outside ``out``: every path is checked with
     :func:`tlsk._util.files.safe_join`, files are created exclusively (an
@@ -235,6 +247,12 @@ def split_image_folder(
         raises :class:`FileExistsError`.
     n_jobs : int or None, default=None
         Decoding threads; ``None`` means ``min(4, os.cpu_count())``.
+    near_duplicates : iterable of iterables of paths, optional
+        Groups of files of ``root`` (paths as listed by
+        :func:`load_image_folder`, or relative to ``root``) whose members of
+        one class go to the same part: the ``files`` of the groups of
+        :func:`tlsk.find_near_duplicates`. A path that is not a file of
+        ``root`` is an error naming it.
 
     Returns
     -------
@@ -253,6 +271,8 @@ def split_image_folder(
         - ``"written_as"``: ``{"copy": n, "hardlink": n, "symlink": n}``.
         - ``"skipped"``, ``"duplicates"``: as ``"bad_files"`` and
           ``"duplicates"`` of :func:`check_image_folder`.
+        - ``"near_duplicates"``: the groups given (each a sorted list of
+          paths relative to ``root``, files that decode only), or None.
 
     Raises
     ------
@@ -293,11 +313,13 @@ def split_image_folder(
     _check_out(root, out, force)
 
     report, good = _survey(root, n_jobs)
-    # Identical files travel together: a copy in train and another in test
-    # would leak the test image into training.
+    # Identical files, and near duplicates when given, travel together: a
+    # copy in train and another in test would leak the test image into
+    # training.
+    together, used = _together(root, good, near_duplicates)
     by_class = defaultdict(dict)
     for item in good:
-        by_class[item["class"]].setdefault(item["sha256"], []).append(item)
+        by_class[item["class"]].setdefault(together(item), []).append(item)
     sizes, too_small = {}, []
     for label in report["classes"]:
         sizes[label] = _part_sizes(len(by_class[label]), val, test)
@@ -348,6 +370,7 @@ def split_image_folder(
             "classes": list(report["classes"]),
             "skipped": report["bad_files"],
             "duplicates": report["duplicates"],
+            "near_duplicates": used,
         }
     )
 
@@ -357,6 +380,68 @@ def split_image_folder(
     )
     os.unlink(os.path.join(out, FOLDER_MARKER))  # split.json says it all now
     return manifest
+
+
+def _together(root, good, near_duplicates):
+    """``(key of an item's travelling group, the groups used or None)``.
+
+    Items of one class with the same key go to the same part: the same
+    content, or members of one group of ``near_duplicates`` (joined through
+    any member they share, as connected components).
+    """
+    if near_duplicates is None:
+        return (lambda item: item["sha256"]), None
+    by_source = {item["source"]: item for item in good}
+    parent = {}
+
+    def find(key):
+        while key in parent:
+            key = parent[key]
+        return key
+
+    used = []
+    for group in near_duplicates:
+        members = []
+        for path in group:
+            source = _source_in(root, path, by_source)
+            if source is None:
+                raise ValueError(
+                    f"near_duplicates names {path!r}, which is not a file of {root!r}"
+                )
+            if source in by_source:  # else a file that does not decode: skipped
+                members.append(by_source[source])
+        if len(members) < 2:
+            continue
+        used.append(sorted(item["source"] for item in members))
+        # Joined within each class: a group in two classes is kept in both.
+        by_class = defaultdict(list)
+        for item in members:
+            by_class[item["class"]].append(item)
+        for items in by_class.values():
+            first = find((items[0]["class"], items[0]["sha256"]))
+            for item in items[1:]:
+                other = find((item["class"], item["sha256"]))
+                if other != first:
+                    parent[other] = first
+    used.sort()
+    return (lambda item: find((item["class"], item["sha256"]))), used
+
+
+def _source_in(root, path, by_source):
+    """``path`` relative to ``root`` (as given, or already relative to it), or
+    None if it names no file of ``root``."""
+    path = os.fsdecode(os.fspath(path))
+    candidates = [relative_path(path, root)]
+    if not os.path.isabs(path):
+        candidates.append(os.path.normpath(path).replace(os.sep, "/"))
+    for source in candidates:
+        if source in by_source:
+            return source
+    for source in candidates:
+        inside = source != ".." and not source.startswith("../")
+        if inside and os.path.isfile(os.path.join(root, *source.split("/"))):
+            return source
+    return None
 
 
 def _list_folder(root):

@@ -1,0 +1,507 @@
+"""Near duplicates: copies of one photograph (resized, recompressed, slightly
+cropped or recoloured) among the images, and those that leak across the
+parts of a split.
+
+:func:`find_near_duplicates` links every two images whose perceptual hashes
+(:mod:`tlsk.images.perceptual_hash`) differ in at most ``max_bits`` bits, or
+whose feature vectors (L2-normalised, from the extractor given, cached when
+it has a ``cache=``) lie within cosine distance ``max_distance``, or whose
+files have the same bytes; a group is a connected component of those links.
+Neighbours are found in blocks of rows, so memory grows with the number of
+images, never with its square. Given the part of each image (``"train"``,
+``"val"``, ``"test"``), the groups with members in two parts are the leaks:
+a test image whose copy was trained on inflates every test figure.
+
+The default, ``method="phash"``, is what measured better on the benchmark
+of benchmarks/README.md (real photographs, four kinds of copies of each:
+half size, JPEG quality 20, 10 % cropped, 30 % brighter): at
+``max_bits=10`` precision 0.97 and recall 1.00 of the pairs in a group.
+The features there came from VGG16 with random weights (ImageNet weights
+cannot be downloaded where it ran), on which every two images lie within
+cosine distance 0.01, so ``method="features"`` could not be measured; its
+default ``max_distance=0.1`` (cosine similarity 0.9) is imagededup's default
+for its CNN encoder, not a figure of ours. Nothing is moved or changed.
+
+>>> import numpy as np
+>>> rng = np.random.default_rng(0)
+>>> X = rng.normal(size=(6, 16))
+>>> X[4] = X[1] + rng.normal(0, 0.01, 16)          # a near copy of 1
+>>> X[5] = X[1]                                     # ... and another
+>>> found = find_near_duplicates(
+...     X, extractor="precomputed", method="features",
+...     parts=["train", "train", "train", "test", "test", "train"])
+>>> [group.indices for group in found.groups]
+[[1, 4, 5]]
+>>> found.groups[0].crosses_parts, len(found.leaks())
+(True, 1)
+>>> [row["file"] for row in found.csv_rows()]
+['X[1]', 'X[4]', 'X[5]']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from concurrent.futures import ThreadPoolExecutor
+from numbers import Integral, Real
+from typing import NamedTuple
+
+import numpy as np
+
+__all__ = [
+    "CSV_FIELDS",
+    "METHODS",
+    "MAX_BITS",
+    "MAX_DISTANCE",
+    "Group",
+    "NearDuplicates",
+    "Pair",
+    "find_near_duplicates",
+]
+
+METHODS = ("phash", "features", "both")
+# Measured: see the module's docstring and benchmarks/README.md.
+MAX_BITS = 10
+# imagededup's default for its CNN encoder; not measurable without ImageNet
+# weights (see the module's docstring).
+MAX_DISTANCE = 0.1
+CSV_FIELDS = (
+    "group",
+    "file",
+    "label",
+    "part",
+    "leak",
+    "closest",
+    "bits",
+    "distance",
+    "same_bytes",
+)
+# Rows of queries per block: the hash block's peak is about 72 bytes per
+# query and image (50 MB for 10,000 images), the features' 8.
+_HASH_BLOCK = 64
+_FEATURE_BLOCK = 512
+
+
+class Pair(NamedTuple):
+    """Two images found nearly the same (``first < second``, indices of X)."""
+
+    first: int
+    second: int
+    bits: int | None  # perceptual hash bits that differ (None: not hashed)
+    distance: float | None  # cosine distance of the features (None: none)
+    same_bytes: bool  # the same content (SHA-256), an exact duplicate
+
+
+@dataclasses.dataclass
+class Group:
+    """Images that are copies of one another, directly or through others.
+
+    ``indices`` are positions in X, ascending; ``files`` their paths (None
+    for arrays and features); ``labels`` and ``parts`` theirs when given;
+    ``pairs`` the links found between members.
+    """
+
+    indices: list
+    files: list
+    pairs: list
+    labels: list | None = None
+    parts: list | None = None
+
+    @property
+    def crosses_parts(self):
+        """True when members lie in two or more parts of a split: a leak."""
+        return self.parts is not None and len(set(self.parts)) > 1
+
+    @property
+    def crosses_classes(self):
+        """True when members carry two or more labels."""
+        return self.labels is not None and len(set(self.labels)) > 1
+
+    def closest(self):
+        """``{index: the Pair linking it to its nearest member}``.
+
+        Nearest: fewest differing bits, then smallest cosine distance
+        (exact duplicates first).
+        """
+        best = {}
+        for pair in self.pairs:
+            for index in (pair.first, pair.second):
+                if index not in best or _order(pair) < _order(best[index]):
+                    best[index] = pair
+        return best
+
+
+def _order(pair):
+    return (
+        not pair.same_bytes,
+        np.inf if pair.bits is None else pair.bits,
+        np.inf if pair.distance is None else pair.distance,
+    )
+
+
+@dataclasses.dataclass
+class NearDuplicates:
+    """What :func:`find_near_duplicates` found.
+
+    ``groups`` in the order of their first member; ``images`` the file of
+    each image of X (None for arrays and features); ``method``,
+    ``max_bits`` and ``max_distance`` as used.
+    """
+
+    groups: list
+    n_images: int
+    method: str
+    max_bits: int | None
+    max_distance: float | None
+    images: list | None = None
+
+    def leaks(self):
+        """The groups whose members lie in two or more parts of a split."""
+        return [group for group in self.groups if group.crosses_parts]
+
+    def rows(self, root=None):
+        """The groups as JSON-ready dicts; file paths relative to ``root``.
+
+        ``{"group", "files", "labels", "parts", "crosses_parts",
+        "crosses_classes", "pairs": [{"a", "b", "bits", "distance",
+        "same_bytes"}]}``; ``labels`` and ``parts`` are None when not given.
+        """
+        rows = []
+        for number, group in enumerate(self.groups, 1):
+            name = dict(zip(group.indices, self._names(group, root), strict=True))
+            rows.append(
+                {
+                    "group": number,
+                    "files": [name[i] for i in group.indices],
+                    "labels": group.labels,
+                    "parts": group.parts,
+                    "crosses_parts": group.crosses_parts,
+                    "crosses_classes": group.crosses_classes,
+                    "pairs": [
+                        {
+                            "a": name[pair.first],
+                            "b": name[pair.second],
+                            "bits": pair.bits,
+                            "distance": _rounded(pair.distance),
+                            "same_bytes": pair.same_bytes,
+                        }
+                        for pair in group.pairs
+                    ],
+                }
+            )
+        return rows
+
+    def csv_rows(self, root=None):
+        """One dict per member of a group, keys :data:`CSV_FIELDS`.
+
+        ``closest`` is the member nearest to it, with their ``bits``,
+        ``distance`` and ``same_bytes``; ``leak`` is 1 for a group that
+        crosses parts, else 0; ``label`` and ``part`` are empty when not
+        given, as are the measures a method did not compute.
+        """
+        rows = []
+        for number, group in enumerate(self.groups, 1):
+            name = dict(zip(group.indices, self._names(group, root), strict=True))
+            closest = group.closest()
+            for position, index in enumerate(group.indices):
+                pair = closest[index]
+                other = pair.second if pair.first == index else pair.first
+                rows.append(
+                    {
+                        "group": number,
+                        "file": name[index],
+                        "label": "" if group.labels is None else group.labels[position],
+                        "part": "" if group.parts is None else group.parts[position],
+                        "leak": int(group.crosses_parts),
+                        "closest": name[other],
+                        "bits": "" if pair.bits is None else pair.bits,
+                        "distance": ""
+                        if pair.distance is None
+                        else _rounded(pair.distance),
+                        "same_bytes": int(pair.same_bytes),
+                    }
+                )
+        return rows
+
+    @staticmethod
+    def _names(group, root):
+        from tlsk.images.folders import relative_path
+
+        return [
+            f"X[{index}]"
+            if file is None
+            else (file if root is None else relative_path(file, root))
+            for index, file in zip(group.indices, group.files, strict=True)
+        ]
+
+
+def _rounded(distance):
+    return None if distance is None else round(float(distance), 6)
+
+
+def find_near_duplicates(
+    X,
+    *,
+    method="phash",
+    max_bits=MAX_BITS,
+    max_distance=MAX_DISTANCE,
+    extractor=None,
+    labels=None,
+    parts=None,
+    n_jobs=None,
+):
+    """Group the images of ``X`` that are copies of one another.
+
+    Parameters
+    ----------
+    X : list of image paths or arrays, or an array of features
+        The images, as :class:`~tlsk.ImageFeatureExtractor` takes them; or,
+        with ``extractor="precomputed"``, one feature vector per row.
+    method : {"phash", "features", "both"}, default="phash"
+        What links two images: their perceptual hashes differ in at most
+        ``max_bits`` bits; their features lie within cosine distance
+        ``max_distance``; or either. Files with the same bytes are always
+        linked.
+    max_bits : int, default=10
+        Of the 64 bits of the perceptual hashes (``"phash"``, ``"both"``);
+        measured, see the module's docstring.
+    max_distance : float, default=0.1
+        Cosine distance (1 - cosine similarity) of the L2-normalised
+        features, in [0, 1] (``"features"``, ``"both"``).
+    extractor : transformer, "precomputed" or None, default=None
+        Turns ``X`` into features, for ``"features"`` and ``"both"`` (a
+        clone of it is fitted on ``X``). None: ``ImageFeatureExtractor()``,
+        VGG16 with ImageNet weights. Give one with ``cache=`` to compute
+        each image's features only once across runs.
+    labels, parts : array-like of str, optional
+        The class and the split part (``"train"``, ``"val"``, ``"test"``) of
+        each image, kept with the groups: a group with members in two parts
+        is a leak (:meth:`NearDuplicates.leaks`).
+    n_jobs : int or None, default=None
+        Threads that decode and hash images; None: ``min(4, os.cpu_count())``.
+
+    Returns
+    -------
+    NearDuplicates
+    """
+    method, max_bits, max_distance = _check_parameters(method, max_bits, max_distance)
+    precomputed = isinstance(extractor, str) and extractor == "precomputed"
+    if precomputed and method != "features":
+        raise ValueError(
+            "a perceptual hash needs the images' pixels: with "
+            f"extractor='precomputed' use method='features'; received {method!r}"
+        )
+    n = len(X)
+    labels = _per_image("labels", labels, n)
+    parts = _per_image("parts", parts, n)
+    images = None
+    if not precomputed:
+        images = [
+            os.fspath(x) if isinstance(x, (str, os.PathLike)) else None for x in X
+        ]
+    keys = hashes = features = None
+    if method in ("phash", "both"):
+        keys, hashes = _hashes(X, n_jobs)
+    if method in ("features", "both"):
+        features = _features(X, extractor, precomputed)
+        if keys is None and not precomputed:
+            keys = _keys(X, n_jobs)
+
+    links = set()
+    if hashes is not None:
+        links |= _hash_links(hashes, max_bits)
+    if features is not None:
+        links |= _feature_links(features, max_distance)
+    if keys is not None:
+        links |= _same_content(keys)
+    pairs = {}
+    for first, second in sorted(links):
+        pairs[first, second] = Pair(
+            first=first,
+            second=second,
+            bits=None if hashes is None else _bits(hashes, first, second),
+            distance=None
+            if features is None
+            else float(max(0.0, 1.0 - features[first] @ features[second])),
+            same_bytes=keys is not None and keys[first] == keys[second],
+        )
+    return NearDuplicates(
+        groups=_groups(n, pairs, images, labels, parts),
+        n_images=n,
+        method=method,
+        max_bits=max_bits if method != "features" else None,
+        max_distance=max_distance if method != "phash" else None,
+        images=images,
+    )
+
+
+def _check_parameters(method, max_bits, max_distance):
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}; received {method!r}")
+    if (
+        isinstance(max_bits, bool)
+        or not isinstance(max_bits, Integral)
+        or not 0 <= max_bits <= 64
+    ):
+        raise ValueError(
+            f"max_bits must be an integer from 0 to 64; received {max_bits!r}"
+        )
+    if (
+        isinstance(max_distance, bool)
+        or not isinstance(max_distance, Real)
+        or not 0 <= max_distance <= 1
+    ):
+        raise ValueError(
+            f"max_distance must be a number in [0, 1]; received {max_distance!r}"
+        )
+    return method, int(max_bits), float(max_distance)
+
+
+def _per_image(name, values, n):
+    if values is None:
+        return None
+    values = [str(value) for value in np.asarray(values).tolist()]
+    if len(values) != n:
+        raise ValueError(f"X has {n} images but {name} has {len(values)} values")
+    return values
+
+
+def _hashes(X, n_jobs):
+    """``(content keys, hashes of shape (n, 10))``; an undecodable image raises."""
+    from tlsk.images.decode import decode_threads, decoded, image_inputs
+    from tlsk.images.perceptual_hash import perceptual_hashes
+
+    inputs = image_inputs(X)
+    keys = [None] * len(inputs)
+    hashes = np.zeros((len(inputs), 10), dtype=np.uint64)
+    with ThreadPoolExecutor(decode_threads(n_jobs)) as pool:
+        for index, result in decoded(
+            inputs, range(len(inputs)), perceptual_hashes, pool=pool
+        ):
+            if isinstance(result, Exception):
+                raise result
+            keys[index], hashes[index] = result
+    return keys, hashes
+
+
+def _keys(X, n_jobs):
+    from tlsk.images.decode import decode_threads, image_inputs
+    from tlsk.images.keys import content_keys
+
+    inputs = image_inputs(X, warn_range=False)
+    threads = decode_threads(n_jobs)
+    with ThreadPoolExecutor(threads) as pool:
+        keys, failures = content_keys(inputs, pool, threads)
+    if failures:
+        raise next(iter(failures.values()))
+    return keys
+
+
+def _features(X, extractor, precomputed):
+    """The L2-normalised features of X (a zero vector stays zero)."""
+    if precomputed:
+        features = np.array(X, dtype=np.float64)
+    else:
+        from sklearn.base import clone
+
+        if extractor is None:
+            from tlsk.features.extractor import ImageFeatureExtractor
+
+            extractor = ImageFeatureExtractor()
+        features = np.asarray(clone(extractor).fit_transform(X), dtype=np.float64)
+    if features.ndim != 2:
+        raise ValueError(
+            "expected one feature vector per row, a 2-D array; received shape "
+            f"{features.shape}"
+        )
+    finite = np.isfinite(features).all(axis=1)
+    if not finite.all():
+        raise ValueError(
+            "features must be finite; rows "
+            f"{np.flatnonzero(~finite)[:10].tolist()} are not (images that "
+            "could not be decoded?)"
+        )
+    norms = np.linalg.norm(features, axis=1, keepdims=True)
+    return np.divide(features, norms, out=np.zeros_like(features), where=norms > 0)
+
+
+def _hash_links(hashes, max_bits):
+    from tlsk.images.perceptual_hash import hash_distances
+
+    links = set()
+    for start in range(0, len(hashes), _HASH_BLOCK):
+        close = hash_distances(hashes[start : start + _HASH_BLOCK], hashes)
+        for row, column in zip(*np.nonzero(close <= max_bits), strict=True):
+            first = start + int(row)
+            if int(column) > first:
+                links.add((first, int(column)))
+    return links
+
+
+def _feature_links(features, max_distance):
+    from sklearn.neighbors import NearestNeighbors
+
+    if len(features) < 2:
+        return set()
+    neighbours = NearestNeighbors(metric="cosine", algorithm="brute").fit(features)
+    links = set()
+    for start in range(0, len(features), _FEATURE_BLOCK):
+        found = neighbours.radius_neighbors(
+            features[start : start + _FEATURE_BLOCK],
+            radius=max_distance,
+            return_distance=False,
+        )
+        for row, columns in enumerate(found):
+            first = start + row
+            links.update((first, int(c)) for c in columns.tolist() if c > first)
+    return links
+
+
+def _same_content(keys):
+    first_of, links = {}, set()
+    for index, key in enumerate(keys):
+        if key is None:
+            continue
+        if key in first_of:
+            links.add((first_of[key], index))
+        else:
+            first_of[key] = index
+    return links
+
+
+def _bits(hashes, first, second):
+    from tlsk.images.perceptual_hash import hash_distances
+
+    distances = hash_distances(hashes[first : first + 1], hashes[second : second + 1])
+    return int(distances[0, 0])
+
+
+def _groups(n, pairs, images, labels, parts):
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    if not pairs:
+        return []
+    firsts = np.array([first for first, _ in pairs], dtype=np.int64)
+    seconds = np.array([second for _, second in pairs], dtype=np.int64)
+    graph = coo_matrix((np.ones(len(firsts)), (firsts, seconds)), shape=(n, n))
+    _, component = connected_components(graph, directed=False)
+    members = {}
+    for index in sorted({i for pair in pairs for i in pair}):
+        members.setdefault(int(component[index]), []).append(index)
+    by_component = {}
+    for pair in pairs.values():
+        by_component.setdefault(int(component[pair.first]), []).append(pair)
+    groups = []
+    for label in sorted(members, key=lambda c: members[c][0]):
+        indices = members[label]
+        groups.append(
+            Group(
+                indices=indices,
+                files=[None if images is None else images[i] for i in indices],
+                pairs=by_component[label],
+                labels=None if labels is None else [labels[i] for i in indices],
+                parts=None if parts is None else [parts[i] for i in indices],
+            )
+        )
+    return groups
