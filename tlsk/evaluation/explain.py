@@ -384,29 +384,20 @@ class _GradCam:
     def maps(self, inputs, wanted):
         import tensorflow as tf
 
+        step = tf.function(self._step, reduce_retracing=True)
         # The estimator's own input pipeline: images seen exactly as predict
         # sees them (decode, resize, preprocessing).
         batches = self.estimator._batches(inputs)
         raws, chosen, predicted, start = [], [], [], 0
         for index in range(len(batches)):
             (x,) = batches[index]
-            x = tf.convert_to_tensor(x, dtype=tf.float32)
-            with tf.GradientTape() as tape:
-                features, head = self.model(x, training=False)
-                logits = self._logits(head)
-                best = tf.argmax(logits, axis=1)
-                rows = (
-                    best
-                    if wanted is None
-                    else tf.constant(wanted[start : start + len(x)])
-                )
-                score = tf.reduce_sum(tf.gather(logits, rows, axis=1, batch_dims=1))
-            gradients = tape.gradient(score, features)
-            features = np.asarray(tf.cast(features, tf.float32))
-            weights = np.asarray(tf.cast(gradients, tf.float32)).mean(axis=(1, 2))
-            raws.append(np.einsum("nhwc,nc->nhw", features, weights))
-            chosen.append(np.asarray(rows))
-            predicted.append(np.asarray(best))
+            rows = -np.ones(len(x), np.int64)
+            if wanted is not None:
+                rows = wanted[start : start + len(x)]
+            raw, rows, best = step(tf.constant(x, tf.float32), tf.constant(rows))
+            raws.append(raw.numpy())
+            chosen.append(rows.numpy())
+            predicted.append(best.numpy())
             start += len(x)
         return (
             np.concatenate(raws),
@@ -414,6 +405,24 @@ class _GradCam:
             np.concatenate(predicted),
             None,
         )
+
+    def _step(self, x, rows):
+        """Grad-CAM of one batch: ``(raw maps, classes, predicted classes)``.
+
+        ``rows`` holds each image's class index, or -1 for its predicted one.
+        """
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            features, head = self.model(x, training=False)
+            logits = self._logits(head)
+            best = tf.argmax(logits, axis=1)
+            rows = tf.where(rows < 0, best, rows)
+            score = tf.reduce_sum(tf.gather(logits, rows, axis=1, batch_dims=1))
+        gradients = tf.cast(tape.gradient(score, features), tf.float32)
+        weights = tf.reduce_mean(gradients, axis=(1, 2))
+        raw = tf.einsum("nhwc,nc->nhw", tf.cast(features, tf.float32), weights)
+        return raw, rows, best
 
 
 def _producer(tensor, default):
@@ -576,10 +585,10 @@ class _ExactCam:
             _, pixels = load_batch(
                 batch, size, interpolation, max_pixels=extractor.max_image_pixels
             )
+            # Called, not predict_on_batch: a new model each call of explain
+            # would have Keras trace a new predict function each time.
             features = np.asarray(
-                self.network.predict_on_batch(
-                    preprocess(pixels, extractor.preprocessing_)
-                ),
+                self.network(preprocess(pixels, extractor.preprocessing_)),
                 dtype=np.float64,
             )
             pooled = features.mean(axis=(1, 2))
