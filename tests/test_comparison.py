@@ -402,6 +402,17 @@ def test_cli_the_same_model_twice_is_compared_with_a_warning(saved_models, capsy
     assert pair["p_value"] == 1
 
 
+def test_cli_trust_applies_to_the_skops_models(saved_models, capsys):
+    work = saved_models
+    joblib_model, skops_model = work / "logreg.joblib", work / "knn.skops"
+    trust = ["--trust", "sklearn.tree._tree.Tree", "-q"]
+    argv = ["evaluate", joblib_model, skops_model, work / "test", *trust]
+    assert main([*map(str, argv)]) == 0
+    argv = ["evaluate", joblib_model, joblib_model, work / "test", *trust]
+    assert main([*map(str, argv)]) == 1
+    assert "trusted= applies to .skops" in capsys.readouterr().err
+
+
 def test_cli_plot_with_several_models_is_refused(saved_models, capsys):
     work = saved_models
     argv = ["evaluate", work / "logreg.joblib", work / "knn.skops", work / "test"]

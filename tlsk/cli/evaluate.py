@@ -28,8 +28,8 @@ the models disagree with each one's answer (a model right and another
 confidently wrong first), and each model's configuration. --tta applies to
 every model; --plot draws one model's confusion matrix and is refused with
 several (use --report). Each MODEL is loaded as one alone is (--trust
-applies to each); all are loaded before any runs, then run one after the
-other. The same file given twice is compared with itself, with a warning.
+applies to each .skops MODEL); all are loaded before any runs, then run one
+after the other. The same file given twice is compared with itself, with a warning.
 
 With --zero-shot instead of MODEL, no model is trained: a CLIP or SigLIP
 network (--backbone, SigLIP 2 base by default, or a KerasHub preset folder of
@@ -78,7 +78,11 @@ from tlsk.cli._zero_shot import (
     zero_shot_metadata,
     zero_shot_model,
 )
-from tlsk.persistence.model_files import load_model_with_metadata, metadata_path
+from tlsk.persistence.model_files import (
+    load_model_with_metadata,
+    metadata_path,
+    serialization,
+)
 
 HELP = "accuracy, per-class scores and confusion matrix of a model on an image folder"
 EXAMPLE = """example:
@@ -290,10 +294,13 @@ def _compare(args, models):
                 f"warning: {copies[0]!r} is given {len(copies)} times: its "
                 "answers are compared with themselves",
             )
+    # --trust is for the .skops MODELs; given with none, it is refused as for one.
+    skops = [serialization(path) == "skops" for path in models]
     # Every model is loaded before any is run: a refused file fails at once.
     loaded = {}
-    for name, path in zip(names, models, strict=True):
-        model, metadata = load_model_with_metadata(path, trusted=args.trust)
+    for name, path, is_skops in zip(names, models, skops, strict=True):
+        trusted = args.trust if is_skops or not any(skops) else ()
+        model, metadata = load_model_with_metadata(path, trusted=trusted)
         loaded[name] = _with_tta(args, model, metadata)
     paths, labels, bad = read_labelled_folder(args, args.dir)
     probas, classes, metadata = {}, {}, {}
@@ -356,16 +363,17 @@ def _comparison_text(args, comparison, names, models, metadata):
     if args.tta:
         lines.append(f"test-time augmentation: {tta_summary(args.tta)}")
     lines.append("")
-    rows = [["model", "file", "method", "accuracy", "95% interval", "macro F1"]]
+    paths_differ = [os.fspath(path) for path in models] != names
+    rows = [["model", *(["file"] if paths_differ else []), "method"]]
+    rows[0] += ["accuracy", "95% interval", "macro F1"]
     for name, path in zip(names, models, strict=True):
         scores = comparison.models[name]
         low, high = scores.interval
-        method = metadata[name].get("method", "?")
         rows.append(
             [
                 shown(name),
-                shown(path),
-                shown(method),
+                *([shown(path)] if paths_differ else []),
+                shown(metadata[name].get("method", "?")),
                 f"{scores.accuracy:.3f}",
                 f"{low:.3f}-{high:.3f}",
                 f"{scores.macro_f1:.3f}",

@@ -36,7 +36,8 @@ __all__ = [
 ]
 
 # A configuration value longer than this is folded under its first characters.
-_VALUE_CHARS = 60
+_VALUE_CHARS = 40
+_VALUE_STYLE = "text-align: left; max-width: 28em; overflow-wrap: anywhere"
 
 
 def write_comparison_report(
@@ -367,19 +368,21 @@ def comparison_models_section(model_names, metadata) -> str:
         values = [text(metadata[name].get(key)) for name in model_names]
         table.append((len(set(values)) == 1, key, values))
     table.sort(key=lambda row: (row[0], row[1]))  # differing settings first
-    head = "".join(f"<th>{e(name)}</th>" for name in model_names)
+    head = "".join(
+        f'<th style="text-align: left">{e(name)}</th>' for name in model_names
+    )
     rows = [
         '<h2 id="models">The models</h2>',
         '<p class="note">the settings that differ come first, in bold</p>',
-        f"<table id='model-settings'><tr><th>setting</th>{head}</tr>",
+        f"<div class='wide'><table id='model-settings'><tr><th>setting</th>{head}</tr>",
     ]
     for same, key, values in table:
         label = e(key) if same else f"<b>{e(key)}</b>"
         cells = "".join(
-            f'<td style="text-align: left">{_folded(value)}</td>' for value in values
+            f'<td style="{_VALUE_STYLE}">{_folded(value)}</td>' for value in values
         )
         rows.append(f"<tr><td>{label}</td>{cells}</tr>")
-    rows.append("</table>")
+    rows.append("</table></div>")
     return "\n".join(rows)
 
 
@@ -388,6 +391,5 @@ def _folded(value: str) -> str:
         return e(value)
     return (
         f"<details><summary>{e(value[:_VALUE_CHARS])}…</summary>"
-        f'<div style="max-width: 30em; text-align: left; overflow-wrap: anywhere">'
-        f"{e(value)}</div></details>"
+        f"<div>{e(value)}</div></details>"
     )
