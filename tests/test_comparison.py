@@ -127,6 +127,13 @@ def test_compare_models_scores_disagreements_and_pairs():
     assert result.models["A"].accuracy == pytest.approx(3 / 6)
     assert result.models["B"].accuracy == pytest.approx(4 / 6)
     assert result.models["B"].interval == pytest.approx(wilson_interval(4, 6))
+    narrower = compare_models(
+        y, {"A": a, "B": b}, classes={"A": classes}, confidence=0.8
+    )
+    assert narrower.models["B"].interval == pytest.approx(
+        wilson_interval(4, 6, confidence=0.8)
+    )
+    assert narrower.as_dict()["interval_level"] == 0.8
     # A right, B wrong: image 4; B right, A wrong: images 1 and 3.
     (pair,) = result.pairs
     assert (pair.first, pair.second, pair.b, pair.c) == ("A", "B", 1, 2)
@@ -275,6 +282,7 @@ def test_the_page_escapes_hostile_names_and_shows_each_section(images, tmp_path)
     assert text.count('<th data-sort="number">F1</th>') == 2
     assert "not a class" in text
     assert "is right on" in text and "McNemar p =" in text
+    assert "<th>95% interval</th>" in text
 
 
 def test_the_report_folder_rules(images, tmp_path):

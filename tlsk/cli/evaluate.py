@@ -296,18 +296,24 @@ def _compare(args, models):
             )
     # --trust is for the .skops MODELs; given with none, it is refused as for one.
     skops = [serialization(path) == "skops" for path in models]
-    # Every model is loaded before any is run: a refused file fails at once.
+    # Every model is loaded before any runs, so that a refused file fails before
+    # minutes of predictions; each is let go once it has run.
     loaded = {}
     for name, path, is_skops in zip(names, models, skops, strict=True):
         trusted = args.trust if is_skops or not any(skops) else ()
         model, metadata = load_model_with_metadata(path, trusted=trusted)
         loaded[name] = _with_tta(args, model, metadata)
     paths, labels, bad = read_labelled_folder(args, args.dir)
-    probas, classes, metadata = {}, {}, {}
-    for name in names:
+    probas, classes, metadata, done = {}, {}, {}, {}
+    for name, path in zip(names, models, strict=True):
         model, metadata[name] = loaded.pop(name)
-        probas[name], classes[name] = _predict(args, model, paths, labels)
-        del model  # one network in memory at a time, where the models allow
+        real = os.path.realpath(path)
+        if real in done:  # the same file again: the same answers
+            probas[name], classes[name] = probas[done[real]], classes[done[real]]
+        else:
+            probas[name], classes[name] = _predict(args, model, paths, labels)
+            done[real] = name
+        del model
     comparison = compare_models(labels, probas, classes=classes)
     if args.report:
         from tlsk.evaluation.report._comparison import write_comparison_report

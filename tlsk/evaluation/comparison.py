@@ -175,6 +175,7 @@ class Comparison:
     names: list[str]
     labels: list[str]  # every class a model knows, then true labels none knows
     n_images: int
+    level: float  # the confidence level of the accuracies' intervals
     models: dict[str, ModelScores]
     pairs: list[McNemarResult]  # each pair of models, in the order given
     disagreements: list[Disagreement]  # most informative first
@@ -183,6 +184,7 @@ class Comparison:
         """Models and pairs as JSON-ready values (disagreements counted only)."""
         return {
             "n_images": self.n_images,
+            "interval_level": self.level,
             "models": [self.models[name].as_dict() for name in self.names],
             "pairs": [pair.as_dict() for pair in self.pairs],
             "n_disagreements": len(self.disagreements),
@@ -377,6 +379,7 @@ def compare_models(y, predictions, *, classes=None, confidence=0.95):
         names=names,
         labels=labels,
         n_images=len(y),
+        level=confidence,
         models=models,
         pairs=pairs,
         disagreements=_disagreements(y, models),

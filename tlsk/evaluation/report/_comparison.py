@@ -197,9 +197,9 @@ def comparison_scores_section(comparison: Comparison, metadata=None) -> str:
     """Each model's accuracy with its interval, then McNemar's test of each pair."""
     metadata = metadata or {}
     head = (
-        "<tr><th>model</th><th>method</th><th>accuracy</th><th>95% interval"
-        "</th><th>right</th><th>macro F1</th><th>true classes it does not know"
-        "</th></tr>"
+        "<tr><th>model</th><th>method</th><th>accuracy</th>"
+        f"<th>{100 * comparison.level:g}% interval</th><th>right</th>"
+        "<th>macro F1</th><th>true classes it does not know</th></tr>"
     )
     rows = [
         '<h2 id="scores">Scores</h2>',
