@@ -1,4 +1,4 @@
-"""Measure a trained model on a folder of labelled images.
+"""Measure a trained model on a folder of labelled images, or compare several.
 
 DIR holds one sub-folder per class (DIR/<class>/<images>), e.g. the test/
 folder of 'tlsk split'. Prints the accuracy, per-class precision, recall and
@@ -84,7 +84,10 @@ from tlsk.persistence.model_files import (
     serialization,
 )
 
-HELP = "accuracy, per-class scores and confusion matrix of a model on an image folder"
+HELP = (
+    "accuracy, per-class scores and confusion matrix of a model on an image "
+    "folder, or several models compared"
+)
 EXAMPLE = """example:
   tlsk evaluate svm.joblib split/test --plot svm-test.png
   tlsk evaluate svm.joblib split/test --json > svm-test.json
