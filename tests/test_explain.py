@@ -327,10 +327,22 @@ def test_normalised_maps_lie_in_0_1_with_a_peak_of_1(half_pipeline):
     assert result.maps.dtype == np.float32
     assert result.maps.min() >= 0
     np.testing.assert_allclose(result.maps.max(axis=(1, 2)), 1)
+    # The exact map's level is arbitrary (intercept, scaler means): min-max.
     raw = explain(half_pipeline, images, normalize=False).maps
-    np.testing.assert_allclose(
-        result.maps, np.maximum(raw, 0) / raw.max(axis=(1, 2), keepdims=True), rtol=1e-6
-    )
+    low = raw.min(axis=(1, 2), keepdims=True)
+    expected = (raw - low) / (raw.max(axis=(1, 2), keepdims=True) - low)
+    np.testing.assert_allclose(result.maps, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_grad_cam_maps_are_relu_over_the_peak(half_cnn):
+    images, _ = half_images(4, seed=8)  # bright, dark, bright, dark
+    target = ["bright", "bright", "dark", "dark"]
+    result = explain(half_cnn, images, target=target)
+    raw = explain(half_cnn, images, target=target, normalize=False).maps
+    assert raw[[1, 2]].max() == 0 and raw[[1, 2]].min() < 0  # evidence against
+    assert not result.maps[[1, 2]].any()
+    expected = raw[[0, 3]] / raw[[0, 3]].max(axis=(1, 2), keepdims=True)
+    np.testing.assert_allclose(result.maps[[0, 3]], expected, rtol=1e-5, atol=1e-6)
 
 
 def test_target_choices(half_pipeline):

@@ -94,10 +94,14 @@ class ClassActivationMaps:
     maps : ndarray of shape (n_images, h, w), float32
         On the grid of the network's last feature map (``h`` x ``w``, over
         the image squashed to the network's square input, as ``predict``
-        sees it). Normalised (the default): the ReLU of the map divided by
-        its maximum, each image's values in [0, 1] (all 0 where nothing
-        speaks for the class). With ``normalize=False``: the weighted sum
-        itself, signed, before ReLU and scaling.
+        sees it). Normalised (the default), each image's values in [0, 1]
+        with 1 where the class's evidence peaks: for Grad-CAM the ReLU of
+        the map divided by its maximum (the paper's; all 0 where nothing
+        speaks for the class, as for a class recognised by what the image
+        lacks), for the exact map ``(map - min) / (max - min)`` (Zhou et
+        al.'s own code; a constant over the grid, such as a scaler's mean,
+        changes nothing; a flat map is all 0). With ``normalize=False``:
+        the weighted sum itself, signed.
     classes : ndarray of shape (n_images,)
         The class label each map is for (from the model's ``classes_``).
     predicted : ndarray of shape (n_images,)
@@ -151,7 +155,8 @@ def explain(model, images, *, target="predicted", y=None, normalize=True):
     y : sequence of labels, optional
         The images' true labels, with ``target="true"`` only.
     normalize : bool, default=True
-        Each map's ReLU scaled to [0, 1]; False: the raw weighted sum.
+        Each map scaled to [0, 1] (see :class:`ClassActivationMaps`); False:
+        the raw weighted sum.
 
     Returns
     -------
@@ -191,7 +196,7 @@ def explain(model, images, *, target="predicted", y=None, normalize=True):
     explainer = _explainer(model)
     wanted = _wanted(target, y, len(inputs), explainer.classes)
     raw, chosen, predicted, offsets = explainer.maps(inputs, wanted)
-    maps = _normalized(raw) if normalize else raw.astype(np.float32)
+    maps = _normalized(raw, explainer.method) if normalize else raw.astype(np.float32)
     return ClassActivationMaps(
         maps=maps,
         classes=explainer.classes[chosen],
@@ -279,9 +284,18 @@ def _viridis(values):
     ).astype(np.float32)
 
 
-def _normalized(raw):
-    """Each map's ReLU divided by its maximum (a map of no positive value: 0)."""
-    maps = np.maximum(raw, 0).astype(np.float32)
+def _normalized(raw, method):
+    """Each map in [0, 1]: Grad-CAM's ReLU over its maximum, a CAM's min-max.
+
+    The exact map's level is arbitrary (the classifier's intercept and a
+    scaler's mean are constants over the grid, and could go into it or
+    not), so only its shape is drawn, as Zhou et al.'s code does; Grad-CAM's
+    zero is meaningful (no evidence for the class), as its paper's ReLU says.
+    """
+    maps = raw.astype(np.float32)
+    if method == "cam":
+        maps = maps - maps.min(axis=(1, 2), keepdims=True)
+    maps = np.maximum(maps, 0)
     peaks = maps.max(axis=(1, 2), keepdims=True)
     return np.divide(maps, peaks, out=np.zeros_like(maps), where=peaks > 0)
 
