@@ -14,6 +14,15 @@ reported on stderr even with --quiet. OUT/split.json, written last, lists
 each part's files ({"parts": {"train": [{"path", "source", "class",
 "sha256"}], ...}, "counts", "skipped", "duplicates", "seed", ...}).
 
+--near-duplicates first groups the images that are copies of one another
+(resized, recompressed, slightly cropped or recoloured), as 'tlsk check
+--near-duplicates' does and with its options (a perceptual hash by default;
+features with --near-duplicates-method and the extractor options), and
+keeps each group's members of one class in one part, as it keeps identical
+files: no copy of a test image is trained on. A group in two classes is
+kept in both, each class's members together. split.json lists the groups
+used under "near_duplicates" (null without the option).
+
 Nothing is written outside OUT, whatever the names in DIR; symbolic links in
 DIR are read, never recreated, and class folders that are links are ignored.
 A non-empty OUT is an error unless --force, which replaces OUT/train, OUT/val,
@@ -26,13 +35,22 @@ from __future__ import annotations
 
 import sys
 
-from tlsk.cli._options import fraction, int_at_least
+from tlsk.cli._options import (
+    SHARED_CACHE_HELP,
+    add_extractor_options,
+    extractor_params,
+    fraction,
+    int_at_least,
+    shared_cache,
+)
+from tlsk.cli.check import add_near_duplicate_options
 
 HELP = "stratified train/val/test split of a folder-per-class tree (copies or links)"
 EXAMPLE = """\
 example:
   tlsk split data/pets data/pets-split --val 0.15 --test 0.15 --seed 1
   # -> data/pets-split/{train,val,test}/<class>/..., data/pets-split/split.json
+  tlsk split data/pets data/pets-split --near-duplicates   # copies kept together
 """
 
 
@@ -60,6 +78,55 @@ def add_arguments(parser):
         action="store_true",
         help="replace OUT's train/, val/, test/ and split.json if OUT is not empty",
     )
+    group = parser.add_argument_group("near duplicates")
+    group.add_argument(
+        "--near-duplicates",
+        action="store_true",
+        help="keep the images that are copies of one another in one part",
+    )
+    add_near_duplicate_options(group)
+    group.add_argument(
+        "--cache",
+        metavar="FILE.h5",
+        help="feature cache of the features method (default: "
+        + SHARED_CACHE_HELP
+        + ")",
+    )
+    add_extractor_options(parser)
+
+
+def _near_duplicate_groups(args):
+    """The files of each near-duplicate group of DIR (its files that decode)."""
+    import os
+
+    from tlsk.cli import CommandError
+    from tlsk.cli._output import counted, note
+    from tlsk.evaluation.near_duplicates import find_near_duplicates
+    from tlsk.images.folders import check_image_folder, load_image_folder, relative_path
+
+    if not os.path.isdir(args.dir):
+        raise CommandError(f"no folder at {args.dir!r}")
+    extractor = None
+    if args.near_duplicates_method != "phash":
+        from tlsk.features.extractor import ImageFeatureExtractor
+
+        cache = args.cache or shared_cache()
+        extractor = ImageFeatureExtractor(**extractor_params(args), cache=cache).fit()
+    try:
+        bad = {item["path"] for item in check_image_folder(args.dir)["bad_files"]}
+        paths, _ = load_image_folder(args.dir, check=False)
+    except ValueError as err:
+        raise CommandError(str(err)) from err
+    paths = [path for path in paths if relative_path(path, args.dir) not in bad]
+    note(args, f"finding near duplicates among {counted(len(paths), 'image')} ...")
+    found = find_near_duplicates(
+        paths,
+        method=args.near_duplicates_method,
+        max_bits=args.max_hash_bits,
+        max_distance=args.max_feature_distance,
+        extractor=extractor,
+    )
+    return [group.files for group in found.groups]
 
 
 def run(args):
@@ -67,6 +134,7 @@ def run(args):
     from tlsk.cli._output import note, shown
     from tlsk.images.folders import SPLIT_MANIFEST, SPLIT_PARTS, split_image_folder
 
+    groups = _near_duplicate_groups(args) if args.near_duplicates else None
     note(args, f"splitting {args.dir} into {args.out} ...")
     try:
         manifest = split_image_folder(
@@ -77,6 +145,7 @@ def run(args):
             seed=args.seed,
             link=args.link,
             force=args.force,
+            near_duplicates=groups,
         )
     except FileExistsError as err:
         if args.force:  # what --force may not replace: the library says why
@@ -91,6 +160,13 @@ def run(args):
     for duplicate in manifest["duplicates"]:
         paths = " = ".join(shown(path) for path in duplicate["paths"])
         print(f"same image in two classes (kept in both): {paths}", file=sys.stderr)
+    if manifest["near_duplicates"] is not None:
+        kept = manifest["near_duplicates"]
+        note(
+            args,
+            f"kept {len(kept)} near-duplicate group{'s' * (len(kept) != 1)} "
+            "together (listed in split.json)",
+        )
 
     counts = manifest["counts"]
     width = max(len(shown(label)) for label in manifest["classes"])
