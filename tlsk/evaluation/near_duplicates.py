@@ -175,7 +175,7 @@ class NearDuplicates:
         """
         rows = []
         for number, group in enumerate(self.groups, 1):
-            name = dict(zip(group.indices, self._names(group, root), strict=True))
+            name = dict(zip(group.indices, self.names(group, root), strict=True))
             rows.append(
                 {
                     "group": number,
@@ -208,7 +208,7 @@ class NearDuplicates:
         """
         rows = []
         for number, group in enumerate(self.groups, 1):
-            name = dict(zip(group.indices, self._names(group, root), strict=True))
+            name = dict(zip(group.indices, self.names(group, root), strict=True))
             closest = group.closest()
             for position, index in enumerate(group.indices):
                 pair = closest[index]
@@ -231,7 +231,9 @@ class NearDuplicates:
         return rows
 
     @staticmethod
-    def _names(group, root):
+    def names(group, root=None):
+        """How the members of ``group`` are named: their files, relative to
+        ``root`` when given (with ``/``), or ``X[i]`` for arrays and features."""
         from tlsk.images.folders import relative_path
 
         return [
