@@ -322,3 +322,50 @@ def test_the_confusion_matrix_is_shaded_by_each_rows_share(tmp_path):
     assert cells[3][:2] == ("off", "215, 58, 73")
     assert cells[4][:2] == ("diag", "46, 160, 67")
     assert 'title="1 of 2 (50%)"' in table
+
+
+def test_the_mistakes_show_where_a_keras_model_looked(tmp_path):
+    from tlsk import SmallCNNClassifier
+
+    classes = ["red", "green"]
+    paths, labels = _folder(tmp_path / "data", classes, 4)
+    model = SmallCNNClassifier(
+        input_size=32, filters=(4, 4), epochs=1, validation_fraction=0, random_state=0
+    ).fit(paths, labels)
+    # Every image labelled what the model does not say: all are mistakes.
+    wrong = [classes[1 - classes.index(p)] for p in model.predict(paths)]
+    page = Path(evaluation_report(model, paths, wrong, tmp_path / "report"))
+    text = page.read_text(encoding="utf-8")
+    section = text.split('<h2 id="top-losses">')[1].split("<h2")[0]
+    assert "Grad-CAM (Selvaraju et al., 2017)" in section and "layer pool2" in section
+    maps = re.findall(r'class="cam" href="images/(cam-\d+\.jpg)"', section)
+    plain = re.findall(r'class="plain" href="images/(\d+\.jpg)"', section)
+    assert len(maps) == len(plain) == len(paths)
+    for name in maps:
+        with Image.open(page.parent / "thumbs" / name) as thumb:
+            assert max(thumb.size) == 160
+        with Image.open(page.parent / "images" / name) as view:
+            assert view.size == (400, 300)
+    # The training curves of the model come with it.
+    assert '<h2 id="training">' in text
+
+
+def test_a_model_explain_does_not_support_says_so_and_shows_plain_thumbnails(
+    tmp_path,
+):
+    classes = ["red", "green"]
+    paths, labels = _folder(tmp_path / "data", classes, 2)
+    page = Path(
+        write_report(
+            tmp_path / "report",
+            paths,
+            ["green", "red", "red", "green"],
+            _Colour(classes).predict_proba(paths),
+            classes,
+            model=_Colour(classes),
+        )
+    )
+    section = page.read_text(encoding="utf-8").split('<h2 id="top-losses">')[1]
+    section = section.split("<h2")[0]
+    assert "no maps of where the model looks: explain supports" in section
+    assert 'class="cam"' not in section and "thumbs/" in section

@@ -209,6 +209,7 @@ def run(args):
                 force=args.force,
                 title=f"{model_name} on {args.dir}",
                 data_folder=args.dir,
+                model=model,
             )
         outputs.publish()
     if args.plot:
@@ -319,7 +320,7 @@ def _compare(args, models):
         del model
     comparison = compare_models(labels, probas, classes=classes)
     if args.report:
-        from tlsk.evaluation.report._comparison import write_comparison_report
+        from tlsk.evaluation.report import write_comparison_report
 
         page = write_comparison_report(
             args.report,

@@ -27,7 +27,9 @@ import datetime
 import os
 
 from tlsk.evaluation.report._check import check_report
+from tlsk.evaluation.report._comparison import write_comparison_report
 from tlsk.evaluation.report._evaluation import EvaluationData, evaluation_data
+from tlsk.evaluation.report._explanations import explanation_thumbnails
 from tlsk.evaluation.report._html import render
 from tlsk.evaluation.report._page import check_report_folder, write_report_folder
 from tlsk.evaluation.report._thumbnails import write_thumbnail
@@ -38,6 +40,7 @@ __all__ = [
     "check_report_folder",
     "evaluation_data",
     "evaluation_report",
+    "write_comparison_report",
     "write_report",
 ]
 
@@ -111,7 +114,7 @@ def evaluation_report(
         force=force,
         top_losses=top_losses,
         per_cell=per_cell,
-        history=getattr(model, "history_", None),
+        model=model,
     )
 
 
@@ -130,6 +133,7 @@ def write_report(
     title=None,
     data_folder=None,
     history=None,
+    model=None,
 ):
     """Write the report of predictions already made (see :func:`evaluation_report`).
 
@@ -138,7 +142,12 @@ def write_report(
     ``X[i]`` for arrays). ``data_folder``, the folder the images come from,
     is protected as they are: ``out`` may not be it, hold it or lie inside it.
     ``history``, a Keras model's ``history_``, adds its training curves.
+    ``model``, the model that made ``proba``, draws where it looked over the
+    most confident mistakes (:func:`tlsk.explain`, for the models it
+    supports) and gives its ``history_`` when ``history`` is not given.
     """
+    if history is None:
+        history = getattr(model, "history_", None)
     inputs = [x for x in images if isinstance(x, str | bytes | os.PathLike)]
     if data_folder is not None:
         inputs.append(data_folder)
@@ -158,6 +167,12 @@ def write_report(
         thumbnails = {
             i: write_thumbnail(images[i], thumbs, f"{i}.jpg") for i in sorted(shown)
         }
+        explained = [r.index for r in losses if thumbnails.get(r.index)]
+        cams, cam_note = (
+            explanation_thumbnails(model, images, explained, folder)
+            if model is not None
+            else ({}, "")
+        )
         return render(
             data,
             thumbnails,
@@ -167,6 +182,8 @@ def write_report(
             top_losses=losses,
             per_cell=per_cell,
             history=history,
+            cams=cams,
+            cam_note=cam_note,
         )
 
     return write_report_folder(out, force, build, inputs=inputs)

@@ -27,12 +27,16 @@ def render(
     top_losses: list[ImageRow],
     per_cell: int,
     history: dict | None = None,
+    cams: dict[int, str] | None = None,
+    cam_note: str = "",
     sections: dict[str, str] | None = None,
     scripts=(),
 ) -> str:
     """The page. ``thumbnails``: image index -> file name under ``thumbs/``.
 
     ``history`` is a Keras model's ``history_`` (its training curves);
+    ``cams``, image index -> the file under ``thumbs/`` of where the model
+    looked, drawn over the most confident mistakes (``cam_note`` says how);
     ``sections`` holds sections made elsewhere, by name: ``"map"`` (the
     embedding map, after the most confused pairs); ``scripts`` are theirs.
     """
@@ -42,14 +46,7 @@ def render(
         _summary(data),
         _per_class(data),
         _confusion(data),
-        _gallery_section(
-            "Most confident mistakes",
-            "top-losses",
-            top_losses,
-            thumbnails,
-            f"the {len(top_losses)} mistakes with the largest loss (-log of the "
-            "probability given to the true class), largest first",
-        ),
+        _top_losses(top_losses, thumbnails, cams or {}, cam_note),
         _most_confused(data),
         sections.get("map", ""),
         _calibration(data),
@@ -165,6 +162,44 @@ def _figure(row: ImageRow, thumbnails) -> str:
 def _gallery_section(title, anchor, rows, thumbnails, note, left_out=0, level=2):
     figures = [_figure(row, thumbnails) for row in rows]
     return gallery(title, anchor, figures, note, left_out, level=level)
+
+
+def _top_losses(rows, thumbnails, cams, cam_note):
+    note = (
+        f"the {len(rows)} mistakes with the largest loss (-log of the "
+        "probability given to the true class), largest first"
+    )
+    if not cams:
+        section = _gallery_section(
+            "Most confident mistakes", "top-losses", rows, thumbnails, note
+        )
+        return section + (f'<p class="note">{e(cam_note)}</p>' if cam_note else "")
+    figures = []
+    for row in rows:
+        caption = (
+            f"true {e(row.true)}<br>predicted {e(row.predicted)} "
+            f"({row.p_predicted:.2f})"
+        )
+        figures.append(
+            figure(
+                thumbnails.get(row.index),
+                row.name,
+                caption,
+                name=row.name,
+                overlay=cams.get(row.index),
+            )
+        )
+    return "\n".join(
+        [
+            '<h2 id="top-losses">Most confident mistakes</h2>',
+            f'<p class="note">{e(note)}</p>',
+            '<input type="checkbox" id="show-maps" checked> '
+            f'<label for="show-maps">{e(cam_note)}</label>',
+            '<div class="grid">',
+            *figures,
+            "</div>",
+        ]
+    )
 
 
 def _most_confused(data):

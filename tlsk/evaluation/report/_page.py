@@ -61,6 +61,8 @@ details > summary { cursor: pointer; color: #0b5cad; }
                                     transform: rotate(180deg); max-height: 9em; }
 #confusion.upright td { padding: 0.1em 0.3em; font-size: 11px; min-width: 1.7em;
                         text-align: center; }
+#show-maps:checked ~ .grid a.plain, #show-maps:not(:checked) ~ .grid a.cam {
+  display: none; }
 .grid-charts { display: flex; flex-wrap: wrap; gap: 16px; }
 table.config td { text-align: left; font-size: 13px; }
 table.config td:first-child { font-family: ui-monospace, monospace; color: #444; }
@@ -131,15 +133,27 @@ def page(title: str, written: str, sections: list[str], scripts=()) -> str:
 _HEADING = re.compile(r'<h2 id="([^"<>]+)">(.*?)</h2>', re.DOTALL)
 
 
-def figure(thumbnail: str | None, alt: str, caption_html: str, name=None) -> str:
+def figure(
+    thumbnail: str | None, alt: str, caption_html: str, name=None, overlay=None
+) -> str:
     """One thumbnail (a file under ``thumbs/``, or None) with its caption.
 
     The thumbnail links to the larger view of the same image under
     ``images/`` (:func:`tlsk.evaluation.report._thumbnails.write_thumbnail`
     writes both). ``name``, a file name, heads the caption on one line that
     never breaks inside it: cut short with an ellipsis, whole on hover.
+    ``overlay``, another thumbnail of the same image (where the model
+    looked), is shown instead while the section's ``#show-maps`` box is
+    ticked.
     """
-    if thumbnail:
+    if thumbnail and overlay:
+        picture = (
+            f'<a class="cam" href="images/{e(overlay)}" target="_blank">'
+            f'<img src="thumbs/{e(overlay)}" alt="{e(alt)}" loading="lazy"></a>'
+            f'<a class="plain" href="images/{e(thumbnail)}" target="_blank">'
+            f'<img src="thumbs/{e(thumbnail)}" alt="{e(alt)}" loading="lazy"></a>'
+        )
+    elif thumbnail:
         picture = (
             f'<a href="images/{e(thumbnail)}" target="_blank">'
             f'<img src="thumbs/{e(thumbnail)}" alt="{e(alt)}" loading="lazy"></a>'
