@@ -19,6 +19,7 @@ from tlsk import _compat
 from tlsk._util.memo import clear_caches
 from tlsk._version import __version__
 from tlsk.cache import CacheError, FeatureCache
+from tlsk.evaluation.near_duplicates import find_near_duplicates
 from tlsk.evaluation.explain import explain
 from tlsk.features.distributed import featurize, local_cluster
 from tlsk.features.extractor import ImageFeatureExtractor, VGG16FeatureExtractor
@@ -66,6 +67,7 @@ __all__ = [
     "explain",
     "featurize",
     "find_bad_images",
+    "find_near_duplicates",
     "list_backbones",
     "load_image_folder",
     "load_metadata",
