@@ -640,3 +640,33 @@ def test_csv_text_reads_as_written(tmp_path, data):
     path = tmp_path / "f.csv"
     path.write_text(text.getvalue(), encoding="utf-8")
     assert read_fixes(path, data)[0].file == 'cat/x, "y".png'
+
+
+def test_in_a_split_a_relabel_stays_in_its_part(tmp_path):
+    before_names = ("train/cat/a.png", "train/dog/b.png", "test/cat/a.png")
+    root = tmp_path / "split"
+    for i, name in enumerate(before_names):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(bytes([i]))
+    before = _tree(tmp_path)
+    fixes_ = [Fix("train/cat/a.png", "relabel", "dog"), Fix("test/cat/a.png", "remove")]
+    done = apply_fixes(root, fixes_, split=["train", "val", "test"])
+    assert [m.destination for m in done.moved] == [
+        str(root / "train" / "dog" / "a.png"),
+        str(tmp_path / "split.quarantine" / "test" / "cat" / "a.png"),
+    ]
+    assert undo_fixes(root).complete and _tree(tmp_path) == before
+    with pytest.raises(FixesError, match="not inside a class folder of a part"):
+        apply_fixes(root, [Fix("cat/a.png", "keep")], split=["train", "test"])
+
+
+def test_the_command_applies_fixes_to_a_split_by_part(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for part in ("train", "test"):
+        for label in ("cat", "dog"):
+            (tmp_path / "s" / part / label).mkdir(parents=True)
+            (tmp_path / "s" / part / label / "x.png").write_bytes(part.encode())
+    csv_path = _csv(tmp_path / "f.csv", [("test/cat/x.png", "relabel", "dog")])
+    code, out, _ = _run(capsys, "s", "--apply", csv_path)
+    assert "relabelled  test/cat/x.png -> test/dog/x~cat.png" in out
+    assert (tmp_path / "s" / "train" / "cat" / "x.png").exists()

@@ -24,7 +24,8 @@ same relative path; nothing is deleted), 'keep' moves nothing. Every row is
 checked before anything moves; a taken name gets a new one (<stem>~<old
 class><ext>), never replaced. Each move is journaled first in
 DIR.tlsk-fixes.jsonl, so --undo puts every file back, even after a crash,
-and removes the folders the fixes created.
+and removes the folders the fixes created. DIR may be a split (its paths
+are then <part>/<class>/<name>, and a relabel stays in its part).
 """
 
 # Options of ``tlsk check`` that read the data, which --apply and --undo change.
@@ -74,12 +75,9 @@ def fixes_requested(args):
 
 def run_fixes(args) -> int:
     """Apply or undo the fixes of ``args.dir``; print what moved; 0 when done."""
-    from tlsk.cli._folders import check_not_split
-
     _check_usage(args)
     if not os.path.isdir(args.dir):
         raise CommandError(f"no folder at {args.dir!r}")
-    check_not_split(args, args.dir, part="train")
     if args.undo:
         return _undo(args)
     return _apply(args)
@@ -103,13 +101,16 @@ def _check_usage(args):
 
 
 def _apply(args):
+    from tlsk.cli._folders import split_parts
     from tlsk.images.fixes import FixesError, apply_fixes, read_fixes
 
     if not os.path.isfile(args.apply):
         raise CommandError(f"no fixes CSV at {args.apply!r}")
+    # In a split, paths are <part>/<class>/<name>, as its check report names them.
+    where = {"quarantine": args.quarantine, "split": split_parts(args.dir) or None}
     try:
-        fixes = read_fixes(args.apply, args.dir, quarantine=args.quarantine)
-        done = apply_fixes(args.dir, fixes, quarantine=args.quarantine)
+        fixes = read_fixes(args.apply, args.dir, **where)
+        done = apply_fixes(args.dir, fixes, **where)
     except FixesError as err:
         raise CommandError(str(err)) from err
     root = os.path.realpath(args.dir)

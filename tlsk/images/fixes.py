@@ -13,7 +13,9 @@ columns, in any order:
     prints paths. It must be an existing regular file below a class folder;
     an absolute path, ``..``, ``.``, an empty name, a hidden name (``.x``) and
     a symbolic link anywhere on the way are refused. A name that is not UTF-8
-    is given by its bytes, as the ``tlsk check`` CSVs write it.
+    is given by its bytes, as the ``tlsk check`` CSVs write it. In a split
+    (``split=``: ``train/``, ``val/``, ``test/`` of class folders) it is
+    ``<part>/<class>/<name>``, and a relabel stays in its part.
 ``action`` (required)
     ``relabel``, ``remove`` or ``keep`` (case and surrounding spaces ignored).
 ``label``
@@ -183,7 +185,7 @@ def journal_path(root) -> str:
     return _root(root) + ".tlsk-fixes.jsonl"
 
 
-def read_fixes(path, root, *, quarantine=None) -> list[Fix]:
+def read_fixes(path, root, *, quarantine=None, split=None) -> list[Fix]:
     """Read a fixes CSV (format: the module's docstring) and check every row.
 
     Parameters
@@ -194,6 +196,9 @@ def read_fixes(path, root, *, quarantine=None) -> list[Fix]:
         The data folder the CSV's paths are relative to.
     quarantine : str or path-like, optional
         Where removed files would go (default: :func:`default_quarantine`).
+    split : list of str, optional
+        When ``root`` is a split (``["train", "val", "test"]``, its parts):
+        paths are then ``<part>/<class>/...``, and a relabel stays in its part.
 
     Returns
     -------
@@ -231,11 +236,11 @@ def read_fixes(path, root, *, quarantine=None) -> list[Fix]:
     quarantine = _quarantine(root, quarantine)
     journal = _Journal(root)
     journal.load()
-    _, fixes = _plan(root, fixes, quarantine, journal)
+    _, fixes = _plan(root, fixes, quarantine, journal, _split(split))
     return fixes
 
 
-def apply_fixes(root, fixes, *, quarantine=None) -> AppliedFixes:
+def apply_fixes(root, fixes, *, quarantine=None, split=None) -> AppliedFixes:
     """Apply ``fixes`` to the data folder ``root``, journaled, undoable.
 
     Every fix is checked first (as :func:`read_fixes` does), against the tree
@@ -254,6 +259,8 @@ def apply_fixes(root, fixes, *, quarantine=None) -> AppliedFixes:
         Where removed files go (default: :func:`default_quarantine`); outside
         ``root``. On another file system, files are copied, fsynced, then
         removed from ``root``.
+    split : list of str, optional
+        When ``root`` is a split, its parts (as :func:`read_fixes`).
 
     Returns
     -------
@@ -288,7 +295,7 @@ def apply_fixes(root, fixes, *, quarantine=None) -> AppliedFixes:
         journal.load()
         for record in journal.moves():
             _settle(root, record)
-        steps, _ = _plan(root, list(fixes), quarantine, journal)
+        steps, _ = _plan(root, list(fixes), quarantine, journal, _split(split))
         batch = journal.next_batch()
         journal.append({"op": "apply", "batch": batch, "quarantine": quarantine})
         for number, step in enumerate(steps):
@@ -532,7 +539,7 @@ class _Step:
     move: Move | None = None
 
 
-def _plan(root, fixes, quarantine, journal):
+def _plan(root, fixes, quarantine, journal, split=None):
     """``(steps, fixes each file once)`` on the tree as it is, or one FixesError
     naming every bad fix. The same file twice with another action is one."""
     problems, steps, unique, first, taken, made = [], [], [], {}, set(), set()
@@ -550,7 +557,7 @@ def _plan(root, fixes, quarantine, journal):
             continue
         unique.append(fix)
         try:
-            steps.append(_step(root, fix, quarantine, journal, taken, made))
+            steps.append(_step(root, fix, quarantine, journal, taken, made, split))
         except _RowProblem as problem:
             problems.append(_where(fix) + str(problem))
     _raise(problems)
@@ -561,17 +568,19 @@ class _RowProblem(Exception):
     pass
 
 
-def _step(root, fix, quarantine, journal, taken, made):
+def _step(root, fix, quarantine, journal, taken, made, split):
     if fix.action not in ACTIONS:
         raise _RowProblem(
             f"unknown action {fix.action!r} for {fix.file!r}; the actions are "
             f"{', '.join(ACTIONS)}"
         )
-    parts = _parts(fix.file)
+    names = _names(fix.file, split)
+    base = os.path.join(root, names[0]) if split else root  # of the classes
+    old = names[1] if split else names[0]
     if fix.action == "relabel":
-        _check_label(root, fix, parts[0])
-    source = os.path.join(root, *parts)
-    missing = _check_source(root, parts)
+        _check_label(base, fix, old)
+    source = os.path.join(root, *names)
+    missing = _check_source(root, names)
     if missing:
         done = journal.done(root, fix)
         if done is not None:
@@ -580,11 +589,11 @@ def _step(root, fix, quarantine, journal, taken, made):
     if fix.action == "keep":
         return _Step("keep", fix)
     if fix.action == "relabel":
-        folder, tag = os.path.join(root, fix.label), parts[0]
+        folder, tag = os.path.join(base, fix.label), old
     else:
-        folder, tag = os.path.join(quarantine, *parts[:-1]), ""
+        folder, tag = os.path.join(quarantine, *names[:-1]), ""
     new_folders = _missing_folders(folder, made)
-    name = _free_name(folder, parts[-1], tag, taken)
+    name = _free_name(folder, names[-1], tag, taken)
     destination = os.path.join(folder, name)
     try:
         size, sha256 = _digest(source)
@@ -600,11 +609,12 @@ def _step(root, fix, quarantine, journal, taken, made):
         size=size,
         sha256=sha256,
         how="link" if _same_device(source, _existing(folder)) else "copy",
-        renamed=name != parts[-1],
+        renamed=name != names[-1],
     )
 
 
-def _parts(file):
+def _names(file, split):
+    """The names on the way to ``file``, checked; a split's first is a part."""
     if not isinstance(file, str) or not file:
         raise _RowProblem(f"no file named: {file!r}")
     if "\0" in file:
@@ -614,20 +624,25 @@ def _parts(file):
             f"{file!r}: an absolute path; give it relative to the data folder "
             "('<class>/<name>'), as tlsk check --json prints it"
         )
-    parts = file.split("/")
-    for part in parts:
-        if part in ("", ".", ".."):
+    names = file.split("/")
+    for name in names:
+        if name in ("", ".", ".."):
             raise _RowProblem(
-                f"{file!r}: {part!r} in a path; give it as tlsk check --json "
+                f"{file!r}: {name!r} in a path; give it as tlsk check --json "
                 "prints it ('<class>/<name>', no '..', '.' or '//')"
             )
-        if part.startswith("."):
-            raise _RowProblem(f"{file!r}: {part!r} is hidden, never an image of tlsk")
-    if len(parts) < 2:
+        if name.startswith("."):
+            raise _RowProblem(f"{file!r}: {name!r} is hidden, never an image of tlsk")
+    if split and (len(names) < 3 or names[0] not in split):
+        raise _RowProblem(
+            f"{file!r} is not inside a class folder of a part of the split "
+            f"({', '.join(split)}); expected '<part>/<class>/<name>'"
+        )
+    if len(names) < 2:
         raise _RowProblem(
             f"{file!r} is not inside a class folder; expected '<class>/<name>'"
         )
-    return parts
+    return names
 
 
 def _check_label(root, fix, old):
@@ -789,6 +804,14 @@ def _quarantine(root, quarantine):
     if path == journal_path(root):
         raise FixesError(f"quarantine {path!r} is the journal's name")
     return path
+
+
+def _split(split):
+    if split is None:
+        return None
+    if isinstance(split, str) or not all(isinstance(p, str) and p for p in split):
+        raise TypeError(f"split must be a list of folder names; received {split!r}")
+    return tuple(split)
 
 
 def _source(root, file):
