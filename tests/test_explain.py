@@ -182,6 +182,55 @@ def test_grad_cam_of_a_linear_head_is_the_class_activation_map(linear_head):
     assert result.offsets is None
 
 
+def test_grad_cam_of_a_bfloat16_network():
+    # "auto" precision is bfloat16 where the CPU computes it: maps in float32.
+    images, labels = half_images(4, seed=14)
+    model = SmallCNNClassifier(
+        input_size=SIDE,
+        filters=(2, 2, 2),
+        dense_units=2,
+        dropout=0.0,
+        epochs=0,
+        augmentation=False,
+        validation_fraction=0,
+        precision="bfloat16",
+        random_state=0,
+    ).fit(images, labels)
+    _set_half_detector(model)
+    result = explain(model, images)
+    assert result.maps.dtype == np.float32 and np.isfinite(result.maps).all()
+    assert result.predicted.tolist() == model.predict(images).tolist()
+    assert (left_share(result.maps) > 0.8).all()
+
+
+def test_grad_cam_refuses_a_transformer(tmp_path):
+    keras_hub = pytest.importorskip("keras_hub")
+    preset = str(tmp_path / "dino")
+    keras_hub.models.DINOV2Backbone(
+        patch_size=14,
+        num_layers=1,
+        hidden_dim=8,
+        num_heads=2,
+        intermediate_dim=16,
+        image_shape=(28, 28, 3),
+        position_embedding_shape=(28, 28),
+    ).save_to_preset(preset)
+    keras_hub.layers.DINOV2ImageConverter(
+        image_size=(28, 28), scale=1 / 255
+    ).save_to_preset(preset)
+    images = np.random.default_rng(0).integers(0, 256, (2, 28, 28, 3))
+    model = KerasFineTuneClassifier(
+        backbone=preset,
+        dense_units=(),
+        head_epochs=0,
+        finetune_epochs=0,
+        validation_fraction=0,
+        random_state=0,
+    ).fit(images, ["a", "b"])
+    with pytest.raises(TypeError, match="pools none.*transformer.*explain supports"):
+        explain(model, images)
+
+
 def test_explain_reads_images_as_predict_does(half_cnn, tmp_path):
     # Files of another size go through the classifier's own decode and resize.
     images, labels = half_images(2)
