@@ -25,7 +25,12 @@ from tlsk import (
     explain,
 )
 from tlsk.evaluation.classifiers import bottleneck_classifier
-from tlsk.evaluation.explain import VIRIDIS, ClassActivationMaps, overlay
+from tlsk.evaluation.explain import (
+    VIRIDIS,
+    ClassActivationMaps,
+    overlay,
+    unsupported_reason,
+)
 from tlsk.networks.preprocessing import preprocess
 
 SIDE = 32
@@ -480,6 +485,15 @@ def test_unsupported_models_name_what_is_supported(detector_file):
     no_extractor = Pipeline([("scale", StandardScaler()), ("lr", LogisticRegression())])
     with pytest.raises(TypeError, match="first step is a tlsk.ImageFeatureExtractor"):
         explain(no_extractor, images)
+
+
+def test_unsupported_reason_says_what_explain_would(half_pipeline, half_cnn):
+    assert unsupported_reason(half_pipeline) is None
+    assert unsupported_reason(half_cnn) is None
+    assert "received a RandomForestClassifier" in unsupported_reason(
+        RandomForestClassifier()
+    )
+    assert "not fitted" in unsupported_reason(SmallCNNClassifier())
 
 
 def test_max_pooling_is_refused(detector_file):

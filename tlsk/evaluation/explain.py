@@ -48,7 +48,7 @@ from tlsk.networks.preprocessing import HUB_PREPROCESSING, preprocess
 from tlsk.training.finetune import KerasFineTuneClassifier
 from tlsk.training.scratch import SmallCNNClassifier
 
-__all__ = ["ClassActivationMaps", "explain", "overlay"]
+__all__ = ["ClassActivationMaps", "explain", "overlay", "unsupported_reason"]
 
 SUPPORTED = (
     "a fitted tlsk.KerasFineTuneClassifier on a convolutional network or "
@@ -205,6 +205,27 @@ def explain(model, images, *, target="predicted", y=None, normalize=True):
         layer=explainer.layer,
         offsets=offsets,
     )
+
+
+def unsupported_reason(model):
+    """Why :func:`explain` cannot explain ``model``: the sentence, or None if it can.
+
+    What ``explain`` would raise about the model itself (its kind, its
+    pooling, its classifier, not fitted), without reading any image: for a
+    caller that draws maps where it can and says why where it cannot.
+
+    Examples
+    --------
+    >>> from sklearn.ensemble import RandomForestClassifier
+    >>> from tlsk.evaluation.explain import unsupported_reason
+    >>> unsupported_reason(RandomForestClassifier())[:40]
+    'explain supports a fitted tlsk.KerasFine'
+    """
+    try:
+        _explainer(model)
+    except (TypeError, ValueError) as err:  # NotFittedError is a ValueError
+        return str(err)
+    return None
 
 
 def overlay(image, cam, *, alpha=0.5, max_side=None):
