@@ -1,0 +1,174 @@
+"""The fixes a check report's page writes are the ones tlsk check --apply reads:
+choices made in headless Chromium (Selenium) on suspects with hostile names,
+the CSV downloaded by the page, read by tlsk.images.fixes.read_fixes, applied
+and undone.
+"""
+
+import os
+import time
+
+import pytest
+
+from tests.test_report_browser import _driver_or_skip
+from tlsk.evaluation.report import _page
+from tlsk.evaluation.report._fixes import (
+    FIXES_SCRIPT,
+    _bytes_attribute,
+    fix_controls,
+    fixes_bar,
+)
+from tlsk.images.fixes import apply_fixes, read_fixes, undo_fixes
+
+HOSTILE_CLASS = "=<b>x & co"
+CLASSES = ["cat", "d,og", HOSTILE_CLASS]
+# (file, what the test clicks, the fix it expects in the CSV)
+NAMES = [
+    'cat/a, "b".png',
+    "cat/=cmd().png",
+    "cat/'q.png",
+    "cat/été ü.png",
+    "cat/new\nline.png",
+    os.fsdecode(b"cat/caf\xe9 \xff.png"),
+    "cat/\U0001f600.png",
+    "cat/ lead.png",
+    "cat/<img src=x onerror=alert(1)>.png",
+    "cat/untouched.png",
+]
+SCREENSHOT = "/tmp/notes/fixes_page.png"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    driver = _driver_or_skip()
+    yield driver
+    driver.quit()
+
+
+def _page_with_controls(folder):
+    """A report page: one figure per suspect with its controls, the smiley's twice."""
+    figures = []
+    for name in NAMES + ["cat/\U0001f600.png"]:
+        suggested = "d,og" if name.startswith("cat/a") else None
+        reason = "label error" if suggested else "near duplicate"
+        controls = fix_controls(
+            name, "cat", CLASSES, suggested=suggested, reason=reason
+        )
+        figures.append(_page.figure(None, name, controls, name=name))
+    section = "\n".join(
+        [
+            '<h2 id="suspects">Suspects</h2>',
+            '<div class="grid">',
+            *figures,
+            "</div>",
+            fixes_bar(data="data"),
+        ]
+    )
+    html = _page.page("Fixes", "now", [section], scripts=(FIXES_SCRIPT,))
+    path = folder / "index.html"
+    path.write_text(html, encoding="utf-8")
+    return str(path)
+
+
+def _control(browser, name, nth=0):
+    selector = f'.tlsk-fix[data-file="{_bytes_attribute(name)}"]'
+    return browser.find_elements("css selector", selector)[nth]
+
+
+def _click(browser, name, action, nth=0):
+    control = _control(browser, name, nth)
+    control.find_element("css selector", f'button[data-action="{action}"]').click()
+    return control
+
+
+def _select(browser, name, label):
+    from selenium.webdriver.support.ui import Select
+
+    select = _control(browser, name).find_element("css selector", "select")
+    Select(select).select_by_value(_bytes_attribute(label))
+
+
+def _downloaded(folder, timeout=20):
+    path = folder / "fixes.csv"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and not list(folder.glob("*.crdownload")):
+            return path
+        time.sleep(0.1)
+    raise AssertionError(f"no fixes.csv in {folder}: {os.listdir(folder)}")
+
+
+def test_the_csv_the_page_downloads_is_what_apply_reads(tmp_path, browser):
+    root = tmp_path / "data"
+    for i, name in enumerate(NAMES):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(bytes([i]) * 8)
+    for label in CLASSES[1:]:
+        (root / label).mkdir()
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    browser.execute_cdp_cmd(
+        "Browser.setDownloadBehavior",
+        {"behavior": "allow", "downloadPath": str(downloads)},
+    )
+    browser.get("file://" + _page_with_controls(tmp_path))
+    browser.get_log("browser")
+
+    count = browser.find_element("css selector", "#tlsk-fixes .fixes-count")
+    button = browser.find_element("css selector", "#tlsk-fixes .fixes-download")
+    assert count.text == "no choice yet" and not button.is_enabled()
+    _click(browser, NAMES[0], "relabel")  # to the suggested class, preselected
+    _click(browser, NAMES[1], "remove")
+    _click(browser, NAMES[2], "keep")
+    _select(browser, NAMES[3], HOSTILE_CLASS)  # choosing a class relabels
+    _click(browser, NAMES[4], "remove")
+    _click(browser, NAMES[5], "relabel")  # no class chosen yet: nothing happens
+    _select(browser, NAMES[5], "d,og")
+    _click(browser, NAMES[6], "keep")
+    _click(browser, NAMES[6], "keep", nth=1)  # its second control: unchosen
+    _click(browser, NAMES[6], "remove", nth=1)
+    _click(browser, NAMES[7], "remove")
+    _click(browser, NAMES[8], "keep")
+    first = _control(browser, NAMES[6], 0)
+    pressed = first.find_element("css selector", 'button[aria-pressed="true"]')
+    assert pressed.get_attribute("data-action") == "remove"  # both show it
+    assert count.text == "9 choices: 3 relabel, 4 remove, 2 keep"
+    browser.save_screenshot(SCREENSHOT)
+    button.click()
+    csv_path = _downloaded(downloads)
+
+    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert errors == []
+    text = csv_path.read_bytes()
+    assert text.startswith(b'file,action,label,reason\n"cat/a, ""b"".png",')
+    assert b'"\'=<b>x & co"' in text  # a spreadsheet shows it, never runs it
+    assert b"caf\xe9 \xff.png" in text  # the name's own bytes
+
+    fixes = read_fixes(csv_path, root)
+    assert [(f.file, f.action, f.label) for f in fixes] == [
+        (NAMES[0], "relabel", "d,og"),
+        (NAMES[1], "remove", None),
+        (NAMES[2], "keep", None),
+        (NAMES[3], "relabel", HOSTILE_CLASS),
+        (NAMES[4], "remove", None),
+        (NAMES[5], "relabel", "d,og"),
+        (NAMES[6], "remove", None),
+        (NAMES[7], "remove", None),
+        (NAMES[8], "keep", None),
+    ]
+    assert fixes[0].reason == "label error" and fixes[1].reason == "near duplicate"
+    done = apply_fixes(root, fixes)
+    assert len(done.moved) == 7
+    assert (root / HOSTILE_CLASS / "été ü.png").read_bytes() == bytes([3]) * 8
+    assert undo_fixes(root).complete
+    assert sorted(os.listdir(root / "cat")) == sorted(n[4:] for n in NAMES)
+
+
+def test_the_page_escapes_the_names_it_shows(tmp_path, browser):
+    browser.get("file://" + _page_with_controls(tmp_path))
+    control = _control(browser, NAMES[8])
+    options = [
+        option.text for option in control.find_elements("css selector", "option")
+    ]
+    assert options == ["to class…", "d,og", HOSTILE_CLASS]
+    assert browser.find_elements("css selector", "b") == []  # no markup from names
+    assert browser.execute_script("return document.images.length") == 0
