@@ -20,15 +20,15 @@ def explanation_thumbnails(model, images, indices, folder):
     page saying how the maps were made, or ``({}, why not)`` for a model
     :func:`tlsk.explain` does not support.
     """
-    from tlsk.evaluation.explain import explain, overlay
+    from tlsk.evaluation.explain import explain, overlay, unsupported_reason
 
     indices = list(indices)
     if not indices:
         return {}, ""
-    try:
-        result = explain(model, [images[i] for i in indices], target="predicted")
-    except TypeError as err:
-        return {}, f"no maps of where the model looks: {err}"
+    reason = unsupported_reason(model)
+    if reason is not None:
+        return {}, f"no maps of where the model looks: {reason}"
+    result = explain(model, [images[i] for i in indices], target="predicted")
     thumbs = os.path.join(folder, "thumbs")
     views = os.path.join(folder, VIEW_FOLDER)
     os.makedirs(views, exist_ok=True)
