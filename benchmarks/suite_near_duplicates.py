@@ -47,8 +47,10 @@ ORACLE_DISTANCES = tuple(np.geomspace(1e-4, 0.3, 30).tolist())
 def run(settings, workdir):
     from tlsk import ImageFeatureExtractor
 
-    grid = settings.get("near_duplicates_grid", 3)
-    size = settings.get("near_duplicates_size", 224)
+    # Full: 3 x 3 tiles a photograph, features at 224 px; a smoke run's
+    # 32 px settings give 2 x 2 tiles and 32 px features.
+    size = settings.get("near_duplicates_size", settings["size"])
+    grid = settings.get("near_duplicates_grid", 3 if size >= 112 else 2)
     images, sources = write_images(os.path.join(workdir, "images"), grid=grid)
     paths = [image["path"] for image in images]
     truth = np.array([image["group"] for image in images])
