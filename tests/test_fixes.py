@@ -670,3 +670,17 @@ def test_the_command_applies_fixes_to_a_split_by_part(tmp_path, capsys, monkeypa
     code, out, _ = _run(capsys, "s", "--apply", csv_path)
     assert "relabelled  test/cat/x.png -> test/dog/x~cat.png" in out
     assert (tmp_path / "s" / "train" / "cat" / "x.png").exists()
+
+
+def test_undo_never_writes_through_a_link_put_where_a_folder_was(tmp_path, data):
+    apply_fixes(data, [Fix("cat/sub/c.png", "remove")])
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (data / "cat" / "sub" / "a.png").rename(tmp_path / "a.png")
+    (data / "cat" / "sub").rmdir()
+    os.symlink(outside, data / "cat" / "sub")
+    undone = undo_fixes(data)
+    assert not undone.complete
+    assert "is a symbolic link" in undone.problems[0]
+    assert os.listdir(outside) == []
+    assert (tmp_path / "data.quarantine" / "cat" / "sub" / "c.png").exists()

@@ -32,6 +32,8 @@ are then <part>/<class>/<name>, and a relabel stays in its part).
 _CHECK_OPTIONS = (
     ("label_errors", "--label-errors"),
     ("near_duplicates", "--near-duplicates"),
+    ("near_duplicates_csv", "--near-duplicates-csv"),
+    ("cache", "--cache"),
     ("report", "--report"),
     ("out", "--out"),
     ("json", "--json"),

@@ -378,7 +378,13 @@ def undo_fixes(root) -> UndoneFixes:
         for record in reversed(journal.moves()):
             at_source, at_destination = _settle(root, record)
             if at_destination == "ours" and at_source is None:
-                _restore(root, record, _source(root, record["from"]))
+                try:
+                    _restore(root, record, _source(root, record["from"]))
+                except _RowProblem as problem:  # a link where its folder was
+                    summary.problems.append(
+                        f"{record['to']!r} was not put back: {problem}"
+                    )
+                    continue
                 summary.restored.append(
                     Move(record["action"], record["from"], record["to"])
                 )
