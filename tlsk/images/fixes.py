@@ -27,9 +27,9 @@ columns, in any order:
     Free text, kept in the journal (``label error``, ``near duplicate``).
 
 A cell that starts with ``'`` loses that one quote: spreadsheets take it as
-"this is text", and tlsk's writers put one before every cell that starts
-with ``'``, a formula character (``= + - @``) or white space, so that no
-spreadsheet runs a file name. Write ``''x.jpg`` for a file named ``'x.jpg``.
+"this is text", and the check report's page puts one before every cell
+that starts with ``'``, a formula character (``= + - @``) or white space,
+so that no spreadsheet runs a name. Write ``''x.jpg`` for a file named ``'x.jpg``.
 Blank rows are skipped. The same file twice with the same action is read
 once; with different actions it is an error.
 
@@ -56,7 +56,9 @@ The journal
 -----------
 ``<root>.tlsk-fixes.jsonl`` beside the data folder (``root`` with its links
 resolved), JSON lines: a header ``{"format": "tlsk-fixes", "version": 1,
-"root": ...}``, then one record per applied batch and per fix. A move's
+"root": ...}``, then one record per applied batch and per fix, and one
+per move an undo has finished (so that a later undo takes nothing found
+there since for a loss). A move's
 record (where from, where to, which folders it creates, the file's size and
 SHA-256, and whether it is a rename or, across file systems, a copy) is
 written and fsynced *before* the move. A move is a hard link of the new
@@ -459,8 +461,8 @@ def _header(path, line, row):
     for name in names:
         if name not in FIXES_COLUMNS:
             raise FixesError(
-                f"{path}: line {line}: unknown column {name!r}; the columns are "
-                f"{', '.join(FIXES_COLUMNS)}"
+                f"{path}: line {line}: unknown column {name!r}; the first row "
+                f"names the columns: {', '.join(FIXES_COLUMNS)}"
             )
         if names.count(name) > 1:
             raise FixesError(f"{path}: line {line}: column {name!r} is given twice")
