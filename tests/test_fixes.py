@@ -684,3 +684,18 @@ def test_undo_never_writes_through_a_link_put_where_a_folder_was(tmp_path, data)
     assert "is a symbolic link" in undone.problems[0]
     assert os.listdir(outside) == []
     assert (tmp_path / "data.quarantine" / "cat" / "sub" / "c.png").exists()
+
+
+def test_a_quarantine_that_is_a_link_or_a_journal_that_is_a_folder_is_refused(
+    tmp_path, data
+):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    os.symlink(elsewhere, tmp_path / "data.quarantine")
+    with pytest.raises(FixesError, match=r"data\.quarantine' is a symbolic link"):
+        apply_fixes(data, [Fix("cat/b.png", "remove")])
+    os.unlink(tmp_path / "data.quarantine")
+    os.mkdir(journal_path(data))
+    with pytest.raises(FixesError, match=r"the journal .* is a folder; move it away"):
+        apply_fixes(data, [Fix("cat/b.png", "remove")])
+    assert (data / "cat" / "b.png").exists() and os.listdir(elsewhere) == []
