@@ -95,6 +95,16 @@ def test_the_crops_hashes_bring_a_cropped_copy_close():
     assert (hash_distances(hashes, hashes) == hash_distances(hashes, hashes).T).all()
 
 
+def test_plain_images_hash_alike_whatever_their_size():
+    # A plain image's DCT is rounding noise but for its mean: no random bits.
+    white = [Image.new("RGB", size, "white") for size in ((20, 20), (64, 16))]
+    grey = np.full((9, 9, 3), 128.0, dtype=np.float32)
+    hashes = np.stack([perceptual_hashes(np.asarray(im)) for im in white])
+    assert (hashes == hashes[0, 0]).all() and np.bitwise_count(hashes[0, 0]) <= 1
+    found = find_near_duplicates([*white, grey, _photos()["pagoda"]])
+    assert [group.indices for group in found.groups] == [[0, 1, 2]]
+
+
 def test_the_hash_refuses_what_is_no_rgb_image():
     with pytest.raises(ValueError, match=r"shape \(H, W, 3\); received shape \(4, 4\)"):
         perceptual_hashes(np.zeros((4, 4)))

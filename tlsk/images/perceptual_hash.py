@@ -60,7 +60,10 @@ def _hash(grey):
     """The 64-bit pHash of a grey Pillow image (mode "F")."""
     pixels = np.asarray(grey.resize((_SIDE, _SIDE), Image.Resampling.LANCZOS))
     low = (_DCT @ pixels.astype(np.float64) @ _DCT.T)[:_LOW, :_LOW].ravel()
-    bits = low > np.median(low)
+    # Above the median by more than rounding: a plain image's coefficients
+    # are all rounding noise, and must hash alike, not at random.
+    noise = 1e-9 * (np.abs(low).max() + 1.0)
+    bits = low > np.median(low) + noise
     return np.bitwise_or.reduce(_WEIGHTS[bits], initial=np.uint64(0))
 
 
