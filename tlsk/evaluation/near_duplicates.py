@@ -292,6 +292,18 @@ def find_near_duplicates(
     Returns
     -------
     NearDuplicates
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from PIL import Image, ImageEnhance
+    >>> rng = np.random.default_rng(0)
+    >>> cells = rng.integers(0, 256, (2, 6, 6, 3), dtype=np.uint8)
+    >>> a, b = (Image.fromarray(c).resize((96, 96)) for c in cells)
+    >>> copies = [a, b, a.resize((48, 48)), ImageEnhance.Brightness(a).enhance(1.3)]
+    >>> found = find_near_duplicates(copies, parts=["train", "train", "test", "val"])
+    >>> [group.indices for group in found.groups], found.groups[0].crosses_parts
+    ([[0, 2, 3]], True)
     """
     method, max_bits, max_distance = _check_parameters(method, max_bits, max_distance)
     precomputed = isinstance(extractor, str) and extractor == "precomputed"
