@@ -332,10 +332,10 @@ def test_check_of_a_split_without_near_duplicates_is_refused_as_before(
         main(["check", str(split)])
     assert exit_.value.code == 2
     assert "looks like a split" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        main(
-            ["check", str(split), "--near-duplicates", "--report", str(tmp_path / "r")]
-        )
+    for option in (["--report", str(tmp_path / "r")], ["--label-errors"]):
+        with pytest.raises(SystemExit):
+            main(["check", str(split), "--near-duplicates", *option])
+        assert "--label-errors and --report read one" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -207,7 +207,14 @@ def run(args):
     if not os.path.isdir(args.dir):
         raise CommandError(f"no folder at {args.dir!r}")
     parts = split_parts(args.dir) if args.near_duplicates else []
-    if not args.near_duplicates or args.label_errors or args.report:
+    if parts and (args.label_errors or args.report):
+        given = os.path.join(args.dir, parts[0])
+        args.usage_error(
+            f"{shown(args.dir)} is a split: --near-duplicates checks it across "
+            "its parts, but --label-errors and --report read one folder of "
+            f"class folders, such as {shown(given)}"
+        )
+    if not args.near_duplicates:
         check_not_split(args, args.dir, part="train")
     needs_features = args.label_errors or (
         args.near_duplicates and args.near_duplicates_method != "phash"
