@@ -332,10 +332,26 @@ def test_check_of_a_split_without_near_duplicates_is_refused_as_before(
         main(["check", str(split)])
     assert exit_.value.code == 2
     assert "looks like a split" in capsys.readouterr().err
-    for option in (["--report", str(tmp_path / "r")], ["--label-errors"]):
-        with pytest.raises(SystemExit):
-            main(["check", str(split), "--near-duplicates", *option])
-        assert "--label-errors and --report read one" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["check", str(split), "--near-duplicates", "--label-errors"])
+    assert "--label-errors reads one folder of class folders" in capsys.readouterr().err
+
+
+def test_the_report_of_a_split_shows_the_leak_first_with_its_controls(tmp_path):
+    split = _split_by_hand(tmp_path / "split")
+    out = tmp_path / "report"
+    code = main(["check", str(split), "--near-duplicates", "--report", str(out), "-q"])
+    assert code == 0
+    text = (out / "index.html").read_text(encoding="utf-8")
+    summary = text.split('id="summary">')[1].split("</div>")[0]
+    assert "in the parts of a split (train 5, test 3)" in summary
+    assert "1 group across the parts of the split (leakage)" in summary
+    section = text.split('<h2 id="near-duplicates">')[1].split("<h2")[0]
+    first = section.split("<h3")[1]
+    assert first.startswith(' id="near-duplicates-') and "leak across" in first
+    # Each member can be fixed: its path in the split, as --apply reads it.
+    assert 'data-file="test%2Fscenes%2Fpagoda-half.jpg"' in first
+    assert "FIXES_SCRIPT" not in text and "tlsk-fixes" in text
 
 
 @pytest.mark.parametrize(

@@ -60,7 +60,7 @@ def add_fixes_arguments(parser):
     )
     group.add_argument(
         "--quarantine",
-        metavar="DIR",
+        metavar="FOLDER",
         help="with --apply: where removed files go (default: DIR.quarantine "
         "beside the data folder)",
     )

@@ -51,11 +51,14 @@ of each part, as above) and "leaks" (how many groups cross parts). A leak
 makes "ok" false (so --strict exits with 1); near duplicates inside one
 part or one folder do not: they are for a person to look at.
 
---report OUT/ writes a static HTML page (OUT/index.html): a sample of each
-class, the bad files and why, the duplicates side by side and, with
---label-errors, the suspects' gallery.
+--report OUT/ writes a static HTML page (OUT/index.html): a summary, the
+bad files and why, the duplicates side by side, with --near-duplicates their
+groups (leaks across the parts of a split first), with --label-errors the
+suspects' gallery, a map of the images by their features (with either), and
+a sample of each class. Each suspect has a keep / remove / relabel control;
+the page's "download fixes.csv" writes the choices for --apply.
 
-No image is moved or changed.
+Without --apply or --undo, no image is moved or changed.
 """
 
 from __future__ import annotations
@@ -64,6 +67,12 @@ import os
 
 from tlsk._util.files import Publication
 from tlsk.cli import CommandError
+from tlsk.cli._fixes import (
+    FIXES_HELP,
+    add_fixes_arguments,
+    fixes_requested,
+    run_fixes,
+)
 from tlsk.cli._folders import check_not_split, split_parts
 from tlsk.cli._options import (
     SHARED_CACHE_HELP,
@@ -78,6 +87,8 @@ from tlsk.cli._output import check_outputs, counted, note, print_json, shown, wr
 from tlsk.evaluation.classifiers import CLASSIFIERS
 from tlsk.evaluation.near_duplicates import MAX_BITS, MAX_DISTANCE, METHODS
 
+__doc__ += "\n" + FIXES_HELP  # the command's --help: one home for the fixes' text
+
 HELP = "report images per class, undecodable files and duplicates across classes"
 EXAMPLE = """\
 example:
@@ -87,6 +98,8 @@ example:
       --report pets-report/
   tlsk check data/pets-split --near-duplicates --strict \
       --near-duplicates-csv copies.csv
+  tlsk check data/pets --apply fixes.csv     # the report's "download fixes.csv"
+  tlsk check data/pets --undo
 """
 
 _CSV_FIELDS = ("file", "label", "likely", "p_label", "p_likely")
@@ -154,6 +167,7 @@ def add_arguments(parser):
         help="write the groups as CSV, one row per image",
     )
     add_extractor_options(parser)
+    add_fixes_arguments(parser)
 
 
 def add_near_duplicate_options(group):
@@ -198,6 +212,8 @@ def _distance(text):
 def run(args):
     from tlsk.images.folders import check_image_folder
 
+    if fixes_requested(args):
+        return run_fixes(args)
     if args.out and not args.label_errors:
         raise CommandError("--out writes label errors: give --label-errors too")
     if args.near_duplicates_csv and not args.near_duplicates:
@@ -207,12 +223,12 @@ def run(args):
     if not os.path.isdir(args.dir):
         raise CommandError(f"no folder at {args.dir!r}")
     parts = split_parts(args.dir) if args.near_duplicates else []
-    if parts and (args.label_errors or args.report):
+    if parts and args.label_errors:
         given = os.path.join(args.dir, parts[0])
         args.usage_error(
             f"{shown(args.dir)} is a split: --near-duplicates checks it across "
-            "its parts, but --label-errors and --report read one folder of "
-            f"class folders, such as {shown(given)}"
+            "its parts, but --label-errors reads one folder of class folders, "
+            f"such as {shown(given)}"
         )
     if not args.near_duplicates:
         check_not_split(args, args.dir, part="train")
@@ -260,6 +276,7 @@ def run(args):
                 args.report,
                 check=report,
                 label_errors=errors,
+                near_duplicates=duplicates,
                 force=args.force,
                 seed=args.seed,
             )

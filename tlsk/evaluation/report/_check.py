@@ -13,6 +13,8 @@ import os
 
 import numpy as np
 
+from tlsk.evaluation.report._fixes import FIXES_SCRIPT, fix_controls, fixes_bar
+from tlsk.evaluation.report._near_duplicates import near_duplicates_section
 from tlsk.evaluation.report._page import e, figure, gallery, page, write_report_folder
 from tlsk.evaluation.report._thumbnails import write_thumbnail
 from tlsk.images.folders import relative_path
@@ -24,10 +26,12 @@ def check_report(
     *,
     check=None,
     label_errors=None,
+    near_duplicates=None,
     per_class=24,
     suspects_shown=200,
     force=False,
     seed=0,
+    fixes=True,
 ):
     """Write the data report of folder ``root`` to ``out``; the path of index.html.
 
@@ -43,8 +47,16 @@ def check_report(
     label_errors : tlsk.evaluation.label_errors.LabelErrors, optional
         Found on the images of ``root`` (by file path): shown as a gallery,
         most doubtful first (at most ``suspects_shown``), and as a table.
+    near_duplicates : tlsk.evaluation.near_duplicates.NearDuplicates, optional
+        Found on the images of ``root``: each group side by side, the groups
+        that cross the parts of a split first.
     per_class : int, default=24
         Thumbnails shown per class: a sample drawn with ``seed``.
+    fixes : bool, default=True
+        Give each suspect (bad file, duplicate, near duplicate, label error)
+        a keep / remove / relabel control, and the page a button that
+        downloads the choices as the CSV ``tlsk check DIR --apply`` reads
+        (:mod:`tlsk.images.fixes`).
 
     Examples
     --------
@@ -58,11 +70,18 @@ def check_report(
     """
     from tlsk.images.folders import check_image_folder, load_image_folder
 
-    root = os.path.abspath(os.fspath(root))
+    given_root, root = os.fspath(root), os.path.abspath(os.fspath(root))
     if check is None:
         check = check_image_folder(root)
     bad = {item["path"] for item in check["bad_files"]}
-    paths, labels = load_image_folder(root, check=False)
+    split = check.get("split")
+    paths, labels = [], []
+    for part in split or [None]:
+        found, found_labels = load_image_folder(
+            root if part is None else os.path.join(root, part), check=False
+        )
+        paths += found
+        labels += found_labels.tolist()
     names = [relative_path(path, root) for path in paths]
     good = [i for i, name in enumerate(names) if name not in bad]
     rng = np.random.default_rng(seed)
@@ -75,14 +94,24 @@ def check_report(
 
     def build(folder):
         thumbs = Thumbnails(os.path.join(folder, "thumbs"))
+        fix = _Fixes(list(check["classes"]), split) if fixes else None
         sections = [
-            _summary(check, suspects, label_errors is not None),
-            _bad_files(check),
-            _duplicates(check, root, thumbs),
+            _summary(check, suspects, label_errors is not None, near_duplicates),
+            _bad_files(check, fix),
+            _duplicates(check, root, thumbs, fix),
         ]
+        if near_duplicates is not None:
+            sections.append(
+                near_duplicates_section(
+                    near_duplicates,
+                    root,
+                    thumbs,
+                    controls=None if fix is None else fix.near_duplicate,
+                )
+            )
         if label_errors is not None:
             sections.append(
-                _suspects(suspects, suspects_shown, root, thumbs, label_errors)
+                _suspects(suspects, suspects_shown, root, thumbs, label_errors, fix)
             )
         sections.append(_classes(check))
         for label, chosen in samples.items():
@@ -99,13 +128,38 @@ def check_report(
                     level=3,
                 )
             )
+        if fix is not None and fix.used:
+            sections.append(fixes_bar(data=given_root))
         return page(
             f"Data report: {os.path.basename(root)}",
             datetime.datetime.now().isoformat(timespec="seconds"),
             sections,
+            scripts=(FIXES_SCRIPT,) if fix is not None and fix.used else (),
         )
 
     return write_report_folder(out, force, build, inputs=[root])
+
+
+class _Fixes:
+    """The fix controls of one page, counting whether any was given."""
+
+    def __init__(self, classes, split):
+        self.classes = classes
+        self.split = split
+        self.used = False
+
+    def __call__(self, file, given, reason, suggested=None):
+        """The control of ``file`` (relative to the data, ``/``), of class ``given``."""
+        self.used = True
+        if given is None:
+            # <class>/<name>, or <part>/<class>/<name> in a split
+            given = file.split("/")[1 if self.split else 0]
+        return fix_controls(
+            file, given, self.classes, suggested=suggested, reason=reason
+        )
+
+    def near_duplicate(self, file, label):
+        return self(file, label, "near duplicate")
 
 
 class Thumbnails:
@@ -123,7 +177,7 @@ class Thumbnails:
         return self.names[key]
 
 
-def _summary(check, suspects, looked_for_suspects):
+def _summary(check, suspects, looked_for_suspects, near_duplicates):
     """What is wrong first, each count linking to its section."""
     n_duplicates = len(check["duplicates"])
     items = [
@@ -134,6 +188,20 @@ def _summary(check, suspects, looked_for_suspects):
         f'<a href="#duplicates">{_count(n_duplicates, "image")}</a> in two or '
         "more classes</li>",
     ]
+    if near_duplicates is not None:
+        groups, leaks = len(near_duplicates.groups), len(near_duplicates.leaks())
+        items.append(
+            f'<li class="{"bad" if groups else "good"}">'
+            f'<a href="#near-duplicates">{_count(groups, "group")}</a> of near '
+            "duplicates"
+            + (
+                f', <span class="bad">{_count(leaks, "group")} across the parts '
+                "of the split (leakage)</span>"
+                if leaks
+                else ""
+            )
+            + "</li>"
+        )
     if looked_for_suspects:
         items.append(
             f'<li class="{"bad" if suspects else "good"}">'
@@ -143,10 +211,16 @@ def _summary(check, suspects, looked_for_suspects):
     if check["empty_classes"]:
         names = ", ".join(e(label) for label in check["empty_classes"])
         items.append(f'<li class="bad">classes with no image: {names}</li>')
+    parts = ""
+    if check.get("split"):
+        counts = ", ".join(
+            f"{e(part)} {check['parts'][part]['n_images']}" for part in check["split"]
+        )
+        parts = f" in the parts of a split ({counts})"
     return (
         f'<div class="summary" id="summary"><p>{_count(check["n_images"], "image")} '
-        f'in <a href="#classes">{_count(len(check["classes"]), "class")}</a></p>'
-        f"<ul>{''.join(items)}</ul></div>"
+        f'in <a href="#classes">{_count(len(check["classes"]), "class")}</a>'
+        f"{parts}</p><ul>{''.join(items)}</ul></div>"
     )
 
 
@@ -171,11 +245,13 @@ def _count(n, noun):
     return f"{n} {noun if n == 1 else plural}"
 
 
-def _suspects(suspects, shown, root, thumbs, label_errors):
+def _suspects(suspects, shown, root, thumbs, label_errors, fix):
     figures = []
     for s in suspects[:shown]:
         name = relative_path(s.image, root) if s.image else f"X[{s.index}]"
         caption = f"labelled {e(s.given)}<br>likely {e(s.likely)} ({s.p_likely:.2f})"
+        if fix is not None and s.image:
+            caption += fix(name, s.given, "label error", suggested=s.likely)
         thumbnail = thumbs.of(s.image) if s.image else None
         figures.append(figure(thumbnail, name, caption, name=name))
     note = (
@@ -212,18 +288,26 @@ def _suspects(suspects, shown, root, thumbs, label_errors):
     return "\n".join(parts)
 
 
-def _bad_files(check):
+def _bad_files(check, fix):
     rows = [f'<h2 id="bad-files">Files that cannot be decoded ({check["n_bad"]})</h2>']
     if not check["bad_files"]:
         return rows[0] + "<p>none</p>"
-    rows.append("<table id='bad'><tr><th>file</th><th>why</th></tr>")
+    head = "<th>fix</th>" if fix is not None else ""
+    rows.append(f"<table id='bad'><tr><th>file</th><th>why</th>{head}</tr>")
     for bad in check["bad_files"]:
-        rows.append(f"<tr><td>{e(bad['path'])}</td><td>{e(bad['reason'])}</td></tr>")
+        control = (
+            f"<td>{fix(bad['path'], bad['class'], 'bad file')}</td>"
+            if fix is not None
+            else ""
+        )
+        rows.append(
+            f"<tr><td>{e(bad['path'])}</td><td>{e(bad['reason'])}</td>{control}</tr>"
+        )
     rows.append("</table>")
     return "\n".join(rows)
 
 
-def _duplicates(check, root, thumbs):
+def _duplicates(check, root, thumbs, fix):
     parts = [
         f'<h2 id="duplicates">The same image in two or more classes '
         f"({len(check['duplicates'])})</h2>"
@@ -232,7 +316,12 @@ def _duplicates(check, root, thumbs):
         return parts[0] + "<p>none</p>"
     for duplicate in check["duplicates"]:
         figures = [
-            figure(thumbs.of(os.path.join(root, path)), path, "", name=path)
+            figure(
+                thumbs.of(os.path.join(root, path)),
+                path,
+                "" if fix is None else fix(path, None, "duplicate"),
+                name=path,
+            )
             for path in duplicate["paths"]
         ]
         parts += ['<div class="grid">', *figures, "</div>"]

@@ -12,7 +12,7 @@ from tlsk.evaluation.report._page import e, figure
 __all__ = ["near_duplicates_section"]
 
 
-def near_duplicates_section(result, root, thumbs, *, shown=200) -> str:
+def near_duplicates_section(result, root, thumbs, *, shown=200, controls=None) -> str:
     """The HTML of the section ``<h2 id="near-duplicates">``.
 
     Parameters
@@ -26,6 +26,10 @@ def near_duplicates_section(result, root, thumbs, *, shown=200) -> str:
         ``thumbs/``, or None (:class:`tlsk.evaluation.report._check.Thumbnails`).
     shown : int, default=200
         Groups shown at most, leaks first; the others are counted.
+    controls : callable, optional
+        ``controls(name, label)`` gives the HTML put under each image of a
+        file (its name as shown, relative to ``root``, and its class): the
+        data report's keep / remove / relabel control.
 
     Examples
     --------
@@ -52,7 +56,7 @@ def near_duplicates_section(result, root, thumbs, *, shown=200) -> str:
     if not groups:
         return "\n".join(parts + ["<p>none</p>"])
     for number, group in groups[:shown]:
-        parts.append(_group(number, group, result, root, thumbs))
+        parts.append(_group(number, group, result, root, thumbs, controls))
     if len(groups) > shown:
         parts.append(f'<p class="note">{len(groups) - shown} more groups not shown</p>')
     return "\n".join(parts)
@@ -76,7 +80,7 @@ def _summary(result, leaks):
     return f'<p class="note">{e(text)}.</p>'
 
 
-def _group(number, group, result, root, thumbs):
+def _group(number, group, result, root, thumbs, controls):
     names = result.names(group, root)
     closest = group.closest()
     heading = f"Group {number}: {len(group.indices)} images"
@@ -99,6 +103,9 @@ def _group(number, group, result, root, thumbs):
         caption = e(" · ".join(where)) + "<br>" if where else ""
         caption += e(_closeness(closest[index]))
         thumbnail = None if file is None else thumbs.of(file)
+        if controls is not None and file is not None:
+            label = group.labels[position] if group.labels is not None else None
+            caption += controls(name, label)
         figures.append(figure(thumbnail, name, caption, name=name))
     return "\n".join(
         [
