@@ -87,7 +87,9 @@ def test_a_report_links_its_cells_to_their_images_and_escapes_names(tmp_path):
     )
     text = page.read_text(encoding="utf-8")
     assert HOSTILE not in text and "&lt;img src=x onerror=alert(1)&gt;" in text
-    assert "<script>" in text and text.count("<script") == 1  # its own, inline
+    # Its own scripts, inline: the tables' sorting and the map's tooltips.
+    assert text.count("<script>") == text.count("<script") == 2
+    assert 'id="map"' in text and text.count("<circle data-i=") == len(paths)
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", text)
     ids = set(re.findall(r'id="([^"]+)"', text))
     links = re.findall(r'href="#([^"]+)"', text)

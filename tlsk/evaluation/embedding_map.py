@@ -32,7 +32,7 @@ import numbers
 
 import numpy as np
 
-__all__ = ["MAX_POINTS", "METHODS", "embedding_map", "image_vectors"]
+__all__ = ["MAX_POINTS", "METHODS", "embedding_map", "image_vectors", "map_sample"]
 
 METHODS = ("auto", "tsne", "umap")
 
@@ -363,6 +363,24 @@ def _check_vectors(vectors):
             f"first at index {rows[0]})"
         )
     return vectors
+
+
+def map_sample(n, *, max_points=MAX_POINTS, labels=None, random_state=0):
+    """The indices of the images a map of ``n`` shows: all, or a sample.
+
+    The sample :func:`embedding_map` draws, for a caller that computes the
+    vectors of the mapped images only (a network's features cost a pass).
+
+    Examples
+    --------
+    >>> idx = map_sample(10, max_points=4, labels=list("aaaaaaaabb"))
+    >>> len(idx), sorted(set("aaaaaaaabb"[i] for i in idx))
+    (4, ['a', 'b'])
+    """
+    max_points = _check_max_points(max_points)
+    if labels is not None:
+        labels = np.asarray(labels)
+    return _sample(int(n), max_points, labels, np.random.default_rng(random_state))
 
 
 def _sample(n, max_points, labels, rng):

@@ -28,9 +28,11 @@ import os
 
 from tlsk.evaluation.report._check import check_report
 from tlsk.evaluation.report._comparison import write_comparison_report
+from tlsk.evaluation.report._embedding import MAP_POINTS, image_map
 from tlsk.evaluation.report._evaluation import EvaluationData, evaluation_data
 from tlsk.evaluation.report._explanations import explanation_thumbnails
 from tlsk.evaluation.report._html import render
+from tlsk.evaluation.report._map import MAP_SCRIPT
 from tlsk.evaluation.report._page import check_report_folder, write_report_folder
 from tlsk.evaluation.report._thumbnails import write_thumbnail
 
@@ -134,6 +136,8 @@ def write_report(
     data_folder=None,
     history=None,
     model=None,
+    vectors=None,
+    map_points=MAP_POINTS,
 ):
     """Write the report of predictions already made (see :func:`evaluation_report`).
 
@@ -144,7 +148,12 @@ def write_report(
     ``history``, a Keras model's ``history_``, adds its training curves.
     ``model``, the model that made ``proba``, draws where it looked over the
     most confident mistakes (:func:`tlsk.explain`, for the models it
-    supports) and gives its ``history_`` when ``history`` is not given.
+    supports), gives its ``history_`` when ``history`` is not given, and
+    the vectors of the map of the images
+    (:func:`tlsk.evaluation.embedding_map.image_vectors`: a pipeline's
+    features, a network's pooled features) unless ``vectors`` (one row per
+    image) are given. The map shows at most ``map_points`` images, a sample
+    that keeps each class's share (0: no map).
     """
     if history is None:
         history = getattr(model, "history_", None)
@@ -156,7 +165,8 @@ def write_report(
         names = [x if isinstance(x, str) else f"X[{i}]" for i, x in enumerate(images)]
     data = evaluation_data(proba, classes, y, names)
     losses = data.top_losses(top_losses)
-    shown = {r.index for r in losses}
+    on_map, map_vectors, kind = _map_vectors(model, images, y, vectors, map_points)
+    shown = {r.index for r in losses} | set(on_map.tolist())
     for t in range(len(data.labels)):
         for p in range(len(data.labels)):
             cell = sorted(data.cell(t, p), key=lambda r: (-r.loss, r.index))
@@ -168,6 +178,19 @@ def write_report(
             i: write_thumbnail(images[i], thumbs, f"{i}.jpg") for i in sorted(shown)
         }
         explained = [r.index for r in losses if thumbnails.get(r.index)]
+        sections = {}
+        if len(on_map):
+            sections["map"] = image_map(
+                map_vectors,
+                on_map,
+                n_images=len(images),
+                kind=kind,
+                names=names,
+                labels=[r.true for r in data.rows],
+                predicted=[r.predicted for r in data.rows],
+                thumbnails=thumbnails,
+                classes=data.labels,
+            )
         cams, cam_note = (
             explanation_thumbnails(model, images, explained, folder)
             if model is not None
@@ -184,6 +207,30 @@ def write_report(
             history=history,
             cams=cams,
             cam_note=cam_note,
+            sections=sections,
+            scripts=(MAP_SCRIPT,) if sections else (),
         )
 
     return write_report_folder(out, force, build, inputs=inputs)
+
+
+def _map_vectors(model, images, y, vectors, map_points):
+    """``(mapped, vectors of the mapped images, what they are)``, or no map."""
+    import numpy as np
+
+    from tlsk.evaluation.embedding_map import image_vectors, map_sample
+
+    none = np.zeros(0, dtype=np.int64), None, ""
+    if not map_points or len(images) < 2 or (vectors is None and model is None):
+        return none
+    mapped = map_sample(len(images), max_points=map_points, labels=np.asarray(y))
+    if vectors is not None:
+        vectors = np.asarray(vectors)
+        if len(vectors) != len(images):
+            raise ValueError(
+                f"vectors must have one row per image ({len(images)}); received "
+                f"{len(vectors)}"
+            )
+        return mapped, vectors[mapped], "the vectors given"
+    found, kind = image_vectors(model, [images[i] for i in mapped])
+    return mapped, found, kind

@@ -27,8 +27,8 @@ h2 { margin-top: 2em; border-bottom: 1px solid #ccc; scroll-margin-top: 3.2em; }
 h3 { margin: 1.2em 0 0.3em; font-size: 1.05em; scroll-margin-top: 3.2em; }
 nav { position: sticky; top: 0; z-index: 10; background: #fafafa;
       border-bottom: 1px solid #ddd; padding: 0.45em 1.5em; font-size: 13px;
-      white-space: nowrap; overflow-x: auto; }
-nav a { margin-right: 1.1em; color: #0b5cad; text-decoration: none; }
+      display: flex; flex-wrap: wrap; gap: 0.15em 1.1em; }
+nav a { color: #0b5cad; text-decoration: none; white-space: nowrap; }
 nav a:hover { text-decoration: underline; }
 table { border-collapse: collapse; margin: 0.5em 0; }
 td, th { padding: 0.2em 0.6em; border: 1px solid #ddd; text-align: right; }
