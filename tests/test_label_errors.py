@@ -107,6 +107,12 @@ def test_tlsk_check_label_errors_prints_writes_csv_json_and_report(
     assert all(row["file"] in printed for row in rows)
     page = (report / "index.html").read_text(encoding="utf-8")
     assert 'id="label-errors"' in page and rows[0]["file"] in page
+    # The map of the images by the same features: every image, suspects marked.
+    n_images = sum(1 for _ in root.glob("*/*.jpg"))
+    assert page.count("<circle data-i=") == n_images
+    assert page.count('data-m="label error"') == len(rows)
+    # Each suspect can be fixed from the page.
+    assert page.count('data-reason="label error"') == len(rows)
     # Nothing moved: the tree is as the fixture left it.
     assert sorted(p.name for p in (root / "sky").iterdir())[:2] == [
         "pagoda-0001.jpg",

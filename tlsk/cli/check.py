@@ -277,6 +277,7 @@ def run(args):
                 check=report,
                 label_errors=errors,
                 near_duplicates=duplicates,
+                features=_features(args, report, parts, extractor),
                 force=args.force,
                 seed=args.seed,
             )
@@ -310,17 +311,12 @@ def _extractor(args):
 
 def _label_errors(args, report, extractor):
     from tlsk.evaluation.label_errors import find_label_errors
-    from tlsk.images.folders import load_image_folder, relative_path
 
-    root = report["root"]
-    bad = {item["path"] for item in report["bad_files"]}
-    paths, labels = load_image_folder(root, check=False)
-    keep = [i for i, path in enumerate(paths) if relative_path(path, root) not in bad]
-    paths, labels = [paths[i] for i in keep], labels[keep]
-    if len(set(labels.tolist())) < 2:
+    paths, labels, _ = good_images(report, [])
+    if len(set(labels)) < 2:
         raise CommandError(
             f"--label-errors needs images of at least 2 classes; {args.dir!r} has "
-            f"{sorted(set(labels.tolist()))}"
+            f"{sorted(set(labels))}"
         )
     note(args, f"finding label errors among {counted(len(paths), 'image')} ...")
     return find_label_errors(
@@ -384,19 +380,8 @@ def _check_split(root, parts):
 def _near_duplicates(args, report, parts, extractor):
     """Near duplicates among the images of DIR (of every part of a split)."""
     from tlsk.evaluation.near_duplicates import find_near_duplicates
-    from tlsk.images.folders import load_image_folder, relative_path
 
-    root = report["root"]
-    bad = {item["path"] for item in report["bad_files"]}
-    paths, labels, in_part = [], [], []
-    for part in parts or [None]:
-        folder = root if part is None else os.path.join(root, part)
-        found, classes = load_image_folder(folder, check=False)
-        for path, label in zip(found, classes.tolist(), strict=True):
-            if relative_path(path, root) not in bad:
-                paths.append(path)
-                labels.append(label)
-                in_part.append(part)
+    paths, labels, in_part = good_images(report, parts)
     note(
         args,
         f"finding near duplicates among {counted(len(paths), 'image')} "
@@ -411,6 +396,41 @@ def _near_duplicates(args, report, parts, extractor):
         labels=labels,
         parts=in_part if parts else None,
     )
+
+
+def _features(args, report, parts, extractor):
+    """``(paths, features)`` of the images for the report's map, or None.
+
+    The features the label errors or near duplicates were found with: the
+    extractor's cache holds them, so none is computed again.
+    """
+    if extractor is None:
+        return None
+    paths, _, _ = good_images(report, parts)
+    note(args, f"mapping {counted(len(paths), 'image')} by their features ...")
+    return paths, extractor.transform(paths)
+
+
+def good_images(report, parts):
+    """``(paths, labels, parts)`` of the images of DIR that decode, in DIR's order.
+
+    ``parts`` are the split's parts (each image's part; None for a folder
+    of classes).
+    """
+    from tlsk.images.folders import load_image_folder, relative_path
+
+    root = report["root"]
+    bad = {item["path"] for item in report["bad_files"]}
+    paths, labels, in_part = [], [], []
+    for part in parts or [None]:
+        folder = root if part is None else os.path.join(root, part)
+        found, classes = load_image_folder(folder, check=False)
+        for path, label in zip(found, classes.tolist(), strict=True):
+            if relative_path(path, root) not in bad:
+                paths.append(path)
+                labels.append(label)
+                in_part.append(part)
+    return paths, labels, in_part
 
 
 def _with_near_duplicates(report, duplicates, parts):

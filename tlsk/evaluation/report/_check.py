@@ -13,7 +13,9 @@ import os
 
 import numpy as np
 
+from tlsk.evaluation.report._embedding import MAP_POINTS, image_map
 from tlsk.evaluation.report._fixes import FIXES_SCRIPT, fix_controls, fixes_bar
+from tlsk.evaluation.report._map import MAP_SCRIPT
 from tlsk.evaluation.report._near_duplicates import near_duplicates_section
 from tlsk.evaluation.report._page import e, figure, gallery, page, write_report_folder
 from tlsk.evaluation.report._thumbnails import write_thumbnail
@@ -27,6 +29,8 @@ def check_report(
     check=None,
     label_errors=None,
     near_duplicates=None,
+    features=None,
+    map_points=MAP_POINTS,
     per_class=24,
     suspects_shown=200,
     force=False,
@@ -50,6 +54,11 @@ def check_report(
     near_duplicates : tlsk.evaluation.near_duplicates.NearDuplicates, optional
         Found on the images of ``root``: each group side by side, the groups
         that cross the parts of a split first.
+    features : tuple (paths, vectors), optional
+        The features of images of ``root`` (the extractor's that found the
+        label errors or near duplicates): a map of the images by them, the
+        suspects and near duplicates marked. At most ``map_points`` images
+        are mapped, a sample that keeps each class's share.
     per_class : int, default=24
         Thumbnails shown per class: a sample drawn with ``seed``.
     fixes : bool, default=True
@@ -91,6 +100,7 @@ def check_report(
         chosen = rng.choice(len(members), min(per_class, len(members)), replace=False)
         samples[label] = [members[j] for j in sorted(chosen.tolist())]
     suspects = [] if label_errors is None else label_errors.suspects()
+    marks = _marks(paths, suspects, near_duplicates)
 
     def build(folder):
         thumbs = Thumbnails(os.path.join(folder, "thumbs"))
@@ -113,6 +123,10 @@ def check_report(
             sections.append(
                 _suspects(suspects, suspects_shown, root, thumbs, label_errors, fix)
             )
+        if features is not None:
+            sections.append(
+                _map(features, map_points, paths, labels, names, marks, thumbs, seed)
+            )
         sections.append(_classes(check))
         for label, chosen in samples.items():
             figures = [
@@ -134,10 +148,63 @@ def check_report(
             f"Data report: {os.path.basename(root)}",
             datetime.datetime.now().isoformat(timespec="seconds"),
             sections,
-            scripts=(FIXES_SCRIPT,) if fix is not None and fix.used else (),
+            scripts=[
+                *([FIXES_SCRIPT] if fix is not None and fix.used else []),
+                *([MAP_SCRIPT] if features is not None else []),
+            ],
         )
 
     return write_report_folder(out, force, build, inputs=[root])
+
+
+def _marks(paths, suspects, near_duplicates):
+    """Image index -> what it is suspected of, for the map."""
+    index = {os.path.abspath(path): i for i, path in enumerate(paths)}
+    marks = {}
+    for group in near_duplicates.groups if near_duplicates is not None else []:
+        for file in group.files:
+            if file is not None and os.path.abspath(file) in index:
+                marks[index[os.path.abspath(file)]] = "near duplicate"
+    for suspect in suspects:
+        if suspect.image and os.path.abspath(suspect.image) in index:
+            marks[index[os.path.abspath(suspect.image)]] = "label error"
+    return marks
+
+
+def _map(features, map_points, paths, labels, names, marks, thumbs, seed):
+    """The map of the images whose features are given."""
+    from tlsk.evaluation.embedding_map import map_sample
+
+    if not map_points:
+        return ""
+    files, vectors = features
+    vectors = np.asarray(vectors)
+    if len(files) != len(vectors):
+        raise ValueError(
+            f"features must give one vector per path; received {len(files)} paths "
+            f"and {len(vectors)} vectors"
+        )
+    row = {os.path.abspath(os.fspath(file)): k for k, file in enumerate(files)}
+    have = [i for i, path in enumerate(paths) if os.path.abspath(path) in row]
+    if len(have) < 2:
+        return ""
+    chosen = map_sample(
+        len(have),
+        max_points=map_points,
+        labels=[labels[i] for i in have],
+        random_state=seed,
+    )
+    on_map = np.array([have[k] for k in chosen.tolist()], dtype=np.int64)
+    return image_map(
+        vectors[[row[os.path.abspath(paths[i])] for i in on_map]],
+        on_map,
+        n_images=len(have),
+        kind="the features the suspects were found with",
+        names=names,
+        labels=labels,
+        marks=marks,
+        thumbnails={int(i): thumbs.of(paths[i]) for i in on_map},
+    )
 
 
 class _Fixes:
