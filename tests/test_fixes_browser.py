@@ -119,10 +119,12 @@ def test_the_csv_the_page_downloads_is_what_apply_reads(tmp_path, browser):
     _click(browser, NAMES[0], "relabel")  # to the suggested class, preselected
     _click(browser, NAMES[1], "remove")
     _click(browser, NAMES[2], "keep")
-    _select(browser, NAMES[3], HOSTILE_CLASS)  # choosing a class relabels
+    _select(browser, NAMES[3], HOSTILE_CLASS)  # a class picked, not chosen yet
+    _click(browser, NAMES[3], "relabel")
     _click(browser, NAMES[4], "remove")
     _click(browser, NAMES[5], "relabel")  # no class chosen yet: nothing happens
     _select(browser, NAMES[5], "d,og")
+    _click(browser, NAMES[5], "relabel")
     _click(browser, NAMES[6], "keep")
     _click(browser, NAMES[6], "keep", nth=1)  # its second control: unchosen
     _click(browser, NAMES[6], "remove", nth=1)

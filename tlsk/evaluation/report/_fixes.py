@@ -105,12 +105,15 @@ FIXES_SCRIPT = """
     });
     var select = control.querySelector("select");
     if (select) {
+      // The list names the class "relabel" moves to: a relabel already chosen
+      // follows it; choosing is the button's (so that picking a class and then
+      // pressing "relabel" chooses it, never undoes it).
       select.addEventListener("change", function () {
         var file = control.dataset.file, current = choices.get(file);
+        if (!current || current.action !== "relabel") { return; }
         if (select.value) {
-          choices.set(file, { action: "relabel", label: select.value,
-                              reason: control.dataset.reason || "" });
-        } else if (current && current.action === "relabel") {
+          current.label = select.value;
+        } else {
           choices.delete(file);
         }
         show(file);
