@@ -188,7 +188,7 @@ def _pooled_features(model, X):
     # The classifier's prediction path (batches, preprocessing, tta views),
     # run on the network cut at the head; SmallCNNClassifier has no public
     # transform that gives it.
-    return _as_vectors(model._mean_over_views(embedder, X, int(output.shape[-1])))
+    return _as_vectors(model.network_outputs(embedder, X))
 
 
 def _as_vectors(values):

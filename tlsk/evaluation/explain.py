@@ -422,7 +422,7 @@ class _GradCam:
         step = tf.function(self._step, reduce_retracing=True)
         # The estimator's own input pipeline: images seen exactly as predict
         # sees them (decode, resize, preprocessing).
-        batches = self.estimator._batches(inputs)
+        batches = self.estimator.image_batches(inputs)
         raws, chosen, predicted, start = [], [], [], 0
         for index in range(len(batches)):
             (x,) = batches[index]

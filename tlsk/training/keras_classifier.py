@@ -35,7 +35,12 @@ from tlsk._util.sklearn_compat import (
     image_input_tags,
     validate_params,
 )
-from tlsk.images.decode import INTERPOLATIONS, decode_threads, image_inputs
+from tlsk.images.decode import (
+    INTERPOLATIONS,
+    ImageInput,
+    decode_threads,
+    image_inputs,
+)
 from tlsk.images.tta import TTA_MODES, apply_view, tta_views
 from tlsk.networks.precision import COMPUTE_PRECISIONS, PRECISIONS, resolve_precision
 from tlsk.training.lr_range_test import range_test
@@ -437,6 +442,27 @@ class KerasImageClassifier(ClassifierMixin, BaseEstimator):
         """
         check_is_fitted(self)
         return self._mean_over_views(self.model_, X, len(self.classes_))
+
+    def image_batches(self, X):
+        """The batches ``predict`` gives its network: ``X`` decoded, resized and
+        preprocessed as this classifier does (the original view), one tuple
+        ``(images,)`` a batch. For a caller that runs the network itself
+        (:func:`tlsk.explain`'s gradients). ``X`` as ``predict`` takes it, or
+        the list :func:`tlsk.images.decode.image_inputs` made of it."""
+        if isinstance(X, list) and all(isinstance(x, ImageInput) for x in X):
+            return self._batches(X)
+        return self._batches(image_inputs(X))
+
+    def network_outputs(self, network, X):
+        """``network``'s outputs on ``X``, computed as ``predict_proba`` computes
+        its own: this classifier's batches, averaged over the views of ``tta``.
+
+        ``network`` is a Keras model on the same input as ``model_``, such as
+        ``model_`` cut before its head (the map of a report lays images out by
+        it).
+        """
+        check_is_fitted(self)
+        return self._mean_over_views(network, X, int(network.output.shape[-1]))
 
     def _mean_over_views(self, network, X, width):
         """``network``'s outputs on ``X``, averaged over the views of ``tta``."""
