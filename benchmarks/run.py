@@ -64,6 +64,8 @@ initialisation (the same cost). Usage::
         --out benchmarks/results/cache_scaling
     python benchmarks/run.py --sections model-files \
         --out benchmarks/results/model_files
+    python benchmarks/run.py --sections near-duplicates \
+        --out benchmarks/results/near_duplicates
 """
 
 from __future__ import annotations
@@ -91,6 +93,7 @@ import suite_hub  # noqa: E402
 import suite_labels  # noqa: E402
 import suite_memory  # noqa: E402
 import suite_model_files  # noqa: E402
+import suite_near_duplicates  # noqa: E402
 import suite_report  # noqa: E402
 import suite_scratch  # noqa: E402
 import suite_tta  # noqa: E402
@@ -111,6 +114,7 @@ SECTIONS = {
     "tta": suite_tta,
     "model-files": suite_model_files,
     "engines": suite_engines,
+    "near-duplicates": suite_near_duplicates,
 }
 # Long: run when named.
 ASKED_FOR_ONLY = (
@@ -122,6 +126,7 @@ ASKED_FOR_ONLY = (
     "finetune-tools",
     "model-files",
     "engines",
+    "near-duplicates",
 )
 DEFAULT_SECTIONS = [name for name in SECTIONS if name not in ASKED_FOR_ONLY]
 
