@@ -3,9 +3,12 @@
 10,000 real-photo crops (tlsk.images.sample_data) are "evaluated" by a small colour
 classifier (logistic regression on each image's mean colour and spread,
 fitted on other crops: quick, and with honest mistakes between sky and
-water), then written as a report twice: as tlsk writes it (galleries capped:
-48 top losses, 60 images a confusion cell, thumbnails only for what is shown)
-and uncapped (every image in its cell's gallery, every image a thumbnail).
+water), then written as a report four times: as tlsk writes it (galleries capped:
+48 top losses, 60 images a confusion cell, a map of 2,000 images, thumbnails
+only for what is shown), the same without the map, with a map of all
+10,000, and uncapped (every image in its cell's gallery, every image a
+thumbnail). The map lays the images out by the classifier's own vectors
+(each image's mean colour and spread, 6 numbers).
 For each: the time to write it, the page's size, the thumbnails, and the
 time headless Chromium takes to load it (navigation start to the load event,
 lazy images below the fold not included, as a person opening it sees it).
@@ -47,43 +50,59 @@ def run(settings, workdir):
     model = LogisticRegression(max_iter=2000).fit(
         [colour(p) for p in train_paths], train_labels
     )
-    proba = model.predict_proba([colour(p) for p in test_paths])
+    vectors = np.array([colour(p) for p in test_paths])
+    proba = model.predict_proba(vectors)
     accuracy = float((model.classes_[proba.argmax(1)] == test_labels).mean())
     section = Section(
         f"Evaluation report of {len(test_paths)} images (96 px JPEG crops; "
         f"accuracy {accuracy:.3f}): tlsk's capped galleries vs every image shown",
         (
             "page",
+            "map",
             "write s",
             "index.html MB",
             "thumbnails",
             "thumbnails MB",
+            "larger views MB",
             "Chromium load s",
         ),
     )
     browser = _browser()
     loads = {}
-    for name, caps in (
-        ("tlsk (capped)", {}),
-        ("uncapped", {"top_losses": len(test_paths), "per_cell": len(test_paths)}),
+    everything = {"top_losses": len(test_paths), "per_cell": len(test_paths)}
+    for number, (name, caps) in enumerate(
+        (
+            ("tlsk (capped)", {}),
+            ("tlsk, no map", {"map_points": 0}),
+            ("tlsk, map of every image", {"map_points": len(test_paths)}),
+            ("uncapped", everything),
+        )
     ):
-        out = os.path.join(workdir, "report_" + name.split()[0])
+        out = os.path.join(workdir, f"report_{number}")
         shutil.rmtree(out, ignore_errors=True)
         started = time.perf_counter()
-        page = write_report(out, test_paths, test_labels, proba, model.classes_, **caps)
-        write_seconds = time.perf_counter() - started
-        thumbs = os.path.join(out, "thumbs")
-        thumb_bytes = sum(
-            os.path.getsize(os.path.join(thumbs, f)) for f in os.listdir(thumbs)
+        page = write_report(
+            out,
+            test_paths,
+            test_labels,
+            proba,
+            model.classes_,
+            vectors=vectors,
+            **caps,
         )
+        write_seconds = time.perf_counter() - started
+        with open(page, encoding="utf-8") as file:
+            points = file.read().count("<circle data-i=")
         load = _load_seconds(browser, page) if browser else None
         loads[name] = load
         section.add(
             name,
+            points,
             round(write_seconds, 3),
             round(os.path.getsize(page) / 2**20, 2),
-            len(os.listdir(thumbs)),
-            round(thumb_bytes / 2**20, 1),
+            len(os.listdir(os.path.join(out, "thumbs"))),
+            round(_megabytes(os.path.join(out, "thumbs")), 1),
+            round(_megabytes(os.path.join(out, "images")), 1),
             "" if load is None else round(load, 2),
         )
     if browser:
@@ -94,6 +113,12 @@ def run(settings, workdir):
     else:
         section.notes.append("no Chromium: load times not measured")
     return section
+
+
+def _megabytes(folder):
+    return sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder)) / (
+        2**20
+    )
 
 
 def _browser():
