@@ -5,7 +5,9 @@ unequal size and spread, stand-ins for a test set's features. For each size:
 the time of :func:`tlsk.evaluation.embedding_map.embedding_map` (PCA to 50
 dimensions, then scikit-learn's Barnes-Hut t-SNE) beside scikit-learn's
 ``TSNE`` on the 512 dimensions as they are (what one writes without tlsk),
-measured in the same run, and how well each map keeps the clusters: the
+measured in the same run (best and median of interleaved rounds: on a
+shared machine one run's time varies several-fold), and how well each map
+keeps the clusters: the
 share of each point's 10 nearest neighbours on the map that are of its
 cluster (in the 512 dimensions the same share is given as "features").
 Then the map's page section for the largest size: its HTML bytes, and the
@@ -89,37 +91,48 @@ def main():
     parser.add_argument(
         "--no-plain", action="store_true", help="skip scikit-learn's TSNE alone"
     )
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     print(
-        f"# 512-d vectors in 20 clusters; {os.cpu_count()} CPUs, load average "
-        f"{os.getloadavg()[0]:.1f} at the start"
+        f"# 512-d vectors in 20 clusters; {os.cpu_count()} CPUs; best and median "
+        f"of {args.rounds} interleaved rounds; load average {os.getloadavg()[0]:.1f} "
+        "at the start"
     )
     print(
-        f"{'points':>7} {'tlsk s':>8} {'TSNE on 512-d s':>16} {'ratio':>6} "
-        f"{'kept: tlsk':>10} {'TSNE':>6} {'features':>8}"
+        f"{'points':>7} {'tlsk best':>9} {'median':>7} {'TSNE 512-d best':>15} "
+        f"{'median':>7} {'ratio':>6} {'kept: tlsk':>10} {'TSNE':>6} {'features':>8}"
     )
     # One small map first: the first call pays for imports and thread pools.
     embedding_map(clustered(100)[0], method="tsne")
     TSNE(perplexity=10, init="pca").fit_transform(clustered(100)[0])
+    loads = []
     for n in args.sizes:
         vectors, labels = clustered(n)
-        start = time.perf_counter()
-        coords, mapped, how = embedding_map(
-            vectors, method="tsne", max_points=None, random_state=0
-        )
-        ours = time.perf_counter() - start
-        plain, plain_kept = float("nan"), float("nan")
-        if not args.no_plain:
+        ours, plain = [], []
+        plain_kept = float("nan")
+        for _ in range(args.rounds):
             start = time.perf_counter()
-            layout = TSNE(random_state=0, init="pca").fit_transform(vectors)
-            plain = time.perf_counter() - start
-            plain_kept = kept(layout, labels)
+            coords, mapped, how = embedding_map(
+                vectors, method="tsne", max_points=None, random_state=0
+            )
+            ours.append(time.perf_counter() - start)
+            loads.append(os.getloadavg()[0])
+            if not args.no_plain:
+                start = time.perf_counter()
+                layout = TSNE(random_state=0, init="pca").fit_transform(vectors)
+                plain.append(time.perf_counter() - start)
+                plain_kept = kept(layout, labels)
+        plain = plain or [float("nan")]
         print(
-            f"{n:>7,} {ours:>8.1f} {plain:>16.1f} {plain / ours:>6.2f} "
+            f"{n:>7,} {min(ours):>9.1f} {np.median(ours):>7.1f} {min(plain):>15.1f} "
+            f"{np.median(plain):>7.1f} {min(plain) / min(ours):>6.2f} "
             f"{kept(coords, labels):>10.3f} {plain_kept:>6.3f} "
             f"{kept(vectors, labels):>8.3f}",
             flush=True,
         )
+    print(
+        f"# load average (1 min) after each map: {min(loads):.1f} to {max(loads):.1f}"
+    )
     print(f"# last map: {how}; load average {os.getloadavg()[0]:.1f} at the end")
 
     n = len(mapped)

@@ -36,8 +36,9 @@ __all__ = ["MAX_POINTS", "METHODS", "embedding_map", "image_vectors", "map_sampl
 
 METHODS = ("auto", "tsne", "umap")
 
-# Of what is mapped: beyond it a map costs more than a report page is worth
-# waiting for (t-SNE of 10,000 vectors: see benchmarks/README.md).
+# Of what is mapped: t-SNE of 10,000 vectors takes 22-24 s on two shared
+# cores, more when others hold them (benchmarks/README.md); beyond it, a
+# minute and more.
 MAX_POINTS = 10_000
 
 # t-SNE and UMAP are usually given at most this many dimensions: PCA first
@@ -230,8 +231,8 @@ def embedding_map(
         sample: stratified by ``labels`` when given (each class keeps its
         share, and at least one point while there are fewer classes than
         ``max_points``), else uniform. None maps every vector. t-SNE of
-        10,000 vectors takes about a minute on two cores
-        (``benchmarks/README.md``).
+        10,000 vectors takes about 25 s on two cores, several times that
+        when other work holds them (``benchmarks/README.md``).
     labels : array-like of shape (n_images,), optional
         The class of each vector, for a stratified sample.
     random_state : int or None, default=0
