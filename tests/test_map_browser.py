@@ -188,3 +188,29 @@ def test_the_keyboard_reaches_the_map_and_steps_through_its_points(browser, map_
     browser.switch_to.window(browser.window_handles[0])
     assert size > 0
     assert _errors(browser) == []
+
+
+def test_a_class_in_the_legend_fades_the_others(browser, map_page):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    path, _, labels = map_page
+    _open(browser, path)
+    item = browser.find_element(
+        By.CSS_SELECTOR, f'.map-legend li[data-name="{HOSTILE}"]'
+    )
+    ActionChains(browser).move_to_element(item).perform()
+
+    def opacities():
+        return browser.execute_script(
+            "return Array.from(document.querySelectorAll('circle[data-i]'), function"
+            " (c) { return [Number(c.dataset.i), getComputedStyle(c).opacity]; });"
+        )
+
+    shown = {i for i, opacity in opacities() if float(opacity) == 1}
+    assert shown == {i for i, label in enumerate(labels) if label == HOSTILE}
+    ActionChains(browser).move_to_element(
+        browser.find_element(By.TAG_NAME, "h1")
+    ).perform()
+    assert all(float(opacity) == 1 for _, opacity in opacities())
+    assert _errors(browser) == []

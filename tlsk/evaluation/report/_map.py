@@ -6,7 +6,8 @@ image, filled by its label's colour, a black ring around a mistake
 (predicted label not the label) and a coloured ring around a marked image
 (a suspect, a near duplicate). :data:`MAP_SCRIPT` shows a tooltip with the
 image's thumbnail, file name and labels when a point is hovered or
-focused, and a click (or Enter) opens its larger view under ``images/``.
+focused, and a click (or Enter) opens its larger view under ``images/``;
+a class hovered or focused in the legend fades the others.
 Nothing is fetched: the thumbnails are the report's ``thumbs/``.
 
 Everything a point says is in its short ``data-*`` attributes, escaped by
@@ -156,6 +157,19 @@ document.querySelectorAll(".tlsk-map").forEach(function (map) {
     next.setAttribute("tabindex", "0");
     next.focus();
   });
+  // A class of the legend, hovered or focused: the other classes fade.
+  function only(k) {
+    points.forEach(function (point) {
+      point.classList.toggle("faded", k !== null && point.dataset.t !== k);
+    });
+  }
+  map.querySelectorAll(".map-legend li[data-k]").forEach(function (item) {
+    item.setAttribute("tabindex", "0");
+    item.addEventListener("mouseenter", function () { only(item.dataset.k); });
+    item.addEventListener("focus", function () { only(item.dataset.k); });
+    item.addEventListener("mouseleave", function () { only(null); });
+    item.addEventListener("blur", function () { only(null); });
+  });
 });
 """
 
@@ -170,6 +184,8 @@ _STYLE = """
 .map-box circle[data-i]:hover, .map-box circle[data-i]:focus { stroke: #000;
   stroke-width: 3; outline: none; }
 .map-box .rings circle { fill: none; stroke-width: 2; pointer-events: none; }
+.map-box circle.faded { opacity: 0.1; }
+.map-legend li[data-k] { cursor: default; }
 .map-tip { position: absolute; z-index: 2; background: #fff; border: 1px solid #999;
   box-shadow: 0 2px 6px rgba(0, 0, 0, 0.25); padding: 6px; font-size: 12px;
   min-width: 164px; width: max-content; max-width: 320px; pointer-events: none;
