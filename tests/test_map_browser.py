@@ -209,6 +209,12 @@ def test_a_class_in_the_legend_fades_the_others(browser, map_page):
 
     shown = {i for i, opacity in opacities() if float(opacity) == 1}
     assert shown == {i for i, label in enumerate(labels) if label == HOSTILE}
+    # The marked images' rings fade with their points: the suspect (7) is sky.
+    rings = browser.execute_script(
+        "return Array.from(document.querySelectorAll('.rings circle'), function"
+        " (c) { return getComputedStyle(c).opacity; });"
+    )
+    assert sorted(float(opacity) for opacity in rings) == [0.1, 1]
     ActionChains(browser).move_to_element(
         browser.find_element(By.TAG_NAME, "h1")
     ).perform()

@@ -158,9 +158,13 @@ document.querySelectorAll(".tlsk-map").forEach(function (map) {
     next.focus();
   });
   // A class of the legend, hovered or focused: the other classes fade.
+  var rings = Array.prototype.slice.call(svg.querySelectorAll("circle[data-r]"));
   function only(k) {
     points.forEach(function (point) {
       point.classList.toggle("faded", k !== null && point.dataset.t !== k);
+    });
+    rings.forEach(function (ring) {
+      ring.classList.toggle("faded", k !== null && ring.dataset.r !== k);
     });
   }
   map.querySelectorAll(".map-legend li[data-k]").forEach(function (item) {
@@ -334,7 +338,7 @@ def map_section(
             point += f' data-m="{e(marks[i])}"'
             rings.append(
                 f'<circle cx="{x}" cy="{y}" r="{radius + 3.5:g}" '
-                f'stroke="{ring[marks[i]]}"/>'
+                f'stroke="{ring[marks[i]]}" data-r="{code[labels[i]]}"/>'
             )
         points.append(point + "/>")
     fills = "".join(
