@@ -213,6 +213,18 @@ def test_a_keras_classifier_gives_its_pooled_features_as_predict_computes_them()
     assert np.ptp(vectors, axis=0).any()  # trained features, not a constant
 
 
+def test_a_fine_tuned_network_gives_the_input_of_its_head():
+    from tlsk import KerasFineTuneClassifier
+
+    images, labels = _images()
+    model = KerasFineTuneClassifier(
+        **PLAIN, weights=None, dense_units=(4,), head_epochs=1, finetune_epochs=0
+    ).fit(images, labels)
+    vectors, kind = image_vectors(model, images)
+    assert kind == "the network's pooled features" and vectors.shape == (8, 512)
+    np.testing.assert_allclose(vectors, model.transform(images), rtol=1e-5)
+
+
 def test_a_classifier_without_vectors_of_its_own_gives_its_probabilities():
     X = np.arange(12.0).reshape(6, 2)
     model = LogisticRegression().fit(X, [0, 0, 0, 1, 1, 1])
