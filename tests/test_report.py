@@ -145,8 +145,9 @@ def test_the_confusion_matrix_of_50_classes_stands_its_names_upright(tmp_path):
     assert "<table id='confusion' class=\"upright\">" in text
     table = text.split("id='confusion'")[1].split("</table>")[0]
     assert table.count("<tr>") == 51 and table.count("<td ") == 2500
-    # Each column's whole name is a title; the cells count.
-    assert f'title="{classes[7]}"' in table
+    # Columns are numbered as the rows; each whole name is a title.
+    assert f'<th class="column" title="{classes[7]}"><span>8</span></th>' in table
+    assert f'<th class="row" title="{classes[7]}">8. {classes[7]}</th>' in table
     # 50 classes make 100 galleries of cells: headings of one section, not the bar.
     bar = text.split('<nav id="contents">')[1].split("</nav>")[0]
     assert "cell-" not in bar and len(re.findall(r"<a ", bar)) < 12

@@ -142,9 +142,10 @@ def write_report(
     """Write the report of predictions already made (see :func:`evaluation_report`).
 
     ``images`` are the files (or arrays) the thumbnails are made from;
-    ``names`` label them on the page (default: the file paths, or
-    ``X[i]`` for arrays). ``data_folder``, the folder the images come from,
-    is protected as they are: ``out`` may not be it, hold it or lie inside it.
+    ``names`` label them on the page (default: the file paths relative to
+    the folder that holds them all, or ``X[i]`` for arrays). ``data_folder``,
+    the folder the images come from, is protected as they are: ``out`` may
+    not be it, hold it or lie inside it.
     ``history``, a Keras model's ``history_``, adds its training curves.
     ``model``, the model that made ``proba``, draws where it looked over the
     most confident mistakes (:func:`tlsk.explain`, for the models it
@@ -162,7 +163,7 @@ def write_report(
         inputs.append(data_folder)
     check_report_folder(out, force, inputs)
     if names is None:
-        names = [x if isinstance(x, str) else f"X[{i}]" for i, x in enumerate(images)]
+        names = _names(images)
     data = evaluation_data(proba, classes, y, names)
     losses = data.top_losses(top_losses)
     on_map, map_vectors, kind = _map_vectors(model, images, y, vectors, map_points)
@@ -212,6 +213,27 @@ def write_report(
         )
 
     return write_report_folder(out, force, build, inputs=inputs)
+
+
+def _names(images):
+    """Each image's name: its path below the folder all the files share."""
+    folders = [
+        os.path.dirname(os.path.abspath(os.fsdecode(x)))
+        for x in images
+        if isinstance(x, str | bytes | os.PathLike)
+    ]
+    try:
+        common = os.path.commonpath(folders)
+    except ValueError:  # none, or on two drives
+        common = None
+    return [
+        os.path.relpath(os.path.abspath(os.fsdecode(x)), common).replace(os.sep, "/")
+        if common is not None and isinstance(x, str | bytes | os.PathLike)
+        else x
+        if isinstance(x, str)
+        else f"X[{i}]"
+        for i, x in enumerate(images)
+    ]
 
 
 def _map_vectors(model, images, y, vectors, map_points):

@@ -112,16 +112,23 @@ def _per_class(data):
 
 
 def _confusion(data):
+    # Many classes: each column is headed by its class's number, which its
+    # row shows beside the name (every name whole on hover).
     upright = len(data.labels) > _UPRIGHT_COLUMNS
     head = "".join(
-        f'<th class="column" title="{e(label)}"><span>{e(label)}</span></th>'
-        for label in data.labels
+        f'<th class="column" title="{e(label)}"><span>'
+        f"{k + 1 if upright else e(label)}</span></th>"
+        for k, label in enumerate(data.labels)
+    )
+    note = (
+        "rows: true class; columns: predicted class"
+        + (", numbered as the rows" if upright else "")
+        + "; each cell holds its count, shaded by its share of the row (green: "
+        "right, red: wrong); a count links to its images"
     )
     rows = [
         '<h2 id="confusion-matrix">Confusion matrix</h2>',
-        '<p class="note">rows: true class; columns: predicted class; each cell '
-        "holds its count, shaded by its share of the row (green: right, red: "
-        "wrong); a count links to its images</p>",
+        f'<p class="note">{note}</p>',
         '<div class="wide">',
         f"<table id='confusion'{_UPRIGHT if upright else ''}>"
         f"<tr><th>true \\ predicted</th>{head}</tr>",
@@ -132,14 +139,15 @@ def _confusion(data):
         for p in range(len(data.labels)):
             count = int(data.matrix[t, p])
             share = count / total if total else 0.0
-            kind = "diag" if t == p else "off" if count else ""
+            kind = "zero" if not count else "diag" if t == p else "off"
             text = f'<a href="#cell-{t}-{p}">{count}</a>' if count else "0"
             cells.append(
                 f'<td class="{kind}" style="background: {_shade(t == p, share)}" '
                 f'title="{count} of {total} ({share:.0%})">{text}</td>'
             )
+        number = f"{t + 1}. " if upright else ""
         rows.append(
-            f'<tr><th class="row" title="{e(label)}">{e(label)}</th>'
+            f'<tr><th class="row" title="{e(label)}">{number}{e(label)}</th>'
             f"{''.join(cells)}</tr>"
         )
     rows.append("</table></div>")

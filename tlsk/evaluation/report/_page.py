@@ -43,7 +43,8 @@ figure > a { display: flex; width: 172px; height: 172px; align-items: center;
 figure img { display: block; width: 164px; height: 164px; object-fit: contain; }
 figcaption { margin-top: 0.25em; }
 .name { display: block; white-space: nowrap; overflow: hidden;
-        text-overflow: ellipsis; font-family: ui-monospace, monospace; }
+        text-overflow: ellipsis; font-family: ui-monospace, monospace;
+        direction: rtl; text-align: left; }
 .missing { display: flex; width: 172px; height: 172px; align-items: center;
            justify-content: center; background: #eee; color: #777; }
 .note { color: #666; } pre { background: #f6f6f6; padding: 1em; overflow: auto; }
@@ -57,10 +58,11 @@ details > summary { cursor: pointer; color: #0b5cad; }
 #confusion th.column span { display: inline-block; max-width: 9em;
                             white-space: nowrap; overflow: hidden;
                             text-overflow: ellipsis; vertical-align: bottom; }
-#confusion.upright th.column span { writing-mode: vertical-rl;
-                                    transform: rotate(180deg); max-height: 9em; }
-#confusion.upright td { padding: 0.1em 0.3em; font-size: 11px; min-width: 1.7em;
+#confusion.upright td { padding: 0.1em 0.2em; font-size: 11px; min-width: 1.5em;
                         text-align: center; }
+#confusion.upright th.column { font-size: 11px; padding: 0.2em; }
+#confusion.upright th.row { max-width: 11em; font-size: 12px; }
+#confusion td.zero { color: #bbb; }
 #show-maps:checked ~ .grid a.plain, #show-maps:not(:checked) ~ .grid a.cam {
   display: none; }
 .grid-charts { display: flex; flex-wrap: wrap; gap: 16px; }
@@ -141,7 +143,8 @@ def figure(
     The thumbnail links to the larger view of the same image under
     ``images/`` (:func:`tlsk.evaluation.report._thumbnails.write_thumbnail`
     writes both). ``name``, a file name, heads the caption on one line that
-    never breaks inside it: cut short with an ellipsis, whole on hover.
+    never breaks inside it: too long, its start gives way to an ellipsis (the
+    file's own name stays), and it shows whole on hover.
     ``overlay``, another thumbnail of the same image (where the model
     looked), is shown instead while the section's ``#show-maps`` box is
     ticked.
@@ -160,7 +163,13 @@ def figure(
         )
     else:
         picture = '<div class="missing">no thumbnail</div>'
-    head = f'<span class="name" title="{e(name)}">{e(name)}</span>' if name else ""
+    # Cut short at its start, so the end of a path (the file's own name)
+    # shows; the marks keep the path's characters in their order.
+    head = (
+        f'<span class="name" title="{e(name)}">&lrm;{e(name)}&lrm;</span>'
+        if name
+        else ""
+    )
     return f"<figure>{picture}<figcaption>{head}{caption_html}</figcaption></figure>"
 
 
