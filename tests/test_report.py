@@ -129,7 +129,7 @@ def test_the_summary_names_the_worst_classes_and_the_most_confused_pair(tmp_path
     assert '<tr id="class-1"><td>dog</td>' in text
 
 
-def test_the_confusion_matrix_of_50_classes_stands_its_names_upright(tmp_path):
+def test_the_confusion_matrix_of_50_classes_numbers_its_columns(tmp_path):
     classes = [f"class with a long name {i:02d}" for i in range(50)]
     truth = np.repeat(np.arange(50), 2)
     page = write_report(
@@ -142,7 +142,7 @@ def test_the_confusion_matrix_of_50_classes_stands_its_names_upright(tmp_path):
         top_losses=2,
     )
     text = Path(page).read_text(encoding="utf-8")
-    assert "<table id='confusion' class=\"upright\">" in text
+    assert "<table id='confusion' class=\"numbered\">" in text
     table = text.split("id='confusion'")[1].split("</table>")[0]
     assert table.count("<tr>") == 51 and table.count("<td ") == 2500
     # Columns are numbered as the rows; each whole name is a title.

@@ -10,9 +10,9 @@ from tlsk.evaluation.report._config import configuration_table
 from tlsk.evaluation.report._evaluation import EvaluationData, ImageRow
 from tlsk.evaluation.report._page import e, figure, gallery, page
 
-# Above this many classes the confusion matrix's column names stand upright.
-_UPRIGHT_COLUMNS = 12
-_UPRIGHT = ' class="upright"'
+# Above this many classes the confusion matrix's columns are numbered.
+_NUMBERED_COLUMNS = 12
+_NUMBERED = ' class="numbered"'
 # The summary names this many of the worst classes.
 _WORST = 3
 
@@ -114,15 +114,15 @@ def _per_class(data):
 def _confusion(data):
     # Many classes: each column is headed by its class's number, which its
     # row shows beside the name (every name whole on hover).
-    upright = len(data.labels) > _UPRIGHT_COLUMNS
+    numbered = len(data.labels) > _NUMBERED_COLUMNS
     head = "".join(
         f'<th class="column" title="{e(label)}"><span>'
-        f"{k + 1 if upright else e(label)}</span></th>"
+        f"{k + 1 if numbered else e(label)}</span></th>"
         for k, label in enumerate(data.labels)
     )
     note = (
         "rows: true class; columns: predicted class"
-        + (", numbered as the rows" if upright else "")
+        + (", numbered as the rows" if numbered else "")
         + "; each cell holds its count, shaded by its share of the row (green: "
         "right, red: wrong); a count links to its images"
     )
@@ -130,7 +130,7 @@ def _confusion(data):
         '<h2 id="confusion-matrix">Confusion matrix</h2>',
         f'<p class="note">{note}</p>',
         '<div class="wide">',
-        f"<table id='confusion'{_UPRIGHT if upright else ''}>"
+        f"<table id='confusion'{_NUMBERED if numbered else ''}>"
         f"<tr><th>true \\ predicted</th>{head}</tr>",
     ]
     for t, label in enumerate(data.labels):
@@ -145,7 +145,7 @@ def _confusion(data):
                 f'<td class="{kind}" style="background: {_shade(t == p, share)}" '
                 f'title="{count} of {total} ({share:.0%})">{text}</td>'
             )
-        number = f"{t + 1}. " if upright else ""
+        number = f"{t + 1}. " if numbered else ""
         rows.append(
             f'<tr><th class="row" title="{e(label)}">{number}{e(label)}</th>'
             f"{''.join(cells)}</tr>"

@@ -58,10 +58,10 @@ details > summary { cursor: pointer; color: #0b5cad; }
 #confusion th.column span { display: inline-block; max-width: 9em;
                             white-space: nowrap; overflow: hidden;
                             text-overflow: ellipsis; vertical-align: bottom; }
-#confusion.upright td { padding: 0.1em 0.2em; font-size: 11px; min-width: 1.5em;
+#confusion.numbered td { padding: 0.1em 0.2em; font-size: 11px; min-width: 1.5em;
                         text-align: center; }
-#confusion.upright th.column { font-size: 11px; padding: 0.2em; }
-#confusion.upright th.row { max-width: 11em; font-size: 12px; }
+#confusion.numbered th.column { font-size: 11px; padding: 0.2em; }
+#confusion.numbered th.row { max-width: 11em; font-size: 12px; }
 #confusion td.zero { color: #bbb; }
 #show-maps:checked ~ .grid a.plain, #show-maps:not(:checked) ~ .grid a.cam {
   display: none; }
