@@ -13,14 +13,15 @@ line from stdin::
     {"op": "undo", "root": ROOT, "kill_at": K}
 
 and runs each in a forked child. Every change the fixes make to the file
-system is one call of a function of :mod:`tlsk.images.fixes` (a journal
-line, a folder made or removed, a link, a rename, an unlink, a copy); before
-call ``K`` (counted from 0) the child kills itself with SIGKILL. With
-``tear``, a journal line due at ``K`` is first half written (as a kill in
-the middle of ``write`` leaves it). With ``copy``, every move is planned as
-one across file systems (copy, fsync, remove). For each command the worker
-prints ``killed`` or ``finished`` (the child did everything before call K),
-or ``failed`` and the child's traceback on stderr.
+system is one call of a function of :mod:`tlsk.images.fixes.system_calls`
+(a journal line, a folder made or removed, a link, a rename, an unlink, a
+copy); before call ``K`` (counted from 0) the child kills itself with
+SIGKILL. With ``tear``, a journal line due at ``K`` is first half written
+(as a kill in the middle of ``write`` leaves it). With ``copy``, every move
+is planned as one across file systems (copy, fsync, remove). For each
+command the worker prints ``killed`` or ``finished`` (the child did
+everything before call K), or ``failed`` and the child's traceback on
+stderr.
 """
 
 import json
@@ -30,9 +31,10 @@ import sys
 import traceback
 
 from tlsk.images import fixes
+from tlsk.images.fixes import plan, system_calls
 
-STEPS = ("_write_line", "_truncate", "_mkdir", "_rmdir", "_link", "_rename", "_unlink")
-STEPS += ("_copy",)
+STEPS = ("write_line", "truncate", "mkdir", "rmdir", "link", "rename", "unlink")
+STEPS += ("copy",)
 
 
 def _die():
@@ -46,7 +48,7 @@ def _stopping(command):
     def wrap(name, function):
         def step(*args):
             if count["calls"] == kill_at:
-                if name == "_write_line" and command.get("tear"):
+                if name == "write_line" and command.get("tear"):
                     fd, data = args
                     os.write(fd, data[: max(1, len(data) // 2)])
                 _die()
@@ -56,9 +58,9 @@ def _stopping(command):
         return step
 
     for name in STEPS:
-        setattr(fixes, name, wrap(name, getattr(fixes, name)))
+        setattr(system_calls, name, wrap(name, getattr(system_calls, name)))
     if command.get("copy"):
-        fixes._same_device = lambda a, b: False
+        plan.same_device = lambda a, b: False
 
 
 def _child(command):

@@ -20,13 +20,14 @@ import pytest
 from tests._image_files import encode, random_rgb
 from tlsk.cli import CommandError
 from tlsk.cli._fixes import add_fixes_arguments, fixes_requested, run_fixes
-from tlsk.images import fixes
 from tlsk.images.fixes import (
     Fix,
     FixesError,
     apply_fixes,
     journal_path,
+    plan,
     read_fixes,
+    system_calls,
     undo_fixes,
 )
 
@@ -254,13 +255,13 @@ def test_moves_across_file_systems_and_without_hard_links_round_trip(
     tmp_path, data, monkeypatch, mode
 ):
     if mode == "copy":
-        monkeypatch.setattr(fixes, "_same_device", lambda a, b: False)
+        monkeypatch.setattr(plan, "same_device", lambda a, b: False)
     else:
 
         def no_links(source, destination):
             raise OSError(errno.EPERM, "Operation not permitted")
 
-        monkeypatch.setattr(fixes, "_link", no_links)
+        monkeypatch.setattr(system_calls, "link", no_links)
     before = _tree(tmp_path)
     apply_fixes(data, read_fixes(_csv(tmp_path / "fixes.csv", ROWS), data))
     records = _journal(data)
@@ -513,7 +514,7 @@ def test_a_kill_at_any_step_of_undo_is_finished_by_the_next_undo(
     path = str(_csv(tmp_path / "fixes.csv", CRASH_ROWS))
     before = _tree(tmp_path)
     if mode.get("copy"):
-        original, fixes._same_device = fixes._same_device, lambda a, b: False
+        original, plan.same_device = plan.same_device, lambda a, b: False
     try:
         step = 0
         while True:
@@ -526,7 +527,7 @@ def test_a_kill_at_any_step_of_undo_is_finished_by_the_next_undo(
             step += 1
     finally:
         if mode.get("copy"):
-            fixes._same_device = original
+            plan.same_device = original
     assert step > 3 * (5 if mode.get("copy") else 3)
     assert _tree(tmp_path) == before
 
