@@ -700,3 +700,19 @@ def test_a_quarantine_that_is_a_link_or_a_journal_that_is_a_folder_is_refused(
     with pytest.raises(FixesError, match=r"the journal .* is a folder; move it away"):
         apply_fixes(data, [Fix("cat/b.png", "remove")])
     assert (data / "cat" / "b.png").exists() and os.listdir(elsewhere) == []
+
+
+def test_the_file_system_is_changed_only_through_the_hooks_the_crash_tests_patch():
+    # A name imported from system_calls would escape the worker's patch, and
+    # its kill point would be lost without any test failing.
+    import ast
+    import pathlib
+
+    import tlsk.images.fixes as package
+
+    for path in pathlib.Path(package.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").endswith(
+                "system_calls"
+            ):
+                raise AssertionError(f"{path.name}:{node.lineno} imports names of it")
