@@ -13,8 +13,10 @@ import tlsk
 from tlsk import _compat
 
 RELEASE_MODULES = (
-    Path(__file__).parent / "fixtures" / "release-0.1.0" / "modules.txt"
-).read_text().split()
+    (Path(__file__).parent / "fixtures" / "release-0.1.0" / "modules.txt")
+    .read_text()
+    .split()
+)
 
 
 @pytest.mark.parametrize("old", [m for m in RELEASE_MODULES if m != "tlsk.__main__"])

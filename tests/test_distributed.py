@@ -311,9 +311,7 @@ def test_grid_search_on_the_dask_backend_scores_like_the_default_backend(
     np.testing.assert_allclose(on_dask, default, rtol=1e-12)
 
 
-def test_the_user_guides_example_runs_on_the_cluster(
-    client, images, tmp_path, capsys
-):
+def test_the_user_guides_example_runs_on_the_cluster(client, images, tmp_path, capsys):
     readme = Path(__file__).resolve().parents[1] / "docs" / "guide" / "scale.md"
     section = readme.read_text().split("# Running at scale")[1].split("\n# ")[0]
     (code,) = re.findall(r"```py\n(.*?)```", section, re.S)

@@ -19,8 +19,8 @@ from tlsk import _compat
 from tlsk._util.memo import clear_caches
 from tlsk._version import __version__
 from tlsk.cache import CacheError, FeatureCache
-from tlsk.evaluation.near_duplicates import find_near_duplicates
 from tlsk.evaluation.explain import explain
+from tlsk.evaluation.near_duplicates import find_near_duplicates
 from tlsk.features.distributed import featurize, local_cluster
 from tlsk.features.extractor import ImageFeatureExtractor, VGG16FeatureExtractor
 from tlsk.images.decode import ImageError, ImageRangeWarning, UndecodableImageWarning

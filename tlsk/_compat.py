@@ -80,6 +80,7 @@ def home_of(module):
         return f"{OLD_PACKAGES[package]}.{submodule}"
     return None
 
+
 # Where the names of a 0.1.0 module that is a package now live, in the order
 # searched: ``tlsk.images.load_batch`` still finds the function.
 MOVED_NAMES = {

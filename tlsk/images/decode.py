@@ -151,8 +151,6 @@ _PILLOW_TO_RGB_MODES = ("1", "L", "P", "RGB", "CMYK", "YCbCr", "LAB", "HSV", "RG
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 
-
-
 # --------------------------------------------------------------------------
 # Private helpers
 # --------------------------------------------------------------------------
@@ -185,10 +183,6 @@ def _check_interpolation(interpolation):
             f"interpolation must be one of {allowed}; received {interpolation!r}"
         )
     return _RESAMPLE[interpolation]
-
-
-
-
 
 
 @contextlib.contextmanager
@@ -315,8 +309,6 @@ def _pillow_errors(label):
         raise ImageError(
             label, f"corrupt or unreadable image data ({type(err).__name__}: {message})"
         ) from err
-
-
 
 
 def _check_array_dtype(array, what):
