@@ -1,6 +1,7 @@
 """tlsk.evaluation.report: the figures of an evaluation and the static HTML page."""
 
 import math
+import os
 import re
 from pathlib import Path
 
@@ -372,3 +373,36 @@ def test_a_model_explain_does_not_support_says_so_and_shows_plain_thumbnails(
     section = section.split("<h2")[0]
     assert "no maps of where the model looks: explain supports" in section
     assert 'class="cam"' not in section and "thumbs/" in section
+
+
+def test_a_map_on_a_grid_too_coarse_to_show_a_place_is_not_drawn(tmp_path):
+    from tlsk import SmallCNNClassifier
+
+    classes = ["red", "green"]
+    paths, labels = _folder(tmp_path / "data", classes, 2)
+    model = SmallCNNClassifier(
+        input_size=32,
+        filters=(4, 4, 4, 4),
+        epochs=1,
+        validation_fraction=0,
+        random_state=0,
+    ).fit(paths, labels)
+    wrong = [classes[1 - classes.index(p)] for p in model.predict(paths)]
+    page = Path(evaluation_report(model, paths, wrong, tmp_path / "report"))
+    section = page.read_text(encoding="utf-8").split('<h2 id="top-losses">')[1]
+    assert "its last feature map is 2 x 2 at this input size" in section
+    assert 'class="cam"' not in section
+
+
+def test_a_symbolic_link_gets_no_fix_control(tmp_path):
+    from tlsk.evaluation.report import check_report
+
+    paths, _ = _folder(tmp_path / "data", ["red", "green"], 2)
+    os.symlink(paths[0], tmp_path / "data" / "green" / "link.jpg")  # in two classes
+    page = Path(check_report(tmp_path / "data", tmp_path / "out"))
+    text = page.read_text(encoding="utf-8")
+    duplicates = text.split('<h2 id="duplicates">')[1].split("<h2")[0]
+    assert "green/link.jpg" in duplicates
+    assert 'data-file="green%2Flink.jpg"' not in text
+    assert "a symbolic link: fix it by hand" in duplicates
+    assert 'data-file="red%2F0.jpg"' in duplicates

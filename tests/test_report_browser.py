@@ -225,7 +225,9 @@ def test_the_evaluation_reports_map_has_a_point_per_image_and_hovers_thumbnails(
         assert tip.is_displayed()
         image = tip.find_element(By.TAG_NAME, "img")
         WebDriverWait(browser, 5).until(
-            lambda _: browser.execute_script("return arguments[0].complete;", image)
+            lambda _, image=image: browser.execute_script(
+                "return arguments[0].complete;", image
+            )
         )
         assert browser.execute_script("return arguments[0].naturalWidth;", image) > 0
         i = int(point.get_attribute("data-i"))
@@ -253,7 +255,8 @@ def test_the_confusion_matrixs_colours_follow_the_counts(browser, pages):
         # Within a row, more images: a stronger shade; none: no shade.
         for a, b in zip(counts, alphas, strict=True):
             assert (a == 0) == (b == 0)
-        for (n1, a1), (n2, a2) in itertools.combinations(zip(counts, alphas), 2):
+        pairs = itertools.combinations(zip(counts, alphas, strict=True), 2)
+        for (n1, a1), (n2, a2) in pairs:
             if n1 > n2:
                 assert a1 > a2
         # Green on the diagonal, red elsewhere.
@@ -288,7 +291,10 @@ def test_every_thumbnail_of_both_reports_opens_its_image(browser, pages):
                 if (!probe.naturalWidth) { broken.push(href); }
                 if (!--left) { done(broken); }
               };
-              probe.onerror = function () { broken.push(href); if (!--left) { done(broken); } };
+              probe.onerror = function () {
+                broken.push(href);
+                if (!--left) { done(broken); }
+              };
               probe.src = href;
             });
             """,
@@ -349,6 +355,9 @@ def test_the_fixes_the_data_report_downloads_are_what_check_apply_does(
     ).click()
     bar = browser.find_element(By.ID, "tlsk-fixes")
     assert "3 choices: 1 relabel, 1 remove, 1 keep" in bar.text
+    # Choices not downloaded yet: leaving the page asks first (its
+    # beforeunload handler cancels the event, which makes the browser ask).
+    assert browser.execute_script(LEAVING)
     _shot(browser, "check-fixes.png", tmp_path)
     bar.find_element(By.CSS_SELECTOR, ".fixes-download").click()
     csv_file = downloads / "fixes.csv"
@@ -356,6 +365,7 @@ def test_the_fixes_the_data_report_downloads_are_what_check_apply_does(
     while not csv_file.exists() or list(downloads.glob("*.crdownload")):
         assert time.monotonic() < deadline, os.listdir(downloads)
         time.sleep(0.1)
+    assert not browser.execute_script(LEAVING)  # downloaded: nothing to lose
 
     assert main(["check", str(data), "--apply", str(csv_file)]) == 0
     after = _tree(data)
@@ -365,6 +375,14 @@ def test_the_fixes_the_data_report_downloads_are_what_check_apply_does(
     assert quarantine.read_bytes() == before["water/broken.jpg"]
     assert main(["check", str(data), "--undo"]) == 0
     assert _tree(data) == before
+
+
+# Whether the page would ask before being left: its beforeunload handler's say.
+LEAVING = """
+var event = new Event("beforeunload", { cancelable: true });
+window.dispatchEvent(event);
+return event.defaultPrevented;
+"""
 
 
 def _tree(root):

@@ -9,6 +9,7 @@ prints one line per file and a count.
 from __future__ import annotations
 
 import os
+import shlex
 
 from tlsk.cli import CommandError
 from tlsk.cli._output import counted, note, shown
@@ -144,7 +145,7 @@ def _apply(args):
     note(
         args,
         f"journal: {shown(done.journal)}; put everything back with: "
-        f"tlsk check {shown(args.dir)} --undo",
+        f"tlsk check {shown(shlex.quote(args.dir))} --undo",
     )
     return 0
 
@@ -168,7 +169,10 @@ def _undo(args):
         raise CommandError(
             f"{counted(len(undone.problems), 'file')} could not be put back, "
             f"nothing was overwritten; the journal {undone.journal!r} is kept, so "
-            f"--undo can finish once they are dealt with:\n{problems}"
+            f"--undo can finish once they are dealt with:\n{problems}\n"
+            "A file that is gone (deleted from the quarantine) cannot come "
+            "back: to accept its loss and end the undo, move the journal aside; "
+            "tlsk never deletes it"
         )
     if not undone.restored and not undone.folders_removed:
         print(f"nothing to put back in {shown(args.dir)}: no fix moved a file")

@@ -104,7 +104,7 @@ def check_report(
 
     def build(folder):
         thumbs = Thumbnails(os.path.join(folder, "thumbs"))
-        fix = _Fixes(list(check["classes"]), split) if fixes else None
+        fix = _Fixes(list(check["classes"]), split, root) if fixes else None
         sections = [
             _summary(check, suspects, label_errors is not None, near_duplicates),
             _bad_files(check, fix),
@@ -210,13 +210,20 @@ def _map(features, map_points, paths, labels, names, marks, thumbs, seed):
 class _Fixes:
     """The fix controls of one page, counting whether any was given."""
 
-    def __init__(self, classes, split):
+    def __init__(self, classes, split, root):
         self.classes = classes
         self.split = split
+        self.root = root
         self.used = False
 
     def __call__(self, file, given, reason, suggested=None):
-        """The control of ``file`` (relative to the data, ``/``), of class ``given``."""
+        """The control of ``file`` (relative to the data, ``/``), of class ``given``.
+
+        A symbolic link gets none: --apply moves only files of the folder
+        itself, never through a link.
+        """
+        if os.path.islink(os.path.join(self.root, *file.split("/"))):
+            return '<span class="note">a symbolic link: fix it by hand</span>'
         self.used = True
         if given is None:
             # <class>/<name>, or <part>/<class>/<name> in a split

@@ -6,6 +6,10 @@ import os
 
 from tlsk.evaluation.report._thumbnails import THUMBNAIL_PX, VIEW_FOLDER, VIEW_PX
 
+# A map on fewer cells than this (a 2 x 2 grid, from a small input size)
+# says nothing about where: it is not drawn.
+_SMALLEST_GRID = 9
+
 
 def explanation_thumbnails(model, images, indices, folder):
     """Class activation maps of ``images[i]`` for ``i`` in ``indices``, as files.
@@ -29,6 +33,12 @@ def explanation_thumbnails(model, images, indices, folder):
     if reason is not None:
         return {}, f"no maps of where the model looks: {reason}"
     result = explain(model, [images[i] for i in indices], target="predicted")
+    height, width = result.maps.shape[1:]
+    if height * width < _SMALLEST_GRID:
+        return {}, (
+            f"no maps of where the model looks: its last feature map is "
+            f"{height} x {width} at this input size, too coarse to show a place"
+        )
     thumbs = os.path.join(folder, "thumbs")
     views = os.path.join(folder, VIEW_FOLDER)
     os.makedirs(views, exist_ok=True)

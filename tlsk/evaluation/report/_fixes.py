@@ -17,6 +17,8 @@ holds each name exactly, whatever it holds (commas, quotes, new lines,
 
 from __future__ import annotations
 
+import os
+import shlex
 from urllib.parse import quote
 
 from tlsk.evaluation.report._page import e
@@ -170,6 +172,16 @@ FIXES_SCRIPT = """
     document.body.appendChild(link);
     link.click();
     setTimeout(function () { URL.revokeObjectURL(link.href); link.remove(); }, 30000);
+    saved = csvBytes().join(",");
+  });
+  // Leaving the page with choices not yet downloaded asks first: they live
+  // only in the page.
+  var saved = csvBytes().join(",");
+  window.addEventListener("beforeunload", function (event) {
+    if (csvBytes().join(",") !== saved) {
+      event.preventDefault();
+      event.returnValue = "";
+    }
   });
   tally();
 })();
@@ -245,7 +257,7 @@ def fixes_bar(*, data=None) -> str:
     >>> "download fixes.csv" in fixes_bar(data="data/pets")
     True
     """
-    folder = e(data) if data is not None else "DATA"
+    folder = e(shlex.quote(os.fspath(data))) if data is not None else "DATA"
     return (
         f"<style>{FIXES_STYLE}</style>"
         '<div id="tlsk-fixes" role="region" aria-label="fixes">'
