@@ -19,7 +19,7 @@ from tlsk.evaluation import near_duplicates as nd
 from tlsk.evaluation.near_duplicates import CSV_FIELDS
 from tlsk.evaluation.report._near_duplicates import near_duplicates_section
 from tlsk.images.folders import split_image_folder
-from tlsk.images.perceptual_hash import hash_distances, perceptual_hashes
+from tlsk.images.perceptual_hash import hash_distances, perceptual_hashes, plain
 
 TINY = ["--weights", "none", "--input-size", "32"]
 COPIES = ("half", "q20", "crop", "bright")
@@ -95,14 +95,100 @@ def test_the_crops_hashes_bring_a_cropped_copy_close():
     assert (hash_distances(hashes, hashes) == hash_distances(hashes, hashes).T).all()
 
 
+def _simple_images(side=64):
+    """Plain colours, ramps and flat halves: distinct images with little
+    structure, whose hashes carry few bits."""
+    ramp = np.repeat(np.linspace(0, 255, side)[None, :, None], 3, axis=2)
+    ramp = ramp.repeat(side, axis=0)
+    colours = {
+        "red": (255, 0, 0),
+        "blue": (0, 0, 255),
+        "black": (0, 0, 0),
+        "white": (255, 255, 255),
+        "grey": (128, 128, 128),
+    }
+    images = {
+        name: np.asarray(Image.new("RGB", (side, side), colour))
+        for name, colour in colours.items()
+    }
+    images["ramp"] = ramp.astype(np.uint8)
+    images["inverse ramp"] = (255 - ramp).astype(np.uint8)
+    images["vertical ramp"] = ramp.transpose(1, 0, 2).astype(np.uint8)
+    images["halves"] = np.where(ramp < 128, 0, 255).astype(np.uint8)
+    return images
+
+
 def test_plain_images_hash_alike_whatever_their_size():
     # A plain image's DCT is rounding noise but for its mean: no random bits.
     white = [Image.new("RGB", size, "white") for size in ((20, 20), (64, 16))]
-    grey = np.full((9, 9, 3), 128.0, dtype=np.float32)
+    near_white = np.full((9, 9, 3), 250.0, dtype=np.float32)
     hashes = np.stack([perceptual_hashes(np.asarray(im)) for im in white])
     assert (hashes == hashes[0, 0]).all() and np.bitwise_count(hashes[0, 0]) <= 1
-    found = find_near_duplicates([*white, grey, _photos()["pagoda"]])
+    assert plain(hashes).all()
+    found = find_near_duplicates([*white, near_white, _photos()["pagoda"]])
     assert [group.indices for group in found.groups] == [[0, 1, 2]]
+
+
+def test_simple_images_that_are_no_copies_are_kept_apart():
+    # Their hashes alone would link them: red and blue 0 bits apart, black
+    # and white 1, the ramp and its inverse 5.
+    simple = _simple_images()
+    names = list(simple)
+    hashes = np.stack([perceptual_hashes(image) for image in simple.values()])
+    assert plain(hashes).all()
+    distances = hash_distances(hashes, hashes)
+    red, blue, ramp = names.index("red"), names.index("blue"), names.index("ramp")
+    assert distances[red, blue] == 0 and distances[ramp, ramp + 1] <= nd.MAX_BITS
+    # Each with a copy at another size (and so other bytes).
+    copies = [
+        np.asarray(Image.fromarray(im).resize((40, 40))) for im in simple.values()
+    ]
+    found = find_near_duplicates([*simple.values(), *copies])
+    n = len(names)
+    assert [group.indices for group in found.groups] == [[i, i + n] for i in range(n)]
+    # A photograph's hashes are full: never plain.
+    photo = perceptual_hashes(_photos()["pagoda"])
+    assert not plain(photo) and np.bitwise_count(photo).min() == 32
+
+
+def test_a_large_group_keeps_each_members_closest_link_only(monkeypatch):
+    # 240 plain images of 12 shades within the colour tolerance: one group,
+    # 28,680 linked pairs; kept: at most one pair per member.
+    shades = [
+        np.full((8 + i // 12, 8 + i // 12, 3), 100 + i % 12, dtype=np.uint8)
+        for i in range(240)
+    ]
+    found = find_near_duplicates(shades)
+    (group,) = found.groups
+    assert group.indices == list(range(240))
+    assert len(group.pairs) <= 240
+    closest = group.closest()
+    assert sorted(closest) == group.indices
+    assert {closest[i] for i in group.indices} == set(group.pairs)
+    (row,) = found.rows()
+    assert len(row["pairs"]) == len(group.pairs)
+    assert len(found.csv_rows()) == 240
+    # The same in blocks of 5 rows.
+    monkeypatch.setattr(nd, "_HASH_BLOCK", 5)
+    assert find_near_duplicates(shades).groups[0].pairs == group.pairs
+
+
+def test_the_pairs_are_each_members_closest_link():
+    # 0-1 at cosine distance 0.02, 1-2 at 0.005, 0-2 at 0.04, all linked;
+    # 3 a copy of 2 with the same vector; 4 apart.
+    angles = np.array([0.0, 0.2, 0.3, 0.3, 2.0])
+    X = np.column_stack([np.cos(angles), np.sin(angles)])
+    found = find_near_duplicates(
+        X, extractor="precomputed", method="features", max_distance=0.05
+    )
+    (group,) = found.groups
+    assert group.indices == [0, 1, 2, 3]
+    assert [(p.first, p.second) for p in group.pairs] == [(0, 1), (1, 2), (2, 3)]
+    closest = group.closest()
+    assert (closest[0].first, closest[0].second) == (0, 1)
+    assert (closest[1].first, closest[1].second) == (1, 2)
+    assert closest[2] == closest[3] and closest[3].distance == pytest.approx(0)
+    assert group.pairs[0].distance == pytest.approx(1 - np.cos(0.2))
 
 
 def test_the_hash_refuses_what_is_no_rgb_image():

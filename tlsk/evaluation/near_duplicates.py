@@ -320,34 +320,23 @@ def find_near_duplicates(
         images = [
             os.fspath(x) if isinstance(x, (str, os.PathLike)) else None for x in X
         ]
-    keys = hashes = features = None
+    keys = hashes = layouts = features = None
     if method in ("phash", "both"):
-        keys, hashes = _hashes(X, n_jobs)
+        keys, hashes, layouts = _hashes(X, n_jobs)
     if method in ("features", "both"):
         features = _features(X, extractor, precomputed)
         if keys is None and not precomputed:
             keys = _keys(X, n_jobs)
 
-    links = set()
+    linked = _Linked(n, hashes, features, keys)
     if hashes is not None:
-        links |= _hash_links(hashes, max_bits)
+        _hash_links(linked, hashes, layouts, max_bits)
     if features is not None:
-        links |= _feature_links(features, max_distance)
+        _feature_links(linked, features, max_distance)
     if keys is not None:
-        links |= _same_content(keys)
-    pairs = {}
-    for first, second in sorted(links):
-        pairs[first, second] = Pair(
-            first=first,
-            second=second,
-            bits=None if hashes is None else _bits(hashes, first, second),
-            distance=None
-            if features is None
-            else float(max(0.0, 1.0 - features[first] @ features[second])),
-            same_bytes=keys is not None and keys[first] == keys[second],
-        )
+        _same_content(linked, keys)
     return NearDuplicates(
-        groups=_groups(n, pairs, images, labels, parts),
+        groups=linked.groups(images, labels, parts),
         n_images=n,
         method=method,
         max_bits=max_bits if method != "features" else None,
@@ -388,21 +377,24 @@ def _per_image(name, values, n):
 
 
 def _hashes(X, n_jobs):
-    """``(content keys, hashes of shape (n, 10))``; an undecodable image raises."""
+    """``(content keys, hashes (n, 10), colour layouts (n, 12))``; an
+    undecodable image raises."""
     from tlsk.images.decode import decode_threads, decoded, image_inputs
-    from tlsk.images.perceptual_hash import perceptual_hashes
+    from tlsk.images.perceptual_hash import colour_layout, perceptual_hashes
+
+    def measured(image):
+        return perceptual_hashes(image), colour_layout(image)
 
     inputs = image_inputs(X)
     keys = [None] * len(inputs)
     hashes = np.zeros((len(inputs), 10), dtype=np.uint64)
+    layouts = np.zeros((len(inputs), 12), dtype=np.float32)
     with ThreadPoolExecutor(decode_threads(n_jobs)) as pool:
-        for index, result in decoded(
-            inputs, range(len(inputs)), perceptual_hashes, pool=pool
-        ):
+        for index, result in decoded(inputs, range(len(inputs)), measured, pool=pool):
             if isinstance(result, Exception):
                 raise result
-            keys[index], hashes[index] = result
-    return keys, hashes
+            keys[index], (hashes[index], layouts[index]) = result
+    return keys, hashes, layouts
 
 
 def _keys(X, n_jobs):
@@ -446,83 +438,185 @@ def _features(X, extractor, precomputed):
     return np.divide(features, norms, out=np.zeros_like(features), where=norms > 0)
 
 
-def _hash_links(hashes, max_bits):
-    from tlsk.images.perceptual_hash import hash_distances
+def _hash_links(linked, hashes, layouts, max_bits):
+    """Link each image to those whose hashes differ in at most ``max_bits``
+    bits; a plain image (:func:`~tlsk.images.perceptual_hash.plain`) only to
+    another plain one whose colour layout is within ``LAYOUT_TOLERANCE``."""
+    from tlsk.images.perceptual_hash import LAYOUT_TOLERANCE, hash_distances, plain
 
-    links = set()
+    is_plain = plain(hashes)
     for start in range(0, len(hashes), _HASH_BLOCK):
         close = hash_distances(hashes[start : start + _HASH_BLOCK], hashes)
-        for row, column in zip(*np.nonzero(close <= max_bits), strict=True):
-            first = start + int(row)
-            if int(column) > first:
-                links.add((first, int(column)))
-    return links
+        rows, others = np.nonzero(close <= max_bits)
+        members = rows + start
+        keep = members != others
+        either = keep & (is_plain[members] | is_plain[others])
+        if either.any():
+            alike = is_plain[members[either]] & is_plain[others[either]]
+            apart = np.abs(layouts[members[either]] - layouts[others[either]])
+            keep[either] = alike & (apart.max(axis=1) <= LAYOUT_TOLERANCE)
+        linked.add(members[keep], others[keep], bits=close[rows[keep], others[keep]])
 
 
-def _feature_links(features, max_distance):
-    from sklearn.neighbors import NearestNeighbors
-
-    if len(features) < 2:
-        return set()
-    neighbours = NearestNeighbors(metric="cosine", algorithm="brute").fit(features)
-    links = set()
+def _feature_links(linked, features, max_distance):
+    """Link each image to those whose features lie within ``max_distance``."""
     for start in range(0, len(features), _FEATURE_BLOCK):
-        found = neighbours.radius_neighbors(
-            features[start : start + _FEATURE_BLOCK],
-            radius=max_distance,
-            return_distance=False,
+        distances = 1.0 - features[start : start + _FEATURE_BLOCK] @ features.T
+        np.maximum(distances, 0.0, out=distances)
+        rows, others = np.nonzero(distances <= max_distance)
+        members = rows + start
+        keep = members != others
+        linked.add(
+            members[keep], others[keep], distances=distances[rows[keep], others[keep]]
         )
-        for row, columns in enumerate(found):
-            first = start + row
-            links.update((first, int(c)) for c in columns.tolist() if c > first)
-    return links
 
 
-def _same_content(keys):
-    first_of, links = {}, set()
+def _same_content(linked, keys):
+    """Link the files with the same bytes to the first of them, both ways."""
+    first_of, members, others = {}, [], []
     for index, key in enumerate(keys):
         if key is None:
             continue
         if key in first_of:
-            links.add((first_of[key], index))
+            members += [first_of[key], index]
+            others += [index, first_of[key]]
         else:
             first_of[key] = index
-    return links
+    linked.add(np.array(members, dtype=np.int64), np.array(others, dtype=np.int64))
 
 
-def _bits(hashes, first, second):
-    from tlsk.images.perceptual_hash import hash_distances
+class _Linked:
+    """The groups, joined as links are found, and each image's closest link.
 
-    distances = hash_distances(hashes[first : first + 1], hashes[second : second + 1])
-    return int(distances[0, 0])
+    Memory grows with the number of images, never with the number of links:
+    ``component`` names each image's group (a union-find kept flat: every
+    image points at its group's name); ``other`` is the image it is most
+    nearly a copy of (``n``: none yet), ``order`` the measures of that link
+    (not the same bytes, bits, distance; inf: not measured), as
+    :meth:`Group.closest` orders them.
+    """
 
+    _CHUNK = 4096  # links whose feature distances are computed at once
 
-def _groups(n, pairs, images, labels, parts):
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    if not pairs:
-        return []
-    firsts = np.array([first for first, _ in pairs], dtype=np.int64)
-    seconds = np.array([second for _, second in pairs], dtype=np.int64)
-    graph = coo_matrix((np.ones(len(firsts)), (firsts, seconds)), shape=(n, n))
-    _, component = connected_components(graph, directed=False)
-    members = {}
-    for index in sorted({i for pair in pairs for i in pair}):
-        members.setdefault(int(component[index]), []).append(index)
-    by_component = {}
-    for pair in pairs.values():
-        by_component.setdefault(int(component[pair.first]), []).append(pair)
-    groups = []
-    for label in sorted(members, key=lambda c: members[c][0]):
-        indices = members[label]
-        groups.append(
-            Group(
-                indices=indices,
-                files=[None if images is None else images[i] for i in indices],
-                pairs=by_component[label],
-                labels=None if labels is None else [labels[i] for i in indices],
-                parts=None if parts is None else [parts[i] for i in indices],
+    def __init__(self, n, hashes, features, keys):
+        self.n = n
+        self.hashes, self.features = hashes, features
+        self.codes = None
+        if keys is not None:
+            code_of = {}
+            self.codes = np.array(
+                [
+                    -1 - index if key is None else code_of.setdefault(key, index)
+                    for index, key in enumerate(keys)
+                ],
+                dtype=np.int64,
             )
+        self.component = np.arange(n)
+        self.other = np.full(n, n, dtype=np.int64)
+        self.order = np.full((n, 3), np.inf)
+
+    def add(self, members, others, bits=None, distances=None):
+        """Link ``members[k]`` with ``others[k]``; the link is a candidate for
+        the closest of ``members[k]`` (give each link both ways for both)."""
+        if len(members) == 0:
+            return
+        self._join(members, others)
+        order = np.empty((len(members), 3))
+        order[:, 0] = 1.0
+        if self.codes is not None:
+            order[:, 0] = self.codes[members] != self.codes[others]
+        order[:, 1] = np.inf if self.hashes is None else bits
+        if self.hashes is not None and bits is None:
+            order[:, 1] = _pair_bits(self.hashes, members, others)
+        order[:, 2] = np.inf if self.features is None else distances
+        if self.features is not None and distances is None:
+            order[:, 2] = self._distances(members, others)
+        # Each member's best candidate: fewest (not same, bits, distance),
+        # then the smallest index, so blocks change nothing.
+        ranked = np.lexsort((others, order[:, 2], order[:, 1], order[:, 0], members))
+        members, others, order = members[ranked], others[ranked], order[ranked]
+        first = np.flatnonzero(np.r_[True, members[1:] != members[:-1]])
+        members, others, order = members[first], others[first], order[first]
+        better = _before(
+            np.column_stack([order, others]),
+            np.column_stack([self.order[members], self.other[members]]),
         )
-    return groups
+        self.other[members[better]] = others[better]
+        self.order[members[better]] = order[better]
+
+    def _join(self, members, others):
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+
+        a, b = self.component[members], self.component[others]
+        apart = a != b
+        if not apart.any():
+            return
+        graph = coo_matrix(
+            (np.ones(int(apart.sum())), (a[apart], b[apart])), shape=(self.n, self.n)
+        )
+        _, named = connected_components(graph, directed=False)
+        self.component = named[self.component]
+
+    def _distances(self, members, others):
+        distances = np.empty(len(members))
+        for start in range(0, len(members), self._CHUNK):
+            chunk = slice(start, start + self._CHUNK)
+            products = np.einsum(
+                "ij,ij->i",
+                self.features[members[chunk]],
+                self.features[others[chunk]],
+            )
+            distances[chunk] = np.maximum(0.0, 1.0 - products)
+        return distances
+
+    def groups(self, images, labels, parts):
+        """The groups of two or more, in the order of their first member."""
+        linked = np.flatnonzero(self.other < self.n)
+        members = {}
+        for index in linked.tolist():
+            members.setdefault(int(self.component[index]), []).append(index)
+        groups = []
+        for indices in sorted(members.values(), key=lambda group: group[0]):
+            pairs = {}
+            for index in indices:
+                other = int(self.other[index])
+                first, second = min(index, other), max(index, other)
+                if (first, second) not in pairs:
+                    same, bits, distance = self.order[index].tolist()
+                    pairs[first, second] = Pair(
+                        first=first,
+                        second=second,
+                        bits=None if self.hashes is None else int(bits),
+                        distance=None if self.features is None else float(distance),
+                        same_bytes=not same,
+                    )
+            groups.append(
+                Group(
+                    indices=indices,
+                    files=[None if images is None else images[i] for i in indices],
+                    pairs=sorted(pairs.values()),
+                    labels=None if labels is None else [labels[i] for i in indices],
+                    parts=None if parts is None else [parts[i] for i in indices],
+                )
+            )
+        return groups
+
+
+def _before(a, b):
+    """Row by row: is ``a`` lexicographically before ``b``?"""
+    before = np.zeros(len(a), dtype=bool)
+    tied = np.ones(len(a), dtype=bool)
+    for column in range(a.shape[1]):
+        before |= tied & (a[:, column] < b[:, column])
+        tied &= a[:, column] == b[:, column]
+    return before
+
+
+def _pair_bits(hashes, members, others):
+    """:func:`~tlsk.images.perceptual_hash.hash_distances` of each pair."""
+    mine, theirs = hashes[members], hashes[others]
+    whole = np.bitwise_count(mine[:, 0] ^ theirs[:, 0])
+    crops = np.bitwise_count(mine[:, None, 0] ^ theirs[:, 1:]).min(axis=1)
+    own = np.bitwise_count(mine[:, 1:] ^ theirs[:, None, 0]).min(axis=1)
+    return np.minimum(whole, np.minimum(crops, own))
