@@ -14,7 +14,9 @@ by 10 % of its width and height at a random place, and 30 % brighter; an
 original and its copies are one group. The hard negatives: beside each
 original, the tile shifted by half its side (a different crop of the same
 photograph, sharing half of it with each of two originals), its own group of
-one: to be linked to nothing.
+one: to be linked to nothing. And simple images, each its own group of one
+too (64 px, lossless PNG): plain colours, ramps and their mirror images,
+flat halves, whose perceptual hashes carry almost no bits.
 
 Each method groups the images (:func:`tlsk.find_near_duplicates`), and the
 pairs inside its groups are compared with the pairs inside the true groups
@@ -25,10 +27,11 @@ computed here), the extractor's features at their default and at the best
 threshold for these very images (an oracle: what the features could do at
 most), and both.
 
-Then the leak: the images in two class folders (scenes, textures), split by
-``split_image_folder`` without near duplicates (copies land in different
-parts), the leaks :func:`find_near_duplicates` finds across the parts
-against the true ones; and the same split with the groups, leaking nothing.
+Then the leak: the images in three class folders (scenes, textures,
+simple), split by ``split_image_folder`` without near duplicates (copies
+land in different parts), the leaks :func:`find_near_duplicates` finds
+across the parts against the true ones; and the same split with the groups,
+leaking nothing.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ from _suite import Section
 MIN_STD = 20
 COPIES = ("half size", "JPEG quality 20", "cropped 10 %", "30 % brighter")
 ORACLE_DISTANCES = tuple(np.geomspace(1e-4, 0.3, 30).tolist())
+KIND_NAMES = {"textures": "close-ups, textures", "simple": "plain, simple"}
+SIMPLE_SIDE = 64
 
 
 def run(settings, workdir):
@@ -56,11 +61,13 @@ def run(settings, workdir):
     truth = np.array([image["group"] for image in images])
     kinds = np.array([image["kind"] for image in images])
     shifted = np.array([image["copy"] == "shifted" for image in images])
+    simple = kinds == "simple"
     section = Section(
-        f"Near duplicates: {truth.max() + 1 - shifted.sum()} tiles of "
-        f"{len(sources)} real photographs with {len(COPIES)} copies each "
-        f"({', '.join(COPIES)}), {shifted.sum()} shifted tiles as hard negatives; "
-        "precision and recall of the pairs in a group",
+        f"Near duplicates: {truth.max() + 1 - shifted.sum() - simple.sum()} tiles "
+        f"of {len(sources)} real photographs with {len(COPIES)} copies each "
+        f"({', '.join(COPIES)}), {shifted.sum()} shifted tiles and "
+        f"{simple.sum()} simple images (plain colours, ramps, flat halves) as "
+        "negatives; precision and recall of the pairs in a group",
         (
             "method",
             "threshold",
@@ -71,6 +78,7 @@ def run(settings, workdir):
             "precision",
             "recall",
             "shifted tiles linked",
+            "simple images linked",
             "seconds",
         ),
     )
@@ -147,22 +155,22 @@ def run(settings, workdir):
 
     for method, threshold, found, seconds in runs:
         pairs = _found_pairs(found)
-        for kind in ("scenes", "textures", "all"):
+        for kind in ("scenes", "textures", "simple", "all"):
             keep = np.ones(len(images), bool) if kind == "all" else kinds == kind
             true = {p for p in _true_pairs(truth) if keep[p[0]] and keep[p[1]]}
             mine = {p for p in pairs if keep[p[0]] and keep[p[1]]}
             precision, recall = _scores(mine, true)
-            linked = {i for p in mine for i in p if shifted[i]}
             section.add(
                 method,
                 threshold,
-                "close-ups, textures" if kind == "textures" else kind,
+                KIND_NAMES.get(kind, kind),
                 int(keep.sum()),
                 len(true),
                 len(mine),
-                round(precision, 3),
-                round(recall, 3),
-                len(linked),
+                round(precision, 3) if mine else "",
+                round(recall, 3) if true else "",
+                len({i for p in mine for i in p if shifted[i]}),
+                len({i for p in mine for i in p if simple[i]}),
                 round(seconds, 1) if kind == "all" else "",
             )
         if method.startswith("tlsk pHash"):
@@ -186,8 +194,9 @@ def run(settings, workdir):
         ),
         "features' seconds: their extraction (cold); 'both' extracts again "
         "(from its cache) and hashes",
-        "a pair counts once; 'shifted tiles linked': hard negatives put in a "
-        "group (each should stay alone)",
+        "a pair counts once; 'shifted tiles linked', 'simple images linked': "
+        "negatives put in a group (each should stay alone); precision is blank "
+        "where no pair was found, recall where there is none to find",
     ]
     return [section, _leak_section(images, workdir)]
 
@@ -260,7 +269,50 @@ def write_images(folder, grid=3, seed=0):
                         {"path": path, "group": group, "kind": kind, "copy": "shifted"}
                     )
                     group += 1
+    for name, image in simple_images(SIMPLE_SIDE).items():
+        path = os.path.join(folder, f"simple-{name.replace(' ', '_')}.png")
+        Image.fromarray(image).save(path)
+        images.append({"path": path, "group": group, "kind": "simple", "copy": name})
+        group += 1
     return images, sources
+
+
+def simple_images(side):
+    """``{name: RGB array}``: plain colours, ramps, flat halves; no copies of
+    one another, though their perceptual hashes carry almost no bits."""
+    ramp = np.linspace(0, 255, side)[None, :].repeat(side, axis=0)
+    across = (ramp + ramp.T) / 2
+    grey = {
+        "ramp": ramp,
+        "inverse ramp": 255 - ramp,
+        "vertical ramp": ramp.T,
+        "inverse vertical ramp": 255 - ramp.T,
+        "diagonal ramp": across,
+        "inverse diagonal ramp": 255 - across,
+        "halves": np.where(ramp < 128, 0.0, 255.0),
+        "inverse halves": np.where(ramp < 128, 255.0, 0.0),
+        "top and bottom": np.where(ramp.T < 128, 0.0, 255.0),
+    }
+    images = {name: np.stack([v] * 3, axis=-1) for name, v in grey.items()}
+    images["red to blue"] = np.stack([255 - ramp, 0 * ramp, ramp], axis=-1)
+    colours = {
+        "black": (0, 0, 0),
+        "white": (255, 255, 255),
+        "grey": (128, 128, 128),
+        "dark grey": (64, 64, 64),
+        "red": (255, 0, 0),
+        "green": (0, 255, 0),
+        "blue": (0, 0, 255),
+        "yellow": (255, 255, 0),
+        "dark red": (128, 0, 0),
+        "navy": (0, 0, 128),
+    }
+    for name, colour in colours.items():
+        images[name] = np.broadcast_to(np.float64(colour), (side, side, 3))
+    return {
+        name: np.ascontiguousarray(np.round(image).astype(np.uint8))
+        for name, image in images.items()
+    }
 
 
 def photographs():
@@ -381,8 +433,9 @@ def _leak_section(images, workdir):
         shutil.copyfile(image["path"], target)
         truth[os.path.relpath(target, data).replace(os.sep, "/")] = image["group"]
     section = Section(
-        "Leakage: the same images in two class folders (scenes, textures), split "
-        "70/15/15; pairs of copies in two parts, true and found (tlsk pHash)",
+        "Leakage: the same images in three class folders (scenes, textures, "
+        "simple), split 70/15/15; pairs of copies in two parts, true and found "
+        "(tlsk pHash)",
         (
             "split",
             "images",

@@ -46,10 +46,12 @@ inflates every test figure. The groups are printed, leaks first;
 leak, closest, bits, distance, same_bytes); --json adds them under
 "near_duplicates" (each {"group", "files", "labels", "parts",
 "crosses_parts", "crosses_classes", "pairs": [{"a", "b", "bits", "distance",
-"same_bytes"}]}, files relative to DIR) and, for a split, "parts" (the check
-of each part, as above) and "leaks" (how many groups cross parts). A leak
-makes "ok" false (so --strict exits with 1); near duplicates inside one
-part or one folder do not: they are for a person to look at.
+"same_bytes"}]}, files relative to DIR; "pairs" holds each member's closest
+link, at most one per member, not every pair linked) and, for a split,
+"parts" (the check of each part, as above) and "leaks" (how many groups
+cross parts). A leak makes "ok" false (so --strict exits with 1); near
+duplicates inside one part or one folder do not: they are for a person to
+look at.
 
 --report OUT/ writes a static HTML page (OUT/index.html): a summary, the
 bad files and why, the duplicates side by side, with --near-duplicates their

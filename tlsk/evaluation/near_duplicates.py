@@ -7,7 +7,15 @@ parts of a split.
 whose feature vectors (L2-normalised, from the extractor given, cached when
 it has a ``cache=``) lie within cosine distance ``max_distance``, or whose
 files have the same bytes; a group is a connected component of those links.
-Neighbours are found in blocks of rows, so memory grows with the number of
+A *plain* image, whose hash carries too few bits to tell it from others (a
+plain colour, a smooth ramp: :func:`tlsk.images.perceptual_hash.plain`), is
+linked by its hash only to another plain image whose quarters' mean colours
+agree within 6 levels of 255
+(:data:`~tlsk.images.perceptual_hash.LAYOUT_TOLERANCE`): plain red is no
+copy of plain blue, nor a ramp of its mirror image. Neighbours are found in blocks of
+rows and the groups joined as the links are found (a union-find); of the
+links, each image keeps only its closest, so memory and what is written
+(the ``pairs`` of a group, at most one per member) grow with the number of
 images, never with its square. Given the part of each image (``"train"``,
 ``"val"``, ``"test"``), the groups with members in two parts are the leaks:
 a test image whose copy was trained on inflates every test figure.
@@ -90,7 +98,8 @@ _FEATURE_BLOCK = 512
 
 
 class Pair(NamedTuple):
-    """Two images found nearly the same (``first < second``, indices of X)."""
+    """Two images found nearly the same (``first < second``, indices of X):
+    the closest link of one of them."""
 
     first: int
     second: int
@@ -105,7 +114,9 @@ class Group:
 
     ``indices`` are positions in X, ascending; ``files`` their paths (None
     for arrays and features); ``labels`` and ``parts`` theirs when given;
-    ``pairs`` the links found between members.
+    ``pairs`` each member's closest link (:meth:`closest`), once each and
+    sorted: at most one per member, not every link found (a group is joined
+    through all of them, so its pairs alone need not connect it).
     """
 
     indices: list
@@ -127,22 +138,26 @@ class Group:
     def closest(self):
         """``{index: the Pair linking it to its nearest member}``.
 
-        Nearest: fewest differing bits, then smallest cosine distance
-        (exact duplicates first).
+        Nearest: the same bytes first, then fewest differing bits, then
+        smallest cosine distance, then the smallest index; over every link
+        found, not only the pairs kept.
         """
         best = {}
         for pair in self.pairs:
             for index in (pair.first, pair.second):
-                if index not in best or _order(pair) < _order(best[index]):
+                if index not in best or _order(pair, index) < _order(
+                    best[index], index
+                ):
                     best[index] = pair
         return best
 
 
-def _order(pair):
+def _order(pair, index):
     return (
         not pair.same_bytes,
         np.inf if pair.bits is None else pair.bits,
         np.inf if pair.distance is None else pair.distance,
+        pair.second if pair.first == index else pair.first,
     )
 
 
@@ -171,7 +186,9 @@ class NearDuplicates:
 
         ``{"group", "files", "labels", "parts", "crosses_parts",
         "crosses_classes", "pairs": [{"a", "b", "bits", "distance",
-        "same_bytes"}]}``; ``labels`` and ``parts`` are None when not given.
+        "same_bytes"}]}``: ``pairs`` each member's closest link (at most one
+        per member, :attr:`Group.pairs`); ``labels`` and ``parts`` are None
+        when not given.
         """
         rows = []
         for number, group in enumerate(self.groups, 1):
@@ -268,9 +285,10 @@ def find_near_duplicates(
         with ``extractor="precomputed"``, one feature vector per row.
     method : {"phash", "features", "both"}, default="phash"
         What links two images: their perceptual hashes differ in at most
-        ``max_bits`` bits; their features lie within cosine distance
-        ``max_distance``; or either. Files with the same bytes are always
-        linked.
+        ``max_bits`` bits (a plain image's, only to a plain image of nearly
+        the same colours, see the module's docstring); their features lie
+        within cosine distance ``max_distance``; or either. Files with the
+        same bytes are always linked.
     max_bits : int, default=8
         Of the 64 bits of the perceptual hashes (``"phash"``, ``"both"``);
         measured, see the module's docstring.
