@@ -25,6 +25,47 @@ def fraction(text):
     return value
 
 
+def add_near_duplicate_options(group):
+    """How two images are found near duplicates: for check and split."""
+    # Imported here: every command imports this module, two need these.
+    from tlsk.evaluation.near_duplicates import MAX_BITS, MAX_DISTANCE, METHODS
+
+    group.add_argument(
+        "--near-duplicates-method",
+        choices=METHODS,
+        default="phash",
+        help="what links two images: their perceptual hashes (default), their "
+        "features (the extractor options below), or either",
+    )
+    group.add_argument(
+        "--max-hash-bits",
+        type=int_between(0, 64),
+        default=MAX_BITS,
+        metavar="N",
+        help=f"of the 64 bits of two images' hashes, at most N differ (default: "
+        f"{MAX_BITS}, measured)",
+    )
+    group.add_argument(
+        "--max-feature-distance",
+        type=unit_interval,
+        default=MAX_DISTANCE,
+        metavar="D",
+        help="cosine distance of two images' features, in [0, 1] (default: "
+        f"{MAX_DISTANCE})",
+    )
+
+
+def unit_interval(text):
+    """argparse type: a float in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1]; got {text!r}")
+    return value
+
+
 def int_at_least(minimum):
     """argparse type: an int >= ``minimum`` (a bad value is a usage error)."""
 

@@ -79,15 +79,14 @@ from tlsk.cli._folders import check_not_split, split_parts
 from tlsk.cli._options import (
     SHARED_CACHE_HELP,
     add_extractor_options,
+    add_near_duplicate_options,
     add_report_option,
     extractor_params,
     int_at_least,
-    int_between,
     shared_cache,
 )
 from tlsk.cli._output import check_outputs, counted, note, print_json, shown, write_csv
 from tlsk.evaluation.classifiers import CLASSIFIERS
-from tlsk.evaluation.near_duplicates import MAX_BITS, MAX_DISTANCE, METHODS
 
 __doc__ += "\n" + FIXES_HELP  # the command's --help: one home for the fixes' text
 
@@ -170,45 +169,6 @@ def add_arguments(parser):
     )
     add_extractor_options(parser)
     add_fixes_arguments(parser)
-
-
-def add_near_duplicate_options(group):
-    """How two images are found near duplicates: for check and split."""
-    group.add_argument(
-        "--near-duplicates-method",
-        choices=METHODS,
-        default="phash",
-        help="what links two images: their perceptual hashes (default), their "
-        "features (the extractor options below), or either",
-    )
-    group.add_argument(
-        "--max-hash-bits",
-        type=int_between(0, 64),
-        default=MAX_BITS,
-        metavar="N",
-        help=f"of the 64 bits of two images' hashes, at most N differ (default: "
-        f"{MAX_BITS}, measured)",
-    )
-    group.add_argument(
-        "--max-feature-distance",
-        type=_distance,
-        default=MAX_DISTANCE,
-        metavar="D",
-        help="cosine distance of two images' features, in [0, 1] (default: "
-        f"{MAX_DISTANCE})",
-    )
-
-
-def _distance(text):
-    import argparse
-
-    try:
-        value = float(text)
-    except ValueError:
-        value = None
-    if value is None or not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1]; got {text!r}")
-    return value
 
 
 def run(args):

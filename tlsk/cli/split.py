@@ -38,12 +38,12 @@ import sys
 from tlsk.cli._options import (
     SHARED_CACHE_HELP,
     add_extractor_options,
+    add_near_duplicate_options,
     extractor_params,
     fraction,
     int_at_least,
     shared_cache,
 )
-from tlsk.cli.check import add_near_duplicate_options
 
 HELP = "stratified train/val/test split of a folder-per-class tree (copies or links)"
 EXAMPLE = """\
