@@ -6,6 +6,7 @@ moves (tests/_fixes_worker.py)."""
 import argparse
 import csv
 import errno
+import hashlib
 import io
 import json
 import os
@@ -320,6 +321,79 @@ def test_header_in_any_order_blank_rows_bom_and_case(tmp_path, data):
         ("dog/d.png", "keep", "ignored"),
     ]
     assert found[0].line == 3 and found[1].line == 4
+
+
+def _sha256(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _with_sha256(root, rows):
+    """``rows`` (file, action, label, reason) with each file's SHA-256 in ``root``."""
+    return [(*row, _sha256(root / row[0])) for row in rows]
+
+
+HEADER = ("file", "action", "label", "reason", "sha256")
+
+
+def test_a_csv_with_each_files_sha256_applies_and_undoes(tmp_path, data):
+    before = _tree(tmp_path)
+    rows = _with_sha256(data, ROWS)
+    rows[0] = (*rows[0][:4], rows[0][4].upper())  # hexadecimal in any case
+    rows[1] = (*rows[1][:4], "")  # an empty cell checks nothing
+    path = _csv(tmp_path / "fixes.csv", rows, HEADER)
+    fixes = read_fixes(path, data)
+    assert fixes[0].sha256 == rows[0][4].lower() and fixes[1].sha256 is None
+    done = apply_fixes(data, fixes)
+    assert len(done.moved) == 5 and done.kept == ["dog/d.png"]
+    again = apply_fixes(data, read_fixes(path, data))  # checked against the journal
+    assert again.moved == [] and len(again.already) == 5
+    assert undo_fixes(data).complete
+    assert _tree(tmp_path) == before
+
+
+def test_a_csv_made_for_another_folder_is_refused_whole(tmp_path, data, capsys):
+    """The same relative paths in another folder are other pictures: every
+    row whose file differs is named, and nothing moves."""
+    other = _data(tmp_path / "other")
+    for i, name in enumerate(FILES):  # the same names, other pictures
+        (other / name).write_bytes(encode(random_rgb(6, 6, seed=100 + i), "PNG"))
+    (other / "dog" / "d.png").write_bytes((data / "dog" / "d.png").read_bytes())
+    path = _csv(tmp_path / "fixes.csv", _with_sha256(data, ROWS), HEADER)
+    before = _tree(tmp_path)
+    with pytest.raises(FixesError) as error:
+        read_fixes(path, other)
+    message = str(error.value)
+    assert message.startswith("5 fixes cannot be applied; nothing was moved:")
+    assert (
+        "fixes.csv: line 2: 'cat/a.png' is not the file the report showed (its "
+        "SHA-256 differs): was the CSV made for another folder, or has the file "
+        "changed?"
+    ) in message
+    assert "line 7: 'dog/d.png'" not in message  # the same bytes: that row is fine
+    assert "line 6: 'cat/été ü.png' is not the file" in message
+    with pytest.raises(CommandError, match="line 2: 'cat/a.png' is not the file"):
+        _run(capsys, other, "--apply", path)
+    assert _tree(tmp_path) == before
+    assert read_fixes(path, data)  # the folder it was made for: fine
+
+
+def test_a_file_changed_since_the_report_is_refused(tmp_path, data):
+    rows = _with_sha256(data, [ROWS[5], ROWS[2]])
+    (data / "dog" / "d.png").write_bytes(b"changed since")
+    before = _tree(tmp_path)
+    with pytest.raises(FixesError, match=r"line 2: 'dog/d.png' is not the file"):
+        apply_fixes(data, read_fixes(_csv(tmp_path / "f.csv", rows, HEADER), data))
+    fixes = [Fix("cat/b.png", "remove", sha256=rows[1][4])]
+    fixes.append(Fix("dog/d.png", "keep", sha256=rows[0][4]))
+    with pytest.raises(FixesError, match=r"the fix of 'dog/d.png': .*SHA-256 differs"):
+        apply_fixes(data, fixes)
+    assert _tree(tmp_path) == before
+
+
+def test_a_sha256_cell_that_is_not_one_is_named(tmp_path, data):
+    rows = [("cat/b.png", "remove", "", "", "abc")]
+    with pytest.raises(FixesError, match=r"line 2: 'cat/b.png': its sha256 'abc'"):
+        read_fixes(_csv(tmp_path / "f.csv", rows, HEADER), data)
 
 
 # -- what is refused, before anything moves -------------------------------------

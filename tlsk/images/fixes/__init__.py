@@ -25,6 +25,15 @@ columns, in any order:
     for ``relabel`` only.
 ``reason``
     Free text, kept in the journal (``label error``, ``near duplicate``).
+``sha256``
+    The SHA-256 of the file's bytes (64 hexadecimal digits), as the check
+    report's page writes it for every file it shows. When given, a file whose
+    bytes differ (the CSV made for another folder, or the file changed since)
+    is refused with the other bad rows. An empty cell, or no such column (a
+    CSV written by hand), checks nothing.
+
+The check report's page writes the columns in this order: ``file, action,
+label, reason, sha256``.
 
 A cell that starts with ``'`` loses that one quote: spreadsheets take it as
 "this is text", and the check report's page puts one before every cell

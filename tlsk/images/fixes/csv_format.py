@@ -17,6 +17,7 @@ __all__ = [
     "FixesError",
     "RowProblem",
     "label_of",
+    "not_the_file",
     "parse_csv",
     "raise_problems",
     "said",
@@ -24,7 +25,7 @@ __all__ = [
 ]
 
 ACTIONS = ("relabel", "remove", "keep")
-FIXES_COLUMNS = ("file", "action", "label", "reason")
+FIXES_COLUMNS = ("file", "action", "label", "reason", "sha256")
 # Errors listed in one message; the rest are counted.
 _ERRORS_SHOWN = 20
 
@@ -44,7 +45,9 @@ class Fix:
 
     ``file`` is relative to the data folder, with ``/``; ``label`` is the new
     class of a ``relabel`` (None otherwise); ``source`` and ``line`` say
-    where the row was read, for error messages (None when built in Python).
+    where the row was read, for error messages (None when built in Python);
+    ``sha256``, the SHA-256 (lowercase hex) the file's bytes must have (None:
+    not checked).
     """
 
     file: str
@@ -53,6 +56,7 @@ class Fix:
     reason: str = ""
     source: str | None = None
     line: int | None = None
+    sha256: str | None = None
 
 
 def parse_csv(path):
@@ -122,6 +126,7 @@ def _row(path, line, header, row):
         reason=cells.get("reason", ""),
         source=path,
         line=line,
+        sha256=cells.get("sha256", "").strip().lower() or None,
     )
 
 
@@ -133,6 +138,15 @@ def _text(cell):
 def label_of(fix):
     """The label that counts in ``fix``: a relabel's, None for other actions."""
     return fix.label if fix.action == "relabel" else None
+
+
+def not_the_file(fix):
+    """The RowProblem of a file whose bytes are not those its row's
+    ``sha256`` names."""
+    return RowProblem(
+        f"{fix.file!r} is not the file the report showed (its SHA-256 differs): "
+        "was the CSV made for another folder, or has the file changed?"
+    )
 
 
 def said(fix):

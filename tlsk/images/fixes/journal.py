@@ -11,7 +11,7 @@ import stat
 
 from tlsk._util.files import file_kind, fsync_dir
 from tlsk.images.fixes import system_calls
-from tlsk.images.fixes.csv_format import FixesError, label_of
+from tlsk.images.fixes.csv_format import FixesError, label_of, not_the_file
 from tlsk.images.fixes.moves import state
 from tlsk.images.fixes.paths import journal_path
 from tlsk.images.fixes.results import Move
@@ -142,6 +142,8 @@ class Journal:
             return None
         if state(root, record) != (None, "ours"):
             return None
+        if fix.sha256 is not None and record.get("sha256") != fix.sha256:
+            raise not_the_file(fix)
         renamed = os.path.basename(record["to"]) != fix.file.split("/")[-1]
         return Move(fix.action, fix.file, record["to"], renamed)
 

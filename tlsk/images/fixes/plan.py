@@ -5,6 +5,7 @@ folders it needs, and whether it is linked or copied there."""
 from __future__ import annotations
 
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 
@@ -14,6 +15,7 @@ from tlsk.images.fixes.csv_format import (
     Fix,
     RowProblem,
     label_of,
+    not_the_file,
     parse_csv,
     raise_problems,
     said,
@@ -27,6 +29,7 @@ from tlsk.images.fixes.results import Move
 __all__ = ["plan_steps", "read_fixes", "same_device"]
 
 _NAME_MAX_BYTES = 255
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def read_fixes(path, root, *, quarantine=None, split=None) -> list[Fix]:
@@ -130,6 +133,13 @@ def _step(root, fix, quarantine, journal, taken, made, split):
             f"{', '.join(ACTIONS)}"
         )
     names = _names(fix.file, split)
+    if fix.sha256 is not None and not (
+        isinstance(fix.sha256, str) and _SHA256.fullmatch(fix.sha256)
+    ):
+        raise RowProblem(
+            f"{fix.file!r}: its sha256 {fix.sha256!r} is not a SHA-256 (64 "
+            "hexadecimal digits)"
+        )
     base = os.path.join(root, names[0]) if split else root  # of the classes
     old = names[1] if split else names[0]
     if fix.action == "relabel":
@@ -142,6 +152,8 @@ def _step(root, fix, quarantine, journal, taken, made, split):
             return _Step("already", fix, move=done)
         raise RowProblem(f"{fix.file!r}: {missing}{journal.moved_to(root, fix)}")
     if fix.action == "keep":
+        if fix.sha256 is not None:
+            _check_content(fix, source)
         return _Step("keep", fix)
     if fix.action == "relabel":
         folder, tag = os.path.join(base, fix.label), old
@@ -154,6 +166,7 @@ def _step(root, fix, quarantine, journal, taken, made, split):
         size, sha256 = digest(source)
     except OSError as err:
         raise RowProblem(f"cannot read {fix.file!r}: {err.strerror}") from err
+    _check_content(fix, source, sha256)
     taken.add(destination)
     made.update(new_folders)
     return _Step(
@@ -166,6 +179,20 @@ def _step(root, fix, quarantine, journal, taken, made, split):
         how="link" if same_device(source, _existing(folder)) else "copy",
         renamed=name != names[-1],
     )
+
+
+def _check_content(fix, source, sha256=None):
+    """A RowProblem unless the file's bytes have the SHA-256 its row gives (if
+    it gives one); ``sha256``: the file's, when already read."""
+    if fix.sha256 is None:
+        return
+    if sha256 is None:
+        try:
+            _, sha256 = digest(source)
+        except OSError as err:
+            raise RowProblem(f"cannot read {fix.file!r}: {err.strerror}") from err
+    if sha256 != fix.sha256:
+        raise not_the_file(fix)
 
 
 def _names(file, split):
