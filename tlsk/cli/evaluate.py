@@ -196,8 +196,13 @@ def run(args):
             figure = plot_confusion_matrix(labels, predicted, labels=labels_shown)
             save_figure(figure, args.plot, outputs)
         if args.report:
-            from tlsk.evaluation.report import write_report
+            from tlsk.evaluation.report import MAP_POINTS, write_report
 
+            note(
+                args,
+                f"writing the report: a map of up to {MAP_POINTS:,} images by the "
+                "model's vectors, and where it looked in its worst mistakes ...",
+            )
             page = write_report(
                 args.report,
                 paths,

@@ -37,6 +37,7 @@ from tlsk.evaluation.report._page import check_report_folder, write_report_folde
 from tlsk.evaluation.report._thumbnails import write_thumbnail
 
 __all__ = [
+    "MAP_POINTS",
     "EvaluationData",
     "check_report",
     "check_report_folder",
