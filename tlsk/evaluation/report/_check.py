@@ -14,7 +14,12 @@ import os
 import numpy as np
 
 from tlsk.evaluation.report._embedding import MAP_POINTS, image_map
-from tlsk.evaluation.report._fixes import FIXES_SCRIPT, fix_controls, fixes_bar
+from tlsk.evaluation.report._fixes import (
+    FIXES_SCRIPT,
+    file_sha256,
+    fix_controls,
+    fixes_bar,
+)
 from tlsk.evaluation.report._map import MAP_SCRIPT
 from tlsk.evaluation.report._near_duplicates import near_duplicates_section
 from tlsk.evaluation.report._page import e, figure, gallery, page, write_report_folder
@@ -215,21 +220,34 @@ class _Fixes:
         self.split = split
         self.root = root
         self.used = False
+        self.sha256 = {}  # file: its SHA-256, or None when it cannot be read
 
     def __call__(self, file, given, reason, suggested=None):
         """The control of ``file`` (relative to the data, ``/``), of class ``given``.
 
         A symbolic link gets none: --apply moves only files of the folder
-        itself, never through a link.
+        itself, never through a link. Nor does a file that cannot be read:
+        the control carries the SHA-256 of the file's bytes (each file read
+        once), which --apply checks.
         """
-        if os.path.islink(os.path.join(self.root, *file.split("/"))):
+        path = os.path.join(self.root, *file.split("/"))
+        if os.path.islink(path):
             return '<span class="note">a symbolic link: fix it by hand</span>'
+        if file not in self.sha256:
+            self.sha256[file] = file_sha256(path)
+        if self.sha256[file] is None:
+            return '<span class="note">cannot be read: fix it by hand</span>'
         self.used = True
         if given is None:
             # <class>/<name>, or <part>/<class>/<name> in a split
             given = file.split("/")[1 if self.split else 0]
         return fix_controls(
-            file, given, self.classes, suggested=suggested, reason=reason
+            file,
+            given,
+            self.classes,
+            suggested=suggested,
+            reason=reason,
+            sha256=self.sha256[file],
         )
 
     def near_duplicate(self, file, label):

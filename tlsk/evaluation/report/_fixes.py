@@ -9,6 +9,16 @@ with the count of choices and the "download fixes.csv" button;
 choice: each of its controls shows it. Nothing leaves the page: the CSV is
 built in it (a Blob) and saved by the browser.
 
+Each control carries the SHA-256 of its file's bytes (:func:`file_sha256`),
+written in the CSV's ``sha256`` column: ``--apply`` refuses a row whose file
+is not the one the page showed (a CSV made for another folder, or a file
+changed since). The choices are kept in the tab's ``sessionStorage``, keyed
+by the page's URL, so that a reload (or the browser restoring the tab after
+a crash) finds them again; they are restored only for files that still have
+a control with the same SHA-256 (and a relabel only to a class still
+listed). A download keeps them (the tab holds them until it is closed);
+storage that is disabled or full only means that nothing is kept.
+
 Names travel in ``data-*`` attributes as the percent-encoded bytes of the
 name (UTF-8, or the bytes of a name that is not UTF-8), so that the CSV
 holds each name exactly, whatever it holds (commas, quotes, new lines,
@@ -17,13 +27,15 @@ holds each name exactly, whatever it holds (commas, quotes, new lines,
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shlex
+import stat
 from urllib.parse import quote
 
 from tlsk.evaluation.report._page import e
 
-__all__ = ["FIXES_SCRIPT", "FIXES_STYLE", "fix_controls", "fixes_bar"]
+__all__ = ["FIXES_SCRIPT", "FIXES_STYLE", "file_sha256", "fix_controls", "fixes_bar"]
 
 FIXES_STYLE = """
 .tlsk-fix { display: flex; flex-wrap: wrap; gap: 3px; margin-top: 0.3em;
@@ -54,10 +66,14 @@ FIXES_SCRIPT = """
   if (!bar) { return; }
   var count = bar.querySelector(".fixes-count");
   var button = bar.querySelector(".fixes-download");
-  var choices = new Map(), byFile = new Map(), order = [];
+  var choices = new Map(), byFile = new Map(), order = [], shas = new Map();
   controls.forEach(function (control) {
     var file = control.dataset.file;
-    if (!byFile.has(file)) { byFile.set(file, []); order.push(file); }
+    if (!byFile.has(file)) {
+      byFile.set(file, []);
+      order.push(file);
+      shas.set(file, control.dataset.sha256 || "");
+    }
     byFile.get(file).push(control);
   });
 
@@ -85,6 +101,7 @@ FIXES_SCRIPT = """
       }
     });
     tally();
+    keep();
   }
 
   function choose(control, action) {
@@ -146,13 +163,13 @@ FIXES_SCRIPT = """
     return out;
   }
   function csvBytes() {
-    var out = Array.from(encoder.encode("file,action,label,reason\\n"));
+    var out = Array.from(encoder.encode("file,action,label,reason,sha256\\n"));
     order.forEach(function (file) {
       var choice = choices.get(file);
       if (!choice) { return; }
       var cells = [decoded(file), encoder.encode(choice.action),
                    choice.label ? decoded(choice.label) : new Uint8Array(0),
-                   encoder.encode(choice.reason)];
+                   encoder.encode(choice.reason), encoder.encode(shas.get(file))];
       cells.forEach(function (bytes, i) {
         if (i) { out.push(0x2c); }
         Array.prototype.push.apply(out, cell(bytes));
@@ -173,10 +190,54 @@ FIXES_SCRIPT = """
     link.click();
     setTimeout(function () { URL.revokeObjectURL(link.href); link.remove(); }, 30000);
     saved = csvBytes().join(",");
+    keep();
   });
-  // Leaving the page with choices not yet downloaded asks first: they live
-  // only in the page.
+
+  // The choices in the tab's sessionStorage, under the page's URL; any
+  // failure of the storage (disabled, full, damaged) keeps nothing.
+  var KEY = "tlsk-fixes " + location.href.split("#")[0], ready = false;
+  function storage() {
+    try { return window.sessionStorage || null; } catch (err) { return null; }
+  }
+  function keep() {
+    var store = storage();
+    if (!ready || !store) { return; }
+    try {
+      if (choices.size === 0) { store.removeItem(KEY); return; }
+      var kept = [];
+      choices.forEach(function (c, file) {
+        kept.push([file, c.action, c.label, c.reason, shas.get(file)]);
+      });
+      store.setItem(KEY, JSON.stringify({
+        choices: kept, downloaded: csvBytes().join(",") === saved }));
+    } catch (err) { /* nothing kept */ }
+  }
+  function restore() {
+    var store = storage(), kept = null;
+    try { kept = store && JSON.parse(store.getItem(KEY) || "null"); } catch (err) {
+      return false;
+    }
+    if (!kept || !Array.isArray(kept.choices)) { return false; }
+    kept.choices.forEach(function (c) {
+      if (!Array.isArray(c) || !byFile.has(c[0]) || shas.get(c[0]) !== c[4] ||
+          ["keep", "remove", "relabel"].indexOf(c[1]) < 0) { return; }
+      var label = c[1] === "relabel" ? String(c[2]) : "";
+      if (c[1] === "relabel" && !byFile.get(c[0]).some(function (control) {
+        var select = control.querySelector("select");
+        return select && Array.prototype.some.call(select.options, function (o) {
+          return o.value && o.value === label;
+        });
+      })) { return; }
+      choices.set(c[0], { action: c[1], label: label, reason: String(c[3] || "") });
+      show(c[0]);
+    });
+    return kept.downloaded === true;
+  }
+
+  // Leaving the page with choices not yet downloaded asks first.
   var saved = csvBytes().join(",");
+  if (restore()) { saved = csvBytes().join(","); }
+  ready = true;
   window.addEventListener("beforeunload", function (event) {
     if (csvBytes().join(",") !== saved) {
       event.preventDefault();
@@ -193,7 +254,38 @@ def _bytes_attribute(name) -> str:
     return quote(str(name).encode("utf-8", "surrogateescape"), safe="")
 
 
-def fix_controls(file, given_label, classes, *, suggested=None, reason="") -> str:
+def file_sha256(path):
+    """The SHA-256 (hex) of the regular file at ``path``, read once and never
+    through a symbolic link; None when it cannot be read.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "a.png")
+    >>> with open(path, "wb") as file:
+    ...     _ = file.write(b"abc")
+    >>> file_sha256(path)[:16], file_sha256(path + ".none")
+    ('ba7816bf8f01cfea', None)
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as file:
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            sha256 = hashlib.sha256()
+            while chunk := file.read(1 << 20):
+                sha256.update(chunk)
+        except OSError:
+            return None
+    return sha256.hexdigest()
+
+
+def fix_controls(
+    file, given_label, classes, *, suggested=None, reason="", sha256=None
+) -> str:
     """The keep / remove / relabel control of one suspect, as HTML.
 
     Parameters
@@ -212,6 +304,10 @@ def fix_controls(file, given_label, classes, *, suggested=None, reason="") -> st
     reason : str, default=""
         Why it is a suspect (``"label error"``, ``"near duplicate"``,
         ``"bad file"``): the CSV's ``reason`` column.
+    sha256 : str, optional
+        The SHA-256 of the file's bytes (:func:`file_sha256`): the CSV's
+        ``sha256`` column, which ``--apply`` checks. None writes an empty cell
+        (nothing checked).
 
     Returns
     -------
@@ -233,6 +329,7 @@ def fix_controls(file, given_label, classes, *, suggested=None, reason="") -> st
         options.append(
             f'<option value="{e(_bytes_attribute(label))}"{chosen}>{e(label)}</option>'
         )
+    checksum = f' data-sha256="{e(sha256)}"' if sha256 else ""
     buttons = "".join(
         f'<button type="button" data-action="{action}" aria-pressed="false">'
         f"{action}</button>"
@@ -240,7 +337,8 @@ def fix_controls(file, given_label, classes, *, suggested=None, reason="") -> st
     )
     return (
         f'<div class="tlsk-fix" data-file="{e(_bytes_attribute(file))}" '
-        f'data-reason="{e(reason)}" role="group" aria-label="fix {e(file)}">'
+        f'data-reason="{e(reason)}"{checksum} role="group" '
+        f'aria-label="fix {e(file)}">'
         f'{buttons}<select aria-label="relabel to">{"".join(options)}</select></div>'
     )
 
