@@ -19,7 +19,9 @@ __all__ = ["FIXES_HELP", "add_fixes_arguments", "fixes_requested", "run_fixes"]
 FIXES_HELP = """\
 --apply FIXES.csv changes the data folder as the CSV says (the check
 report's "download fixes.csv" writes it; columns file, action, label,
-reason): 'relabel' moves DIR/<class>/.../<name> to DIR/<label>/<name>,
+reason and sha256, the file's SHA-256 when the report showed it: a file
+whose bytes differ is refused, so a CSV made for another folder moves
+nothing): 'relabel' moves DIR/<class>/.../<name> to DIR/<label>/<name>,
 'remove' moves the file to a quarantine beside the data (DIR.quarantine/,
 same relative path; nothing is deleted), 'keep' moves nothing. Every row is
 checked before anything moves; a taken name gets a new one (<stem>~<old
