@@ -114,6 +114,9 @@ def test_sigkill_of_an_extraction_leaves_a_cache_a_rerun_completes(
         os.utime(tmp_path / name, (past, past))
     rerun = tiny(batch_size=2, cache=str(cache)).fit().transform(paths)
     np.testing.assert_allclose(rerun, expected, rtol=1e-5, atol=1e-6)
+    # The rerun may have started a merge in the background: its temporary
+    # file is live, not left over, until the merge ends.
+    assert FeatureCache(cache).wait_for_merges(timeout=60)
     assert leftovers(tmp_path) == []
     assert FeatureCache(cache).verify() == []
 
