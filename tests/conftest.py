@@ -75,3 +75,13 @@ def count_predictions(monkeypatch):
 
     monkeypatch.setattr(Backbone, "predict", counting)
     return calls
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One headless Chromium for a module's browser tests (tests/_browser.py)."""
+    from tests._browser import driver_or_skip
+
+    driver = driver_or_skip()
+    yield driver
+    driver.quit()

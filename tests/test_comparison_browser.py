@@ -7,26 +7,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.test_report_browser import (
+from tests._browser import (
     HOSTILE,
-    _broken_images,
-    _colour,
-    _driver_or_skip,
-    _errors,
-    _open,
+    broken_images,
+    colour_features,
+    console_errors,
+    open_page,
 )
 from tlsk.evaluation.report._comparison import write_comparison_report
 from tlsk.images.sample_data import write_photo_folder
 
 # Where to keep the page as the test saw it, for a person to look at, if set.
 SCREENSHOT = os.environ.get("TLSK_COMPARISON_SCREENSHOT")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    driver = _driver_or_skip()
-    yield driver
-    driver.quit()
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +38,7 @@ def comparison_page(tmp_path_factory):
         p.replace(os.sep + "petals" + os.sep, os.sep + HOSTILE + os.sep) for p in paths
     ]
     labels = np.where(labels == "petals", HOSTILE, labels)
-    X = np.array([_colour(path) for path in paths])
+    X = np.array([colour_features(path) for path in paths])
     rich = LogisticRegression(max_iter=1000).fit(X[:, 3:], labels)
     two = labels != HOSTILE
     centroid = NearestCentroid().fit(X[two], labels[two])
@@ -81,12 +73,12 @@ def test_the_comparison_page_renders_sorts_and_runs_no_injected_code(
     from selenium.common.exceptions import NoAlertPresentException
     from selenium.webdriver.common.by import By
 
-    _open(browser, comparison_page)
+    open_page(browser, comparison_page)
     assert browser.title == "Comparison browser test"
-    assert _errors(browser) == []
+    assert console_errors(browser) == []
     images = browser.find_elements(By.CSS_SELECTOR, "#disagreements ~ .grid img")
     assert len(images) >= 8  # the 8 HOSTILE images at least: one model lacks it
-    assert _broken_images(browser) == []
+    assert broken_images(browser) == []
     with pytest.raises(NoAlertPresentException):
         _ = browser.switch_to.alert.text
     assert browser.find_elements(By.CSS_SELECTOR, 'img[src="x"]') == []

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.test_report_browser import LEAVING, _driver_or_skip
+from tests._browser import LEAVING
 from tlsk.evaluation.report import _page
 from tlsk.evaluation.report._fixes import (
     FIXES_SCRIPT,
@@ -37,13 +37,6 @@ NAMES = [
     "cat/untouched.png",
 ]
 SCREENSHOT = "/tmp/notes/fixes_page.png"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    driver = _driver_or_skip()
-    yield driver
-    driver.quit()
 
 
 def _page_with_controls(folder, root=None):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.test_report_browser import HOSTILE, _driver_or_skip, _errors, _open
+from tests._browser import HOSTILE, colour_features, console_errors, open_page
 from tlsk.evaluation.embedding_map import embedding_map
 from tlsk.evaluation.report._map import MAP_SCRIPT, map_section
 from tlsk.evaluation.report._page import page
@@ -21,13 +21,6 @@ from tlsk.evaluation.report._thumbnails import write_thumbnail
 from tlsk.images.sample_data import write_photo_folder
 
 SCREENSHOT = os.environ.get("TLSK_MAP_SCREENSHOT")  # where to keep one, if set
-
-
-@pytest.fixture(scope="module")
-def browser():
-    driver = _driver_or_skip()
-    yield driver
-    driver.quit()
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +36,7 @@ def map_page(tmp_path_factory):
     names[25] = HOSTILE + ".jpg"
     predicted = labels.copy()
     predicted[[3, 14]] = ["water", "sky"]
-    vectors = np.array([_colour(path) for path in paths])
+    vectors = np.array([colour_features(path) for path in paths])
     coords, mapped, how = embedding_map(vectors, method="tsne", random_state=0)
     folder = root / "report"
     (folder / "thumbs").mkdir(parents=True)
@@ -65,11 +58,6 @@ def map_page(tmp_path_factory):
     html = page("Map test", "now", [section], scripts=(MAP_SCRIPT,))
     (folder / "index.html").write_text(html, encoding="utf-8")
     return str(folder / "index.html"), names, labels
-
-
-def _colour(path):
-    pixels = np.asarray(Image.open(path), dtype=np.float64) / 255
-    return np.r_[pixels.mean(axis=(0, 1)), pixels.std(axis=(0, 1))]
 
 
 def _tooltip(browser):
@@ -97,8 +85,8 @@ def test_the_map_has_a_point_per_image_and_hovering_shows_its_thumbnail(
     from selenium.webdriver.common.by import By
 
     path, names, labels = map_page
-    _open(browser, path)
-    assert _errors(browser) == []
+    open_page(browser, path)
+    assert console_errors(browser) == []
     points = browser.find_elements(By.CSS_SELECTOR, "#map ~ .tlsk-map circle[data-i]")
     assert sorted(int(p.get_attribute("data-i")) for p in points) == list(range(30))
     # The hostile class and file names are text: no element, no script ran.
@@ -150,7 +138,7 @@ def test_the_map_has_a_point_per_image_and_hovering_shows_its_thumbnail(
         browser.find_element(By.TAG_NAME, "h1")
     ).perform()
     assert not tip.is_displayed()
-    assert _errors(browser) == []
+    assert console_errors(browser) == []
 
 
 def test_the_keyboard_reaches_the_map_and_steps_through_its_points(browser, map_page):
@@ -158,7 +146,7 @@ def test_the_keyboard_reaches_the_map_and_steps_through_its_points(browser, map_
     from selenium.webdriver.common.keys import Keys
 
     path, names, _ = map_page
-    _open(browser, path)
+    open_page(browser, path)
     tabbable = browser.find_elements(By.CSS_SELECTOR, 'circle[tabindex="0"]')
     assert len(tabbable) == 1  # Tab stops at the map once, not at each image
     for _ in range(10):  # past the page's bar of links
@@ -187,7 +175,7 @@ def test_the_keyboard_reaches_the_map_and_steps_through_its_points(browser, map_
     browser.close()
     browser.switch_to.window(browser.window_handles[0])
     assert size > 0
-    assert _errors(browser) == []
+    assert console_errors(browser) == []
 
 
 def test_a_class_in_the_legend_fades_the_others(browser, map_page):
@@ -195,7 +183,7 @@ def test_a_class_in_the_legend_fades_the_others(browser, map_page):
     from selenium.webdriver.common.by import By
 
     path, _, labels = map_page
-    _open(browser, path)
+    open_page(browser, path)
     item = browser.find_element(
         By.CSS_SELECTOR, f'.map-legend li[data-name="{HOSTILE}"]'
     )
@@ -219,4 +207,4 @@ def test_a_class_in_the_legend_fades_the_others(browser, map_page):
         browser.find_element(By.TAG_NAME, "h1")
     ).perform()
     assert all(float(opacity) == 1 for _, opacity in opacities())
-    assert _errors(browser) == []
+    assert console_errors(browser) == []

@@ -1,8 +1,6 @@
-"""The report pages in a real browser: headless Chromium through Selenium.
-
-Debian's ``chromium`` and ``chromium-driver`` packages (``.ci/run`` installs
-them); without them the tests are skipped, saying why. One browser serves
-the module; each page is a file:// URL, as a user opens it.
+"""The report pages in a real browser: headless Chromium through Selenium
+(tests/_browser.py). One browser serves the module; each page is a file://
+URL, as a user opens it.
 """
 
 import io
@@ -16,44 +14,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests._browser import (
+    HOSTILE,
+    LEAVING,
+    broken_images,
+    colour_features,
+    console_errors,
+    open_page,
+)
 from tlsk.evaluation.report import check_report, write_report
 from tlsk.images.sample_data import write_photo_folder
-
-HOSTILE = "<img src=x onerror=alert(1)>"
-
-
-def _driver_or_skip():
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        pytest.skip("selenium is not installed (pip install 'tlsk[test]')")
-    browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (browser and driver):
-        pytest.skip(
-            "no headless Chromium: apt-get install chromium chromium-driver "
-            "(.ci/run does)"
-        )
-    options = webdriver.ChromeOptions()
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",  # CI runs as root
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--window-size=1280,900",
-    ):
-        options.add_argument(argument)
-    options.binary_location = browser
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    # An explicit driver: Selenium Manager would try to download one.
-    return webdriver.Chrome(service=Service(executable_path=driver), options=options)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    driver = _driver_or_skip()
-    yield driver
-    driver.quit()
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +42,7 @@ def pages(tmp_path_factory):
     ]
     labels = np.where(labels == "petals", HOSTILE, labels)
     # Mean colour and its spread: sky and water get confused, as they should.
-    X = np.array([_colour(path) for path in paths])
+    X = np.array([colour_features(path) for path in paths])
     model = LogisticRegression(max_iter=1000).fit(X, labels)
     names = [os.path.relpath(p, root / "data") for p in paths]
     truth = labels.copy()
@@ -92,57 +62,17 @@ def pages(tmp_path_factory):
     return evaluation, data
 
 
-def _colour(path):
-    pixels = np.asarray(Image.open(path), dtype=np.float64) / 255
-    return np.r_[pixels.mean(axis=(0, 1)), pixels.std(axis=(0, 1))]
-
-
-def _open(browser, page):
-    browser.get("file://" + page)
-    browser.get_log("browser")  # what the previous page logged
-    browser.refresh()
-    return browser
-
-
-def _errors(browser):
-    return [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
-
-
-def _broken_images(browser):
-    """Sources of the page's images that do not decode, loading each eagerly."""
-    return browser.execute_async_script(
-        """
-        var done = arguments[arguments.length - 1];
-        var sources = Array.from(document.images, function (img) { return img.src; });
-        var broken = [], left = sources.length;
-        if (!left) { done(broken); }
-        sources.forEach(function (src) {
-          var probe = new Image();
-          probe.onload = function () {
-            if (!probe.naturalWidth) { broken.push(src); }
-            if (!--left) { done(broken); }
-          };
-          probe.onerror = function () {
-            broken.push(src);
-            if (!--left) { done(broken); }
-          };
-          probe.src = src;
-        });
-        """
-    )
-
-
 def test_the_evaluation_report_renders_links_sorts_and_runs_no_injected_code(
     browser, pages, tmp_path
 ):
     from selenium.common.exceptions import NoAlertPresentException
     from selenium.webdriver.common.by import By
 
-    _open(browser, pages[0])
+    open_page(browser, pages[0])
     assert browser.title == "Browser test"
-    assert _errors(browser) == []
+    assert console_errors(browser) == []
     images = browser.find_elements(By.CSS_SELECTOR, "img")
-    assert len(images) >= 24 and _broken_images(browser) == []
+    assert len(images) >= 24 and broken_images(browser) == []
     # The class name with HTML in it is text, never an element or a script.
     with pytest.raises(NoAlertPresentException):
         _ = browser.switch_to.alert.text
@@ -193,10 +123,10 @@ def test_the_evaluation_report_renders_links_sorts_and_runs_no_injected_code(
 def test_the_data_report_renders_every_thumbnail(browser, pages):
     from selenium.webdriver.common.by import By
 
-    _open(browser, pages[1])
-    assert _errors(browser) == []
+    open_page(browser, pages[1])
+    assert console_errors(browser) == []
     assert len(browser.find_elements(By.CSS_SELECTOR, "img")) == 24
-    assert _broken_images(browser) == []
+    assert broken_images(browser) == []
     browser.find_element(By.LINK_TEXT, HOSTILE).click()
     assert browser.current_url.endswith("#class-0")
 
@@ -215,7 +145,7 @@ def test_the_evaluation_reports_map_has_a_point_per_image_and_hovers_thumbnails(
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    _open(browser, pages[0])
+    open_page(browser, pages[0])
     points = browser.find_elements(By.CSS_SELECTOR, "svg circle[data-i]")
     assert sorted(int(p.get_attribute("data-i")) for p in points) == list(range(24))
     tip = browser.find_element(By.CSS_SELECTOR, ".map-tip")
@@ -233,13 +163,13 @@ def test_the_evaluation_reports_map_has_a_point_per_image_and_hovers_thumbnails(
         i = int(point.get_attribute("data-i"))
         assert os.path.basename(image.get_attribute("src")) == f"{i}.jpg"
     _shot(browser, "evaluation-map.png", tmp_path)
-    assert _errors(browser) == []
+    assert console_errors(browser) == []
 
 
 def test_the_confusion_matrixs_colours_follow_the_counts(browser, pages):
     from selenium.webdriver.common.by import By
 
-    _open(browser, pages[0])
+    open_page(browser, pages[0])
     rows = browser.find_elements(By.CSS_SELECTOR, "#confusion tr")[1:]
     assert len(rows) == 3
     for t, row in enumerate(rows):
@@ -276,30 +206,12 @@ def test_every_thumbnail_of_both_reports_opens_its_image(browser, pages):
     from selenium.webdriver.common.by import By
 
     for page in pages:
-        _open(browser, page)
+        open_page(browser, page)
         links = browser.find_elements(By.CSS_SELECTOR, "figure a")
         hrefs = {link.get_attribute("href") for link in links}
         assert hrefs and all("/images/" in href for href in hrefs)
         assert len(links) == len(browser.find_elements(By.CSS_SELECTOR, "figure img"))
-        broken = browser.execute_async_script(
-            """
-            var done = arguments[arguments.length - 1], hrefs = arguments[0];
-            var broken = [], left = hrefs.length;
-            hrefs.forEach(function (href) {
-              var probe = new Image();
-              probe.onload = function () {
-                if (!probe.naturalWidth) { broken.push(href); }
-                if (!--left) { done(broken); }
-              };
-              probe.onerror = function () {
-                broken.push(href);
-                if (!--left) { done(broken); }
-              };
-              probe.src = href;
-            });
-            """,
-            sorted(hrefs),
-        )
+        broken = broken_images(browser, sorted(hrefs))
         assert broken == []
     # A click opens the larger view itself, in a new tab.
     first = browser.find_element(By.CSS_SELECTOR, "figure a")
@@ -336,8 +248,8 @@ def test_the_fixes_the_data_report_downloads_are_what_check_apply_does(
         "Browser.setDownloadBehavior",
         {"behavior": "allow", "downloadPath": str(downloads)},
     )
-    _open(browser, str(out / "index.html"))
-    assert _errors(browser) == []
+    open_page(browser, str(out / "index.html"))
+    assert console_errors(browser) == []
 
     def control(name):
         return browser.find_element(
@@ -375,14 +287,6 @@ def test_the_fixes_the_data_report_downloads_are_what_check_apply_does(
     assert quarantine.read_bytes() == before["water/broken.jpg"]
     assert main(["check", str(data), "--undo"]) == 0
     assert _tree(data) == before
-
-
-# Whether the page would ask before being left: its beforeunload handler's say.
-LEAVING = """
-var event = new Event("beforeunload", { cancelable: true });
-window.dispatchEvent(event);
-return event.defaultPrevented;
-"""
 
 
 def _tree(root):
